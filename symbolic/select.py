@@ -1,0 +1,447 @@
+"""Greedy selection of a minimal complete invariant set, with a reason for every dropped candidate.
+
+Candidates are processed in a fixed cost order: fewer factors first, then lower total order, then the sorted
+orders, then cheaper evaluation, then the canonical graph. A candidate is kept iff it raises the Jacobian rank
+of the kept set (background §3); the rank is computed exactly mod p at a random integer point, so "raises the
+rank" is a proof of independence (a rank at a point is a lower bound of the generic rank), and "does not raise
+it" is confirmed at a second point mod a second prime. The order decides which members are chosen, never how
+many. Dropped candidates are explained: reducible (disconnected), linear or algebraic (an explicit relation,
+verified), or functional (rank unchanged, no polynomial relation in the kept invariants of that degree).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import bounds as B
+from .basisfile import SCHEMA_VERSION, Basis
+from .formulas import FormulaBuilder, coordinate_table, formula_text
+from .graphs import ContractionGraph, Label, canonical, graphs_for_labels
+from .modular import PRIMES, Echelon, ModularPoints
+from .relations import RelationFinder
+
+EXHAUSTIVE_MAX_DEGREE = 6  # beyond this, candidates are sampled (complete/flexible searches only)
+SAMPLES_PER_MULTISET = 48
+MAX_ORDER = 12
+MAX_CHANNELS = 4
+MAX_LABEL_MULTISETS = 4000
+SEED = 20250331
+
+
+class RequestError(ValueError):
+    """An impossible or too large request; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class BasisRequest:
+    """What to derive. `degree`: the highest degree searched (None with complete or flexible)."""
+
+    orders: tuple[int, ...]
+    degree: int | None = None
+    channels: int = 1
+    complete: bool = False
+    max_degree: int = 10
+    flexible: bool = False
+
+    def validate(self) -> None:
+        if not self.orders:
+            raise RequestError("no orders given: pass e.g. --orders 0,1,2,3 or --lmax 3")
+        if any(not isinstance(l, int) or l < 0 for l in self.orders):
+            raise RequestError(f"orders must be non-negative integers, got {list(self.orders)}")
+        if len(set(self.orders)) != len(self.orders):
+            raise RequestError(f"orders repeat: {list(self.orders)}")
+        if max(self.orders) > MAX_ORDER:
+            raise RequestError(f"order {max(self.orders)} exceeds the supported maximum {MAX_ORDER}")
+        if not isinstance(self.channels, int) or not 1 <= self.channels <= MAX_CHANNELS:
+            raise RequestError(f"channels must be 1..{MAX_CHANNELS}, got {self.channels}")
+        searched = self.searched_degree
+        if searched is None:
+            raise RequestError("give a degree (--degree N) or ask for --complete / --flexible")
+        if searched < 1:
+            raise RequestError(f"degree must be at least 1, got {searched}")
+        if self.max_degree < 1:
+            raise RequestError(f"max degree must be at least 1, got {self.max_degree}")
+        if not (self.complete or self.flexible) and searched > EXHAUSTIVE_MAX_DEGREE:
+            raise RequestError(
+                f"degree {searched} is beyond the exhaustive search limit {EXHAUSTIVE_MAX_DEGREE}: "
+                f"about {_estimate(self.blocks, searched):,} label multisets; use --complete (which stops at the "
+                f"bound and samples candidates above degree {EXHAUSTIVE_MAX_DEGREE})"
+            )
+        n_multisets = _estimate(self.blocks, min(searched, EXHAUSTIVE_MAX_DEGREE))
+        if n_multisets > MAX_LABEL_MULTISETS:
+            raise RequestError(
+                f"request too large: about {n_multisets:,} label multisets of up to "
+                f"{min(searched, EXHAUSTIVE_MAX_DEGREE)} factors over {len(self.blocks)} blocks "
+                f"(limit {MAX_LABEL_MULTISETS:,}); lower the degree, the orders or the channels"
+            )
+        if not any(True for d in range(1, searched + 1) for _ in _multisets(self.blocks, d)):
+            raise RequestError(
+                f"no invariant exists for orders {list(self.orders)} up to degree {searched}: every full "
+                f"contraction needs an even total order (add an even order or raise the degree)"
+            )
+
+    @property
+    def searched_degree(self) -> int | None:
+        if self.complete or self.flexible:
+            return self.max_degree if self.degree is None else self.degree
+        return self.degree
+
+    @property
+    def blocks(self) -> tuple[Label, ...]:
+        return tuple((c, l) for c in range(self.channels) for l in sorted(self.orders))
+
+    def default_name(self) -> str:
+        orders = sorted(self.orders)
+        base = f"lmax{orders[-1]}" if orders == list(range(orders[-1] + 1)) else "orders" + "".join(map(str, orders))
+        if self.flexible:
+            base += "_flexible"
+        elif self.complete:
+            base += "_complete"
+        else:
+            base += f"_deg{self.degree}"
+        return base + (f"_ch{self.channels}" if self.channels > 1 else "")
+
+    def to_json(self) -> dict:
+        return {
+            "orders": sorted(self.orders),
+            "degree": self.degree,
+            "channels": self.channels,
+            "complete": self.complete,
+            "max_degree": self.max_degree,
+            "flexible": self.flexible,
+        }
+
+
+def _multisets(blocks, degree):
+    for combo in itertools.combinations_with_replacement(sorted(blocks), degree):
+        if sum(l for _, l in combo) % 2 == 0:
+            yield combo
+
+
+def _estimate(blocks, degree) -> int:
+    from math import comb
+
+    return sum(comb(len(blocks) + d - 1, d) for d in range(1, degree + 1)) // 2 + 1
+
+
+def cost_key(g: ContractionGraph):
+    return (g.degree, sum(g.orders), tuple(sorted(g.orders)), g.cost, g.labels, g.edges)
+
+
+def sample_graphs(labels: tuple[Label, ...], count: int, seed: int) -> tuple[ContractionGraph, ...]:
+    """Distinct connected loopless graphs with these labels, by seeded random pairing of index stubs.
+
+    Used above the exhaustive degree, where listing every graph is infeasible; deterministic for a seed.
+    """
+    labels = tuple(sorted(labels))
+    rng = np.random.default_rng([seed] + [c * 100 + l for c, l in labels])
+    stubs = [v for v, (_, l) in enumerate(labels) for _ in range(l)]
+    found = set()
+    for _ in range(count * 20):
+        perm = rng.permutation(len(stubs))
+        pairs = [(stubs[perm[2 * k]], stubs[perm[2 * k + 1]]) for k in range(len(stubs) // 2)]
+        if any(u == v for u, v in pairs):
+            continue
+        mult: dict = {}
+        for u, v in pairs:
+            key = (min(u, v), max(u, v))
+            mult[key] = mult.get(key, 0) + 1
+        g = canonical(labels, [(u, v, k) for (u, v), k in mult.items()])
+        if g.is_connected():
+            found.add(g)
+            if len(found) >= count:
+                break
+    return tuple(sorted(found, key=cost_key))
+
+
+def candidates(blocks, degree: int, label_set: frozenset | None = None) -> list[ContractionGraph]:
+    """Connected candidates of one degree in cost order (exhaustive up to EXHAUSTIVE_MAX_DEGREE, else sampled).
+
+    With `label_set`, only graphs whose labels are exactly that set.
+    """
+    out = []
+    for ms in _multisets(blocks, degree):
+        if label_set is not None and frozenset(ms) != label_set:
+            continue
+        if degree <= EXHAUSTIVE_MAX_DEGREE:
+            out.extend(graphs_for_labels(ms))
+        else:
+            out.extend(sample_graphs(ms, SAMPLES_PER_MULTISET, SEED))
+    return sorted(out, key=cost_key)
+
+
+class _Stratum:
+    """Exact Jacobian ranks of a growing set at one random point per prime, with `zero` blocks held at 0."""
+
+    def __init__(self, blocks, zero=frozenset(), seed=SEED):
+        self.points = [ModularPoints(tuple(blocks), p, 1, seed, frozenset(zero)) for p in PRIMES]
+        live = [b for b in sorted(blocks) if b not in zero]
+        pt = self.points[0]
+        self.cols = np.concatenate(
+            [np.arange(pt.offsets[b], pt.offsets[b] + 2 * b[1] + 1) for b in live]
+        ) if live else np.zeros(0, dtype=np.int64)
+        self.echelons = [Echelon(len(self.cols), p) for p in PRIMES]
+        self.zero = frozenset(zero)
+
+    @property
+    def rank(self) -> int:
+        return max(e.rank for e in self.echelons)
+
+    def rows(self, g):
+        return [pt.jacobian_rows(g)[0][self.cols] for pt in self.points]
+
+    def raises(self, g) -> bool:
+        return any(e.would_raise(r) for e, r in zip(self.echelons, self.rows(g)))
+
+    def add(self, g) -> bool:
+        raised = [e.add(r) for e, r in zip(self.echelons, self.rows(g))]
+        return any(raised)
+
+
+class _Selection:
+    """Shared bookkeeping: ids, kept list, dropped list with reasons, relation search."""
+
+    def __init__(self, blocks, progress):
+        self.blocks = tuple(blocks)
+        self.kept: list[tuple[str, ContractionGraph]] = []
+        self.dropped: list[tuple[str, ContractionGraph, str, object]] = []
+        self.ids: dict[ContractionGraph, str] = {}
+        self.finder = RelationFinder(self.blocks)
+        self.progress = progress or (lambda *a, **k: None)
+        self.seen: set = set()
+
+    def keep(self, g):
+        gid = f"I{len(self.kept) + 1}"
+        self.kept.append((gid, g))
+        self.ids[g] = gid
+
+    def drop(self, g, reason=None, relation=None):
+        gid = f"D{len(self.dropped) + 1}"
+        if reason is None:
+            found = self.finder.find(g, self.kept)
+            if found is None or found == "too-large":
+                reason, relation = "functional", found
+            else:
+                reason, relation = found.kind, found
+        self.dropped.append((gid, g, reason, relation))
+        self.ids[g] = gid
+
+    def add_reducibles(self, degree: int) -> None:
+        """Disconnected graphs of this degree: products of connected candidates already processed."""
+        connected = [g for g in self.ids if g.degree < degree and g.is_connected()]
+        connected.sort(key=cost_key)
+        by_deg: dict[int, list] = {}
+        for g in connected:
+            by_deg.setdefault(g.degree, []).append(g)
+        for parts in _partitions(degree):
+            if len(parts) < 2:
+                continue
+            pools = [by_deg.get(p, []) for p in parts]
+            for combo in _multiset_product(parts, pools):
+                labels, edges, off = [], [], 0
+                for comp in combo:
+                    labels.extend(comp.labels)
+                    edges.extend((u + off, v + off, k) for u, v, k in comp.edges)
+                    off += comp.degree
+                g = canonical(labels, edges)
+                if g in self.ids:
+                    continue
+                self.drop(g, "reducible", [self.ids[c] for c in combo])
+
+
+def _partitions(n, maximum=None):
+    maximum = n if maximum is None else maximum
+    if n == 0:
+        yield ()
+        return
+    for k in range(min(n, maximum), 0, -1):
+        for rest in _partitions(n - k, k):
+            yield (k,) + rest
+
+
+def _multiset_product(parts, pools):
+    """Multisets of graphs, one from pools[i] for each part (equal parts: non-decreasing indices)."""
+    def rec(i, prev_part, prev_idx):
+        if i == len(parts):
+            yield ()
+            return
+        start = prev_idx if parts[i] == prev_part else 0
+        for j in range(start, len(pools[i])):
+            for rest in rec(i + 1, parts[i], j):
+                yield (pools[i][j],) + rest
+
+    yield from rec(0, None, 0)
+
+
+def derive_basis(request: BasisRequest, progress: Callable | None = None, name: str | None = None) -> Basis:
+    """Derive the Basis for a request (see module docstring); `progress(stage, done, total)` is optional."""
+    request.validate()
+    blocks = request.blocks
+    sel = _Selection(blocks, progress)
+    full_bound = B.bound(blocks)
+    if request.flexible:
+        degree_needed = _select_flexible(request, sel)
+    else:
+        degree_needed = _select_greedy(request, sel, full_bound)
+    rank = _Stratum(blocks)
+    for _, g in sel.kept:
+        rank.add(g)
+    strata = _strata_report(blocks, sel.kept)
+    block_degrees = _block_degrees(request, sel)
+    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, name)
+
+
+def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:
+    stratum = _Stratum(sel.blocks)
+    max_deg = request.searched_degree
+    for d in range(1, max_deg + 1):
+        sel.add_reducibles(d)
+        cands = candidates(sel.blocks, d)
+        for k, g in enumerate(cands):
+            sel.progress(f"degree {d}", k + 1, len(cands))
+            if stratum.rank < full_bound and stratum.raises(g):
+                stratum.add(g)
+                sel.keep(g)
+            else:
+                sel.drop(g)
+        if request.complete and stratum.rank == full_bound:
+            return d
+    if request.complete:
+        raise RequestError(
+            f"the bound {full_bound} was not reached by degree {max_deg} (rank {stratum.rank}); "
+            f"raise --max-degree"
+        )
+    return max((g.degree for _, g in sel.kept), default=None) if stratum.rank == full_bound else None
+
+
+def _label_sets(blocks):
+    blocks = sorted(blocks)
+    return [frozenset(c) for k in range(1, len(blocks) + 1) for c in itertools.combinations(blocks, k)]
+
+
+def _select_flexible(request, sel: _Selection) -> int:
+    """Complete on every stratum: label sets A by size; add graphs whose labels are exactly A until bound(A)."""
+    max_deg = request.searched_degree
+    needed = 0
+    for label_set in _label_sets(sel.blocks):
+        target = B.bound(label_set)
+        stratum = _Stratum(sel.blocks, frozenset(sel.blocks) - label_set)
+        for _, g in sel.kept:
+            if g.blocks <= label_set:
+                stratum.add(g)
+        d = 0
+        while stratum.rank < target:
+            d += 1
+            if d > max_deg:
+                raise RequestError(
+                    f"stratum with only blocks {sorted(label_set)} nonzero reaches rank {stratum.rank} of "
+                    f"{target} by degree {max_deg}; raise --max-degree"
+                )
+            for k, g in enumerate(candidates(sel.blocks, d, label_set)):
+                if g in sel.ids:
+                    continue
+                sel.progress(f"stratum {sorted(label_set)} degree {d}", k + 1, None)
+                if stratum.rank < target and stratum.raises(g):
+                    stratum.add(g)
+                    sel.keep(g)
+                    needed = max(needed, d)
+                else:
+                    sel.drop(g)
+    return needed
+
+
+def _strata_report(blocks, kept) -> list[dict]:
+    out = []
+    for zero in B.strata_subsets(blocks):
+        live = frozenset(blocks) - zero
+        st = _Stratum(blocks, zero)
+        for _, g in kept:
+            if g.blocks <= live:
+                st.add(g)
+        bnd = B.bound(live)
+        out.append({"zero": [list(b) for b in sorted(zero)], "bound": bnd, "rank": st.rank, "complete": st.rank == bnd})
+    return out
+
+
+def _block_degrees(request, sel: _Selection) -> list[dict]:
+    """For each block alone: the degree at which its pure invariants reach its bound (None if not by the cap)."""
+    out = []
+    for b in sel.blocks:
+        target = B.bound([b])
+        st = _Stratum(sel.blocks, frozenset(sel.blocks) - {b})
+        reached = None
+        for d in range(1, request.max_degree + 1):
+            for g in candidates(sel.blocks, d, frozenset([b])):
+                if st.rank < target and st.raises(g):
+                    st.add(g)
+            if st.rank == target:
+                reached = d
+                break
+        out.append({"block": list(b), "bound": target, "degree": reached})
+    return out
+
+
+def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
+    return {
+        "id": gid,
+        "orders": list(g.orders),
+        "channels": list(g.channels),
+        "edges": [list(e) for e in g.edges],
+        "degree": g.degree,
+        "einsum": g.einsum,
+        "index_notation": g.index_notation(channels),
+        "latex": g.latex(channels),
+        "cost": g.cost,
+    }
+
+
+def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, name) -> Basis:
+    channels = request.channels
+    fb = FormulaBuilder(sel.blocks, channels)
+    invariants = []
+    for gid, g in sel.kept:
+        entry = _graph_entry(gid, g, channels)
+        entry["formula"] = formula_text(fb.formula(g))
+        invariants.append(entry)
+    dropped = []
+    for gid, g, reason, rel in sel.dropped:
+        entry = _graph_entry(gid, g, channels)
+        entry["reason"] = reason
+        if reason == "reducible":
+            entry["relation"] = f"{gid} = " + "*".join(rel)
+            entry["relation_terms"] = [["1", list(rel)]]
+        elif reason in ("linear", "algebraic"):
+            entry["relation"] = rel.text(gid)
+            entry["relation_terms"] = rel.to_json()
+        else:
+            entry["relation"] = (
+                "rank unchanged; relation search skipped (too many products)" if rel == "too-large"
+                else "rank unchanged; no polynomial relation in the kept invariants of this degree"
+            )
+            entry["relation_terms"] = None
+        dropped.append(entry)
+    counts = {r: sum(1 for d in dropped if d["reason"] == r) for r in ("reducible", "linear", "algebraic", "functional")}
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "tensor",
+        "name": name or request.default_name(),
+        "request": request.to_json(),
+        "convention": "orthonormal STF coordinates: T{l}_{m+l} = c_{l,m}, m = -l..l, real solid harmonic order "
+                      "(cartinv.symbolic.stf)",
+        "coordinates": coordinate_table(sel.blocks, channels),
+        "bound": bound,
+        "rank": rank,
+        "complete": rank == bound,
+        "degree_needed": degree_needed,
+        "invariants": invariants,
+        "dropped": dropped,
+        "strata": strata,
+        "block_degrees": block_degrees,
+        "stats": {"candidates": len(invariants) + len(dropped), "kept": len(invariants), **counts,
+                  "degree_searched": request.searched_degree},
+    }
+    return Basis(data)
