@@ -126,6 +126,42 @@ class ContractionGraph:
         }
 
 
+def parse_index_notation(text: str) -> ContractionGraph:
+    """Parse 'T2[ab] T2[bc] T2[ca]' (or 'T1c0[a] T1c1[a]' with channels) into a canonical graph.
+
+    Every index letter must appear exactly twice, on two different factors; a factor's order is its
+    number of indices and must match its name.
+    """
+    import re
+
+    tokens = text.replace("*", " ").split()
+    if not tokens:
+        raise ValueError("empty contraction")
+    labels, subs = [], []
+    for tok in tokens:
+        m = re.fullmatch(r"T(\d+)(?:c(\d+))?(?:\[([A-Za-z]*)\])?", tok)
+        if not m:
+            raise ValueError(f"cannot read factor {tok!r}: expected e.g. T2[ab] or T1c0[a]")
+        l, c, idx = int(m.group(1)), int(m.group(2) or 0), m.group(3) or ""
+        if len(idx) != l:
+            raise ValueError(f"factor {tok!r} has {len(idx)} indices but order {l}")
+        labels.append((c, l))
+        subs.append(idx)
+    where: dict[str, list[int]] = {}
+    for v, idx in enumerate(subs):
+        for ch in idx:
+            where.setdefault(ch, []).append(v)
+    mult: dict[tuple[int, int], int] = {}
+    for ch, vs in where.items():
+        if len(vs) != 2:
+            raise ValueError(f"index {ch!r} appears {len(vs)} times in {text!r}; each must appear exactly twice")
+        u, v = sorted(vs)
+        if u == v:
+            raise ValueError(f"index {ch!r} contracts a factor with itself (a trace of a traceless tensor) in {text!r}")
+        mult[(u, v)] = mult.get((u, v), 0) + 1
+    return canonical(labels, [(u, v, k) for (u, v), k in sorted(mult.items())])
+
+
 def block_name(label: Label, channels: int = 1) -> str:
     c, l = label
     return f"T{l}" if channels == 1 else f"T{l}c{c}"

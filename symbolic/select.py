@@ -20,7 +20,7 @@ import numpy as np
 from . import bounds as B
 from .basisfile import SCHEMA_VERSION, Basis
 from .formulas import FormulaBuilder, coordinate_table, formula_text
-from .graphs import ContractionGraph, Label, canonical, graphs_for_labels
+from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import RelationFinder
 
@@ -46,6 +46,7 @@ class BasisRequest:
     complete: bool = False
     max_degree: int = 10
     flexible: bool = False
+    prefer: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.orders:
@@ -78,6 +79,15 @@ class BasisRequest:
                 f"{min(searched, EXHAUSTIVE_MAX_DEGREE)} factors over {len(self.blocks)} blocks "
                 f"(limit {MAX_LABEL_MULTISETS:,}); lower the degree, the orders or the channels"
             )
+        for text in self.prefer:
+            try:
+                g = parse_index_notation(text)
+            except ValueError as exc:
+                raise RequestError(f"preferred contraction: {exc}") from None
+            if not g.blocks <= set(self.blocks):
+                raise RequestError(f"preferred contraction {text!r} uses blocks outside the request")
+            if not g.is_connected():
+                raise RequestError(f"preferred contraction {text!r} is disconnected (a product of smaller ones)")
         if not any(True for d in range(1, searched + 1) for _ in _multisets(self.blocks, d)):
             raise RequestError(
                 f"no invariant exists for orders {list(self.orders)} up to degree {searched}: every full "
@@ -103,7 +113,8 @@ class BasisRequest:
             base += "_complete"
         else:
             base += f"_deg{self.degree}"
-        return base + (f"_ch{self.channels}" if self.channels > 1 else "")
+        base += f"_ch{self.channels}" if self.channels > 1 else ""
+        return base + ("_prefer" if self.prefer else "")
 
     def to_json(self) -> dict:
         return {
@@ -113,6 +124,7 @@ class BasisRequest:
             "complete": self.complete,
             "max_degree": self.max_degree,
             "flexible": self.flexible,
+            **({"prefer": list(self.prefer)} if self.prefer else {}),
         }
 
 
@@ -298,9 +310,19 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
 def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:
     stratum = _Stratum(sel.blocks)
     max_deg = request.searched_degree
+    # The user's preferred contractions are tried first, in the order given (e.g. an existing model's columns).
+    for text in request.prefer:
+        g = parse_index_notation(text)
+        if g in sel.ids:
+            continue
+        if stratum.rank < full_bound and stratum.raises(g):
+            stratum.add(g)
+            sel.keep(g)
+        else:
+            sel.drop(g)
     for d in range(1, max_deg + 1):
         sel.add_reducibles(d)
-        cands = candidates(sel.blocks, d)
+        cands = [g for g in candidates(sel.blocks, d) if g not in sel.ids]
         for k, g in enumerate(cands):
             sel.progress(f"degree {d}", k + 1, len(cands))
             if stratum.rank < full_bound and stratum.raises(g):

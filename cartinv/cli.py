@@ -1,0 +1,241 @@
+"""The `cartinv` command line: derive, explain, draw, generate and export bases.
+
+Every expected failure (bad request, bad file, bad input) prints one line `cartinv: error: ...` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+class CliError(Exception):
+    """An error to report in one line without a traceback."""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal, so logs stay clean)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def __call__(self, stage: str, done: int, total):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.1 and (total is None or done < total):
+            return
+        self.last = now
+        if total:
+            filled = int(30 * done / total)
+            bar = "#" * filled + "." * (30 - filled)
+            msg = f"\r{stage:<28} [{bar}] {done}/{total}  {now - self.start:6.1f}s"
+        else:
+            msg = f"\r{stage:<28} {done} candidates  {now - self.start:6.1f}s"
+        sys.stderr.write(msg[:120].ljust(100))
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 110 + "\r")
+            sys.stderr.flush()
+
+
+def _cmd_basis(args) -> int:
+    from cartinv.symbolic import report
+    from cartinv.symbolic.select import BasisRequest, RequestError, derive_basis
+
+    if args.lmax is not None and args.orders is not None:
+        raise CliError("give either --orders or --lmax, not both")
+    if args.lmax is not None:
+        if args.lmax < 0:
+            raise CliError(f"--lmax must be non-negative, got {args.lmax}")
+        orders = tuple(range(args.lmax + 1))
+    else:
+        orders = args.orders if args.orders is not None else (0, 1, 2, 3)
+    degree = args.degree
+    if degree is None and not (args.complete or args.flexible):
+        degree = 4
+    prefer = tuple(args.prefer or ())
+    if args.preset:
+        from cartinv.symbolic.presets import PRESETS
+
+        prefer = PRESETS[args.preset] + prefer
+    request = BasisRequest(orders=orders, degree=degree, channels=args.channels, complete=args.complete,
+                           max_degree=args.max_degree, flexible=args.flexible, prefer=prefer)
+    name = args.name
+    if name is None and args.preset and not args.prefer:
+        import dataclasses
+
+        name = f"{args.preset}_{dataclasses.replace(request, prefer=()).default_name()}"
+    progress = _Progress(not args.quiet)
+    try:
+        basis = derive_basis(request, progress=progress, name=name)
+    except RequestError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
+    if args.output:
+        basis.save(args.output)
+    if args.format == "json":
+        sys.stdout.write(basis.to_json())
+    elif args.format == "latex":
+        sys.stdout.write(report.latex(basis))
+    else:
+        sys.stdout.write(report.table(basis))
+        if args.output:
+            sys.stdout.write(f"\nwrote {args.output}\n")
+    return 0
+
+
+def _load_basis(path):
+    from cartinv.symbolic.basisfile import BasisFileError, load
+
+    try:
+        return load(path)
+    except BasisFileError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_explain(args) -> int:
+    from cartinv.symbolic import report
+
+    sys.stdout.write(report.explain(_load_basis(args.file)))
+    return 0
+
+
+def _cmd_draw(args) -> int:
+    from cartinv.symbolic.draw import graph_svg
+
+    basis = _load_basis(args.file)
+    if basis.kind != "tensor":
+        raise CliError(f"draw needs a tensor basis (graphs); {args.file} is kind {basis.kind!r}")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = basis.invariants + (basis.dropped if args.dropped else [])
+    for inv in entries:
+        title = f"{inv['id']}: {inv.get('index_notation', '')}"
+        (out / f"{inv['id']}.svg").write_text(graph_svg(inv["orders"], inv["channels"], inv["edges"], title))
+    print(f"wrote {len(entries)} SVG files to {out}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from cartinv.codegen.generate import generate, generate_standard
+
+    if args.basis:
+        basis = _load_basis(args.basis)
+        paths = generate(basis, Path(args.output) / (args.name or basis.name), name=args.name or basis.name,
+                         regenerate_command=f"cartinv generate --basis {args.basis} -o {args.output}")
+    else:
+        paths = generate_standard(Path(args.output))
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_ace(args) -> int:
+    from cartinv.symbolic import ace
+
+    try:
+        basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax, species=args.species)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(ace.format_counts(basis))
+    if args.output:
+        basis.save(args.output)
+        sys.stdout.write(f"wrote {args.output}\n")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from cartinv.runtime import export
+
+    try:
+        paths = export.export(args.basis, args.target, Path(args.output))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for p in paths:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cartinv", description="Optimal rotation-invariant bases and their kernels.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("basis", help="derive a minimal complete basis (default: --lmax 3 --degree 4)")
+    b.add_argument("--orders", type=_int_list, help="tensor orders, e.g. 0,1,2,3")
+    b.add_argument("--lmax", type=int, help="shorthand for --orders 0..L")
+    b.add_argument("--degree", type=int, help="highest degree (number of factors) searched; default 4")
+    b.add_argument("--complete", action="store_true", help="raise the degree until the bound is reached")
+    b.add_argument("--max-degree", type=int, default=10, help="cap for --complete/--flexible (default 10)")
+    b.add_argument("--flexible", action="store_true", help="minimal set complete on every degenerate stratum")
+    b.add_argument("--channels", type=int, default=1, help="channels with cross-channel invariants (default 1)")
+    b.add_argument("--prefer", action="append", metavar="CONTRACTION",
+                   help="try this contraction first, e.g. 'T2[ab] T2[bc] T2[ca]' (repeatable)")
+    b.add_argument("--preset", choices=("hiphop",), help="preferred contractions of a known model (hiphop: HIP-HOP-NN's 13)")
+    b.add_argument("--name", help="basis name (default from the request)")
+    b.add_argument("-o", "--output", help="write the Basis file here")
+    b.add_argument("--format", choices=("table", "json", "latex"), default="table")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_basis)
+
+    e = sub.add_parser("explain", help="list dropped candidates with their reasons and relations")
+    e.add_argument("file")
+    e.set_defaults(func=_cmd_explain)
+
+    d = sub.add_parser("draw", help="render each invariant's multigraph as an SVG image")
+    d.add_argument("file")
+    d.add_argument("-o", "--output", required=True, help="output directory")
+    d.add_argument("--dropped", action="store_true", help="also draw the dropped candidates")
+    d.set_defaults(func=_cmd_draw)
+
+    g = sub.add_parser("generate", help="generate kernels (default: every standard basis into generated/)")
+    g.add_argument("--basis", help="a Basis file to generate from (default: the standard bases)")
+    g.add_argument("--name", help="name for the generated directory (default: the basis name)")
+    g.add_argument("-o", "--output", default="generated", help="output root (default: generated)")
+    g.set_defaults(func=_cmd_generate)
+
+    a = sub.add_parser("ace", help="ACE basis pruned to a functionally independent subset")
+    a.add_argument("--nu", type=int, required=True, help="correlation order")
+    a.add_argument("--nmax", type=int, required=True)
+    a.add_argument("--lmax", type=int, required=True)
+    a.add_argument("--species", type=int, default=1)
+    a.add_argument("-o", "--output", help="write the Basis file here")
+    a.set_defaults(func=_cmd_ace)
+
+    x = sub.add_parser("export", help="dependency-free kernel files for embedding in another code")
+    x.add_argument("--basis", required=True, help="standard basis name or Basis file")
+    x.add_argument("--target", choices=("torch", "cuda", "c"), required=True)
+    x.add_argument("-o", "--output", required=True)
+    x.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"cartinv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cartinv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

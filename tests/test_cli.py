@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cartinv.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_basis_default_prints_table_and_writes_file(tmp_path):
+    out = tmp_path / "b.json"
+    r = run("basis", "-q", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "13 invariants, rank 13 of bound 13 (complete)" in r.stdout
+    assert "T3[abc] T3[abc]" in r.stdout
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1 and len(data["invariants"]) == 13
+
+
+def test_formats_and_explain_and_draw(tmp_path):
+    out = tmp_path / "b.json"
+    r = run("basis", "--lmax", "2", "--degree", "4", "--format", "json", "-q", "-o", str(out))
+    assert r.returncode == 0 and json.loads(r.stdout)["bound"] == 6
+    r = run("basis", "--lmax", "2", "--degree", "3", "--format", "latex", "-q")
+    assert "\\begin{tabular}" in r.stdout and "T^{(2)}" in r.stdout
+    r = run("explain", str(out))
+    assert r.returncode == 0 and "algebraic" in r.stdout and "= 1/2*" in r.stdout
+    r = run("draw", str(out), "-o", str(tmp_path / "svg"))
+    assert r.returncode == 0
+    svgs = sorted((tmp_path / "svg").glob("*.svg"))
+    assert len(svgs) == 6 and svgs[0].read_text().startswith("<svg")
+
+
+def test_preset_hiphop_keeps_its_13_columns():
+    r = run("basis", "--preset", "hiphop", "--format", "json", "-q")
+    data = json.loads(r.stdout)
+    assert data["name"] == "hiphop_lmax3_deg4"
+    assert [i["id"] for i in data["invariants"]] == [f"I{k}" for k in range(1, 14)]
+    assert data["rank"] == 13
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("basis", "--orders=-1,2", "--degree", "2"), "non-negative"),
+    (("basis", "--lmax", "3", "--degree", "0"), "at least 1"),
+    (("basis", "--orders", "1,3", "--degree", "1"), "even total order"),
+    (("basis", "--lmax", "5", "--degree", "9"), "exhaustive search limit"),
+    (("basis", "--lmax", "3", "--complete", "--max-degree", "3"), "not reached"),
+    (("basis", "--lmax", "3", "--orders", "1,2"), "either --orders or --lmax"),
+])
+def test_bad_requests_one_line_error(args, msg):
+    r = run(*args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tampered_file_one_line_error(tmp_path, basis_l3d4):
+    data = json.loads(basis_l3d4.to_json())
+    data["invariants"][5]["edges"][0][2] += 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    r = run("explain", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("cartinv: error:") and "Traceback" not in r.stderr
+    (tmp_path / "junk.json").write_text("not json")
+    r = run("explain", str(tmp_path / "junk.json"))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
