@@ -287,8 +287,12 @@ def label_multisets(blocks: tuple[Label, ...], degree: int):
             yield combo
 
 
+EXACT_COST_MAX_FACTORS = 7
+
+
 def contraction_cost(subscripts: tuple[str, ...]) -> int:
-    """Multiply-adds of the cheapest pairwise order (exact search over subsets; every index has size 3).
+    """Multiply-adds of the cheapest pairwise order (exact search over subsets up to 7 factors, greedy beyond;
+    every index has size 3).
 
     Cost of contracting two partial results = 3^(number of distinct indices involved).
     """
@@ -331,6 +335,16 @@ def contraction_cost(subscripts: tuple[str, ...]) -> int:
             sub = (sub - 1) & rest
         return result
 
-    if n > 10:
-        raise ValueError("cost search limited to 10 factors")
-    return best((1 << n) - 1)
+    if n <= EXACT_COST_MAX_FACTORS:
+        return best((1 << n) - 1)
+    # Larger contractions: the greedy pairwise order used by the exact evaluators (a good, not optimal, order).
+    from .contract import pairwise_plan
+
+    work, total = list(subscripts), 0
+    for i, j, res in pairwise_plan(subscripts, ""):
+        if j < 0:
+            total += 3 ** len(set(work[0]))
+            continue
+        total += 3 ** len(set(work[i]) | set(work[j]))
+        work = [s for k, s in enumerate(work) if k not in (i, j)] + [res]
+    return total
