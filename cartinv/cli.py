@@ -171,6 +171,20 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_lammps_export(args) -> int:
+    from cartinv.runtime.lammps import export_lammps
+
+    try:
+        wrapper = export_lammps(args.model, args.output, dtype=args.dtype, neighbor_cutoff=args.neighbor_cutoff)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote {args.output}: {wrapper}")
+    print("in your LAMMPS input:")
+    print(f"  pair_style mliap unified {args.output} {int(wrapper.ghostneigh)}")
+    print(f"  pair_coeff * * {' '.join(wrapper.element_types)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cartinv", description="Optimal rotation-invariant bases and their kernels.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -221,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--target", choices=("torch", "cuda", "c"), required=True)
     x.add_argument("-o", "--output", required=True)
     x.set_defaults(func=_cmd_export)
+    m = sub.add_parser("lammps-export", help="write a trained model for LAMMPS `pair_style mliap unified`")
+    m.add_argument("model", help="a model saved with CartinvPotential.save")
+    m.add_argument("-o", "--output", required=True, help="output file (.pkl)")
+    m.add_argument("--dtype", choices=("float32", "float64"), help="precision in LAMMPS (default: the model's)")
+    m.add_argument("--neighbor-cutoff", type=float, help="LAMMPS neighbour cutoff (default: the model cutoff)")
+    m.set_defaults(func=_cmd_lammps_export)
     return p
 
 

@@ -13,6 +13,7 @@ Derivatives are exact SymPy derivatives, and CSE runs across all outputs of a pr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -62,13 +63,32 @@ def invariant_exprs(basis: Basis) -> list[sp.Expr]:
     return out
 
 
+_PROGRAMS: dict[tuple[str, str], Program] = {}
+
+
+def _memo(kind: str, basis: Basis, build) -> Program:
+    """Programs are pure functions of the Basis content: build each once per process (CSE is the slow part)."""
+    key = (kind, basis.content_hash())
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build(basis)
+    return _PROGRAMS[key]
+
+
 def invariants_program(basis: Basis) -> Program:
+    return _memo("invariants", basis, _invariants_program)
+
+
+def invariants_vjp_program(basis: Basis) -> Program:
+    return _memo("invariants_vjp", basis, _invariants_vjp_program)
+
+
+def _invariants_program(basis: Basis) -> Program:
     names = [c["name"] for c in basis.coordinates]
     exprs = invariant_exprs(basis)
     return _cse(names, [(f"I_{k}", e) for k, e in enumerate(exprs)], "t")
 
 
-def invariants_vjp_program(basis: Basis) -> Program:
+def _invariants_vjp_program(basis: Basis) -> Program:
     syms = coordinate_symbols(basis)
     exprs = invariant_exprs(basis)
     grads = [sp.Symbol(f"gI_{k}") for k in range(len(exprs))]
@@ -92,11 +112,21 @@ def harmonics_exprs(orders) -> list[tuple[str, sp.Expr]]:
     return out
 
 
-def harmonics_program(orders) -> Program:
+@lru_cache(maxsize=None)
+def _harmonics_program(orders: tuple[int, ...]) -> Program:
     return _cse(["ux", "uy", "uz"], harmonics_exprs(orders), "h")
 
 
+def harmonics_program(orders) -> Program:
+    return _harmonics_program(tuple(sorted(set(orders))))
+
+
 def harmonics_vjp_program(orders) -> Program:
+    return _harmonics_vjp_program(tuple(sorted(set(orders))))
+
+
+@lru_cache(maxsize=None)
+def _harmonics_vjp_program(orders: tuple[int, ...]) -> Program:
     ux, uy, uz = sp.symbols("ux uy uz")
     named = harmonics_exprs(orders)
     gys = [sp.Symbol(f"g{n}") for n, _ in named]

@@ -1,0 +1,67 @@
+"""`cartinv export`: copy a basis's generated files for one target, with an embedding guide, into a folder.
+
+The exported files are self-contained: the PyTorch module imports only torch, the C/C++ header only the
+standard library, the CUDA source only its header.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cartinv import __version__
+
+from .load import generated_dir, resolve_basis
+
+TARGET_FILES = {
+    "torch": ("{name}_torch.py", "{name}.json"),
+    "c": ("{name}.h", "{name}.json"),
+    "cuda": ("{name}.cu", "{name}.h", "{name}.json"),
+}
+
+
+def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
+    """Write the target's files and EMBEDDING.md into outdir; return the written paths."""
+    if target not in TARGET_FILES:
+        raise ValueError(f"unknown target {target!r}: choose one of {', '.join(TARGET_FILES)}")
+    basis = resolve_basis(basis_or_name)
+    folder, name = generated_dir(basis)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for pattern in TARGET_FILES[target]:
+        src = folder / pattern.format(name=name)
+        if not src.is_file():
+            raise ValueError(f"basis {name!r} has no generated file {src.name} (regenerate with `cartinv generate`)")
+        dst = outdir / src.name
+        shutil.copyfile(src, dst)
+        written.append(dst)
+    guide = outdir / "EMBEDDING.md"
+    guide.write_text(_guide(basis, name, target, [p.name for p in written]))
+    written.append(guide)
+    return written
+
+
+def _guide(basis, name: str, target: str, files: list[str]) -> str:
+    from jinja2 import Environment, StrictUndefined
+
+    env = Environment(loader=_loader(),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    data = json.loads(basis.to_json())
+    n_harmonics = sum(2 * l + 1 for l in data["request"]["orders"])
+    return env.get_template("embedding_guide.md.j2").render(
+        name=name, target=target, version=__version__, hash=basis.content_hash(),
+        orders=", ".join(map(str, data["request"]["orders"])), n_harmonics=n_harmonics,
+        n_invariants=len(data["invariants"]), channels=data["request"]["channels"], files=files,
+        invariants=[{"id": i["id"], "degree": i["degree"], "notation": i.get("index_notation") or i["formula"][:80]}
+                    for i in data["invariants"]],
+    )
+
+
+def _loader():
+    from importlib import resources
+
+    from jinja2 import FileSystemLoader
+
+    return FileSystemLoader(str(resources.files("cartinv.templates")))

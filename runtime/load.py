@@ -1,0 +1,253 @@
+"""Load the kernels of a Basis as a torch module: ``load(basis_or_name, backend="auto")``.
+
+Where the generated code comes from:
+
+- a checked-in name ("lmax3_deg4", see ``checked_in_names()``): the files under cartinv/generated/<name>/, imported
+  without SymPy;
+- a path to a Basis file, or a Basis object: the same files, generated on first use into a per-user cache
+  (``$CARTINV_CACHE``, default ``~/.cache/cartinv``, under generated/<cartinv version>/<content hash>/) and
+  imported from there; a Basis identical to a checked-in one uses the checked-in files.
+
+Backends: "torch" (the generated PyTorch module: any device), "cuda" (the generated CUDA kernels through
+cartinv.runtime.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU when that backend is usable, else
+torch). When CUDA was requested, or expected because the inputs are on a GPU, but cannot run, the module warns
+once, naming the reason, and evaluates with torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from cartinv import __version__
+from cartinv.symbolic import basisfile
+from cartinv.symbolic.basisfile import Basis
+
+from .checks import InputError, check_inputs
+
+BACKENDS = ("auto", "torch", "cuda")
+
+
+class BackendWarning(UserWarning):
+    """A requested or expected backend is unavailable; the message names the reason and the fallback."""
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Finding bases and their generated files
+
+
+def checked_in_root() -> Path:
+    """The folder holding the checked-in generated bases (the cartinv.generated package)."""
+    return Path(str(resources.files("cartinv.generated")))
+
+
+def checked_in_names() -> list[str]:
+    """Names of the checked-in generated bases."""
+    root = checked_in_root()
+    return sorted(
+        p.name for p in root.iterdir()
+        if p.is_dir() and (p / f"{p.name}_torch.py").is_file() and (p / f"{p.name}.json").is_file()
+    )
+
+
+def checked_in_basis(name: str) -> Basis | None:
+    """The Basis checked in under `name`, or None when there is none."""
+    if not isinstance(name, str) or not name.isidentifier():
+        return None
+    path = checked_in_root() / name / f"{name}.json"
+    return basisfile.load(path) if path.is_file() else None
+
+
+def resolve_basis(basis_or_name) -> Basis:
+    """A Basis from a Basis object, a checked-in name, or a path to a Basis file."""
+    if isinstance(basis_or_name, Basis):
+        return basis_or_name
+    if isinstance(basis_or_name, os.PathLike):
+        return basisfile.load(basis_or_name)
+    if not isinstance(basis_or_name, str):
+        raise TypeError(f"expected a Basis, a basis name or a Basis file path, got {type(basis_or_name).__name__}")
+    basis = checked_in_basis(basis_or_name)
+    if basis is not None:
+        return basis
+    path = Path(basis_or_name).expanduser()
+    if path.is_file():
+        return basisfile.load(path)
+    raise ValueError(
+        f"{basis_or_name!r} is neither a checked-in basis ({', '.join(checked_in_names()) or 'none'}) nor a "
+        f"Basis file; derive one with `cartinv basis ... -o FILE.json`"
+    )
+
+
+def cache_root() -> Path:
+    """``$CARTINV_CACHE`` when set and non-empty, else ``~/.cache/cartinv`` (shared with the CUDA backend)."""
+    env = os.environ.get("CARTINV_CACHE", "")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cartinv"
+
+
+def _same_as_checked_in(basis: Basis) -> Path | None:
+    path = checked_in_root() / basis.name
+    json_path = path / f"{basis.name}.json"
+    if basis.name.isidentifier() and json_path.is_file() and json_path.read_text() == basis.to_json():
+        return path
+    return None
+
+
+def generated_dir(basis: Basis) -> tuple[Path, str]:
+    """(folder, name) of the generated files of `basis`: checked in, cached, or generated now into the cache."""
+    checked = _same_as_checked_in(basis)
+    if checked is not None:
+        return checked, basis.name
+    name = basis.name if basis.name.isidentifier() else "basis"
+    target = cache_root() / "generated" / __version__ / basis.content_hash() / name
+    if not (target / f"{name}_torch.py").is_file():
+        from cartinv.codegen.generate import generate  # needs SymPy; only when generating
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+        try:
+            generate(basis, staging, name=name,
+                     regenerate_command=f"cartinv generate --basis {name}.json --name {name}")
+            try:
+                os.rename(staging, target)
+            except OSError:  # another process finished first: keep its files
+                if not (target / f"{name}_torch.py").is_file():
+                    raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    return target, name
+
+
+_MODULES: dict[Path, object] = {}
+
+
+def import_torch_module(folder: Path, name: str):
+    """Import <folder>/<name>_torch.py (once per process)."""
+    path = (Path(folder) / f"{name}_torch.py").resolve()
+    if path in _MODULES:
+        return _MODULES[path]
+    if path.parent.parent == checked_in_root().resolve():
+        module = importlib.import_module(f"cartinv.generated.{name}.{name}_torch")
+    else:
+        mod_name = f"cartinv_generated_{name}_{path.parent.parent.name[:16]}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    _MODULES[path] = module
+    return module
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The module
+
+
+def _cuda_backend_status() -> tuple[object | None, str]:
+    """(cartinv.runtime.cuda_backend, description) when usable, else (None, reason)."""
+    try:
+        from cartinv.runtime import cuda_backend
+    except ImportError as exc:
+        return None, f"cartinv.runtime.cuda_backend cannot be imported ({exc})"
+    ok, why = cuda_backend.available()
+    return (cuda_backend, why) if ok else (None, why)
+
+
+class CartinvModule(torch.nn.Module):
+    """``forward(r, centers, w, n_atoms) -> I [n_atoms, G, n_invariants]`` for one Basis, validated inputs.
+
+    r [P, 3] pair vectors, centers [P] centre atom of each pair (int64 or int32), w [P, C] (one-channel Basis)
+    or [P, G, channels] weights, n_atoms. Differentiable twice in r and w. `check_values=False` skips the checks
+    that read the data (range of centres, NaN/inf, zero-length vectors); shapes, dtypes and devices are always
+    checked.
+    """
+
+    def __init__(self, torch_module, folder: Path, name: str, backend: str = "auto", check_values: bool = True):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.folder = Path(folder)
+        self.name = name
+        self.backend = backend
+        self.check_values = check_values
+        self.torch_impl = torch_module.InvariantModel()
+        self.basis_name = torch_module.BASIS_NAME
+        self.basis_hash = torch_module.BASIS_HASH
+        self.channels = torch_module.CHANNELS
+        self.orders = torch_module.ORDERS
+        self.n_invariants = torch_module.N_INVARIANTS
+        self.invariant_ids = torch_module.INVARIANT_IDS
+        self.invariant_degrees = torch_module.INVARIANT_DEGREES
+        self._cuda_impl = None
+        self._cuda_reason: str | None = None
+        self._warned = False
+        if backend == "cuda":
+            self._cuda()
+
+    def extra_repr(self) -> str:
+        return f"basis={self.basis_name!r}, invariants={self.n_invariants}, backend={self.backend!r}"
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(message, BackendWarning, stacklevel=3)
+
+    def _cuda(self):
+        """The CUDA implementation, or None (after one warning naming the reason)."""
+        if self._cuda_impl is None and self._cuda_reason is None:
+            backend, why = _cuda_backend_status()
+            if backend is None:
+                self._cuda_reason = why
+            elif not (self.folder / f"{self.name}.cu").is_file():
+                self._cuda_reason = f"{self.folder / (self.name + '.cu')} was not generated"
+            else:
+                self._cuda_impl = backend.CudaInvariants(self.folder, self.name, reference=self.torch_impl)
+        if self._cuda_impl is None:
+            wanted = "requested" if self.backend == "cuda" else "expected for GPU inputs"
+            self._warn_once(f"cartinv: the CUDA backend was {wanted} but is unavailable: {self._cuda_reason}; "
+                            f"using the torch backend")
+        return self._cuda_impl
+
+    def active_backend(self, device) -> str:
+        """The backend that evaluates inputs on `device`: "cuda" or "torch"."""
+        device = torch.device(device)
+        if self.backend == "torch" or device.type != "cuda":
+            return "torch"
+        return "cuda" if self._cuda() is not None else "torch"
+
+    def forward(self, r, centers, w, n_atoms):
+        r, centers, w, n_atoms = check_inputs(r, centers, w, n_atoms, channels=self.channels,
+                                              values=self.check_values)
+        if self.backend == "cuda" and r.device.type != "cuda" and self._cuda_impl is not None:
+            raise InputError(f"backend='cuda' evaluates CUDA tensors; the inputs are on {r.device} "
+                             f"(move them to the GPU, or load with backend='auto')")
+        if self.active_backend(r.device) == "cuda":
+            return self._cuda_impl(r, centers, w, n_atoms)
+        return self.torch_impl(r, centers, w, n_atoms)
+
+
+def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> CartinvModule:
+    """A torch module evaluating the invariants of a Basis: ``module(r, centers, w, n_atoms) -> I``.
+
+    basis_or_name: a checked-in name (see ``checked_in_names()``), a path to a Basis file, or a Basis.
+    backend: "auto" (CUDA for GPU inputs when usable, else torch), "torch", or "cuda".
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    basis = resolve_basis(basis_or_name)
+    folder, name = generated_dir(basis)
+    module = import_torch_module(folder, name)
+    if module.BASIS_HASH != basis.content_hash():
+        raise RuntimeError(
+            f"{folder / (name + '_torch.py')} was generated from a different Basis (hash {module.BASIS_HASH[:12]}, "
+            f"expected {basis.content_hash()[:12]}); regenerate it with `cartinv generate`"
+        )
+    return CartinvModule(module, folder, name, backend=backend, check_values=check_values)

@@ -1,0 +1,59 @@
+"""`cartinv export`: the exported PyTorch file runs in a fresh process that cannot import cartinv."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cartinv
+from cartinv.runtime.export import export
+
+FRESH = r"""
+import importlib.util, sys
+sys.modules["cartinv"] = None          # any attempt to import cartinv now fails
+import numpy as np, torch
+spec = importlib.util.spec_from_file_location("exported", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+d = np.load(sys.argv[2])
+I = mod.InvariantModel()(torch.from_numpy(d["r"]), torch.from_numpy(d["centers"]), torch.from_numpy(d["w"]), int(d["n"]))
+assert not any(k.startswith("cartinv") and sys.modules[k] is not None for k in sys.modules)
+np.save(sys.argv[3], I.numpy())
+"""
+
+
+@pytest.mark.parametrize("name", ["lmax3_deg4", "lmax2_deg4"])
+def test_exported_torch_file_runs_without_cartinv(tmp_path, name):
+    paths = export(name, "torch", tmp_path / "out")
+    assert {p.name for p in paths} == {f"{name}_torch.py", f"{name}.json", "EMBEDDING.md"}
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(40, 3))
+    centers = rng.integers(0, 7, size=40)
+    w = rng.normal(size=(40, 4))
+    np.savez(tmp_path / "in.npz", r=r, centers=centers, w=w, n=8)
+    script = tmp_path / "fresh.py"
+    script.write_text(FRESH)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "out" / f"{name}_torch.py"), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.npy")], check=True, cwd=tmp_path)
+    got = np.load(tmp_path / "out.npy")
+    ref = cartinv.load(name, backend="torch")(torch.from_numpy(r), torch.from_numpy(centers), torch.from_numpy(w), 8)
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-12, atol=1e-12)
+    assert np.abs(got[7]).max() == 0.0  # atom 7 has no neighbours
+
+
+@pytest.mark.parametrize("target,files", [("c", {"lmax3_deg4.h"}), ("cuda", {"lmax3_deg4.cu", "lmax3_deg4.h"})])
+def test_export_c_and_cuda_files(tmp_path, target, files):
+    paths = export("lmax3_deg4", target, tmp_path)
+    names = {p.name for p in paths}
+    assert files <= names and "EMBEDDING.md" in names
+    guide = (tmp_path / "EMBEDDING.md").read_text()
+    assert "column 12: I13" in guide and target in guide
+
+
+def test_export_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown target"):
+        export("lmax3_deg4", "fortran", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "cartinv.cli", "export", "--basis", "no_such_basis", "--target", "torch",
+                        "-o", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("cartinv: error:") and "Traceback" not in r.stderr
