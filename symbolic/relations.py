@@ -121,15 +121,15 @@ class RelationFinder:
         sols = []
         for pts in self.points:
             a = np.stack([self._column(pts, kept, monos[k]) for k in chosen], axis=1)
-            x = _solve_mod(a, self._vals(pts, cand), pts.prime)
+            x = solve_mod(a, self._vals(pts, cand), pts.prime)
             if x is None:
                 return None
             sols.append(x)
         modulus = PRIMES[0] * PRIMES[1]
         coeffs = []
         for x0, x1 in zip(*sols):
-            c = _crt(int(x0), PRIMES[0], int(x1), PRIMES[1])
-            q = _rational_reconstruct(c, modulus)
+            c = crt(int(x0), PRIMES[0], int(x1), PRIMES[1])
+            q = rational_reconstruct(c, modulus)
             if q is None:
                 return None
             coeffs.append(q)
@@ -145,7 +145,7 @@ class RelationFinder:
         return terms
 
 
-def _solve_mod(a: np.ndarray, b: np.ndarray, p: int):
+def solve_mod(a: np.ndarray, b: np.ndarray, p: int):
     """Solve a x = b mod p for a full-column-rank a (rows ≥ columns); None if inconsistent."""
     m, n = a.shape
     aug = np.concatenate([a % p, (b % p)[:, None]], axis=1).astype(np.int64)
@@ -169,11 +169,11 @@ def _solve_mod(a: np.ndarray, b: np.ndarray, p: int):
     return aug[:n, n]
 
 
-def _crt(a: int, p: int, b: int, q: int) -> int:
+def crt(a: int, p: int, b: int, q: int) -> int:
     return (a + p * ((b - a) * pow(p, -1, q) % q)) % (p * q)
 
 
-def _rational_reconstruct(a: int, m: int):
+def rational_reconstruct(a: int, m: int):
     """The fraction n/d ≡ a (mod m) with |n|, d ≤ sqrt(m/2), by the half extended Euclidean algorithm."""
     bound = isqrt(m // 2)
     r0, r1, s0, s1 = m, a % m, 0, 1

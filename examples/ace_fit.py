@@ -1,0 +1,423 @@
+"""Fit EMT copper with the full ACE basis and with its pruned subsets (issue 4, part 4).
+
+Dataset
+    ASE's EMT calculator (effective-medium theory, Jacobsen–Stoltze–Nørskov) on fcc Cu: 2×2×2 cubic supercells
+    (32 atoms, a = 3.61 Å) under a random symmetric strain (|ε_ij| ≤ 3 %) with random Gaussian displacements
+    (σ drawn from 0.02–0.15 Å per structure); a quarter of the structures have one atom removed (vacancy).
+    Energies and forces come from EMT; nothing else is added (EMT is deterministic, so "noise" below means the
+    spread over random train/test splits).
+
+Descriptors
+    Block coordinates T_{n,l}(i) = Σ_j R_n(r_ij) Y_l(r̂_ij) (orthonormal STF coordinates, cartinv.symbolic.stf)
+    with R_n(r) = T_{n−1}(x) f_c(r): Chebyshev polynomials of x = 2 (r − r_in)/(r_c − r_in) − 1 and the cosine
+    cutoff f_c(r) = (1 + cos(π r / r_c)) / 2, r_in = 2 Å, r_c = 5.8 Å (EMT's own neighbour list ends at 5.88 Å).
+    The B functions are evaluated from T by cartinv.symbolic.ace.AceEvaluator; ∂B/∂T by the same code, ∂T/∂r by
+    torch autograd per pair.
+
+Models (ridge regression; E = Σ_i w·φ(B(i)) + e_0 N; energy rows per atom, weight 10 Å, plus force rows)
+    full       linear in every B function of the ACE basis;
+    linear     linear in the linearly independent subset (same span as full: fits identically up to the
+               ridge penalty);
+    functional linear in the functionally independent subset (the pruned Basis written by derive_ace_basis);
+    func+poly  ridge on every product of functional-subset invariants with total correlation order Σν ≤ ν_max
+               (the same body order as the full basis). The dropped members are functions of the kept ones,
+               not linear combinations of them, so a linear model on the pruned set alone cannot reproduce them;
+               this fixed polynomial layer restores the nonlinearity at no extra invariant evaluations.
+    The ridge parameter is chosen per model and split on a validation set (grid 1e-10..1e-1 on standardised
+    columns), then the model is refitted on train + validation and scored on the test set.
+Model (not ridge) on the pruned set, for the question "is the information still there?"
+    func+MLP   per-atom energy = MLP(standardised functional-subset invariants), 2 hidden layers of 64 SiLU,
+               trained by full-batch Adam (lr 3e-3, cosine decay) on the same energy/force loss, forces by double
+               backward; the state with the best validation score is tested (first --mlp-splits splits only).
+
+Splits: 60 % train, 20 % validation, 20 % test, by structure; mean ± standard deviation over the splits.
+
+Timing
+    Per atom, on the test structures of the first split: invariants only (energy) and invariants with ∂B/∂T
+    (energy and forces), same evaluator for every model; the pair part (T and ∂T/∂r) is shared by all models
+    and reported separately. Wall-clock numbers depend on the machine's load.
+
+Run: python examples/ace_fit.py [--nu 4 --nmax 3 --lmax 3 --structures 200 --splits 5 --mlp-epochs 1500
+     --mlp-splits 3 --basis-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from cartinv.symbolic import ace, stf
+
+R_IN, R_CUT = 2.0, 5.8
+ENERGY_WEIGHT = 10.0  # Å: energy-per-atom rows are multiplied by this relative to force rows
+
+
+# ------------------------------------------------------------------------------------------------ dataset
+def make_dataset(count: int, seed: int):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    data = []
+    for s in range(count):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+        if s % 4 == 3:
+            del atoms[int(rng.integers(len(atoms)))]
+        eps = rng.uniform(-0.03, 0.03, size=(3, 3))
+        eps = 0.5 * (eps + eps.T)
+        atoms.set_cell(atoms.cell @ (np.eye(3) + eps), scale_atoms=True)
+        atoms.positions += rng.normal(scale=rng.uniform(0.02, 0.15), size=atoms.positions.shape)
+        atoms.calc = EMT()
+        data.append({"atoms": atoms, "energy": atoms.get_potential_energy(), "forces": atoms.get_forces().copy()})
+    return data
+
+
+# ------------------------------------------------------------------------------------------ block coordinates
+class PairFeatures:
+    """φ(r_vec) = [R_n(r) Y_l(r̂)]_{n,l,m} in Basis coordinate order (channel n−1 major, then l, then m)."""
+
+    def __init__(self, nmax: int, lmax: int):
+        self.nmax, self.lmax = nmax, lmax
+        self.e = [torch.tensor(stf.orthonormal_basis(l)) for l in range(lmax + 1)]
+
+    def phi(self, v: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.norm(v)
+        u = v / r
+        x = 2 * (r - R_IN) / (R_CUT - R_IN) - 1
+        fc = 0.5 * (1 + torch.cos(torch.pi * r / R_CUT))
+        cheb = [torch.ones_like(x), x]
+        while len(cheb) < self.nmax:
+            cheb.append(2 * x * cheb[-1] - cheb[-2])
+        ys, p = [], torch.ones(1, dtype=v.dtype)
+        for l in range(self.lmax + 1):
+            ys.append(self.e[l] @ p)
+            p = (p[:, None] * u[None, :]).reshape(-1)
+        y = torch.cat(ys)
+        return torch.cat([cheb[n] * fc * y for n in range(self.nmax)])
+
+    def structure(self, atoms):
+        """T (atoms, D) and S = ∂T/∂r (atoms, D, atoms, 3) for one structure."""
+        from ase.neighborlist import neighbor_list
+
+        i, j, d = neighbor_list("ijD", atoms, R_CUT)
+        v = torch.tensor(d, dtype=torch.float64)
+        phi = torch.vmap(self.phi)(v).numpy()
+        jac = torch.vmap(torch.func.jacfwd(self.phi))(v).numpy()  # (pairs, D, 3)
+        n, dim = len(atoms), phi.shape[1]
+        t = np.zeros((n, dim))
+        np.add.at(t, i, phi)
+        s = np.zeros((n, dim, n, 3))
+        np.add.at(s, (i, slice(None), j), jac)  # d = r_j - r_i (+ shift)
+        np.add.at(s, (i, slice(None), i), -jac)
+        return t, s
+
+
+# ------------------------------------------------------------------------------------------------ models
+def monomials(functions: list[ace.AceFunction], max_order: int) -> list[tuple[int, ...]]:
+    """Index multisets of the given invariants whose correlation orders ν add up to at most max_order."""
+    out = []
+
+    def rec(start: int, order: int, acc: tuple[int, ...]):
+        if acc:
+            out.append(acc)
+        for k in range(start, len(functions)):
+            if order + functions[k].nu <= max_order:
+                rec(k, order + functions[k].nu, acc + (k,))
+
+    rec(0, 0, ())
+    return sorted(out, key=lambda m: (len(m), m))
+
+
+class Polynomial:
+    """Features Π_{k∈S} B_k for the monomials S (per atom) and their gradients by the product rule."""
+
+    def __init__(self, monos: list[tuple[int, ...]]):
+        self.by_len = {}
+        for pos, m in enumerate(monos):
+            self.by_len.setdefault(len(m), ([], []))
+            self.by_len[len(m)][0].append(pos)
+            self.by_len[len(m)][1].append(m)
+        self.by_len = {k: (np.array(p), np.array(m)) for k, (p, m) in self.by_len.items()}
+        self.count = len(monos)
+
+    def __call__(self, vals: np.ndarray, grads: np.ndarray | None):
+        out = np.empty((vals.shape[0], self.count))
+        gout = None if grads is None else np.empty((vals.shape[0], self.count, grads.shape[2]))
+        for length, (pos, idx) in self.by_len.items():
+            factors = vals[:, idx]  # (atoms, M, length)
+            out[:, pos] = factors.prod(axis=2)
+            if grads is None:
+                continue
+            g = np.zeros((vals.shape[0], len(pos), grads.shape[2]))
+            for p in range(length):
+                others = np.delete(factors, p, axis=2).prod(axis=2) if length > 1 else np.ones(factors.shape[:2])
+                g += others[..., None] * grads[:, idx[:, p]]
+            gout[:, pos] = g
+        return out, gout
+
+
+def design(structures, evaluator: ace.AceEvaluator, poly: Polynomial | None):
+    """Energy-per-atom rows (structures, K+1) and force rows (3N total, K+1); last column = constant e_0."""
+    e_rows, f_rows = [], []
+    for st in structures:
+        vals, grads = evaluator.values_and_gradients(st["T"])
+        if poly is not None:
+            vals, grads = poly(vals, grads)
+        n = len(vals)
+        e_rows.append(np.append(vals.sum(0) / n, 1.0))
+        # F_a = −∂E/∂r_a = −Σ_i Σ_d ∂E/∂T_d(i) ∂T_d(i)/∂r_a
+        dbdr = np.tensordot(grads, st["S"], axes=([0, 2], [0, 1]))  # (K, atoms, 3)
+        f = -np.transpose(dbdr, (1, 2, 0)).reshape(3 * n, -1)
+        f_rows.append(np.concatenate([f, np.zeros((3 * n, 1))], 1))
+    return np.array(e_rows), np.concatenate(f_rows)
+
+
+def targets(structures):
+    e = np.array([st["energy"] / len(st["atoms"]) for st in structures])
+    f = np.concatenate([st["forces"].reshape(-1) for st in structures])
+    return e, f
+
+
+class Normal:
+    """Sufficient statistics of weighted rows (energy rows × ENERGY_WEIGHT, force rows × 1): XᵀX, Xᵀy, Σx, n."""
+
+    def __init__(self, xe, xf, ye, yf):
+        x = np.concatenate([ENERGY_WEIGHT * xe, xf])
+        y = np.concatenate([ENERGY_WEIGHT * ye, yf])
+        self.gram, self.rhs, self.total, self.n = x.T @ x, x.T @ y, x.sum(0), len(x)
+
+    def __add__(self, other: "Normal") -> "Normal":
+        out = object.__new__(Normal)
+        out.gram, out.rhs = self.gram + other.gram, self.rhs + other.rhs
+        out.total, out.n = self.total + other.total, self.n + other.n
+        return out
+
+    def solve(self, alpha: float) -> np.ndarray:
+        """Ridge on standardised columns (the constant column unscaled and unpenalised)."""
+        var = np.diag(self.gram) / self.n - (self.total / self.n) ** 2
+        scale = np.sqrt(np.clip(var, 0.0, None))
+        scale[scale == 0] = 1.0
+        scale[-1] = 1.0
+        g = self.gram / np.outer(scale, scale)
+        reg = alpha * np.trace(g) / len(g) * np.eye(len(g))
+        reg[-1, -1] = 0.0
+        return np.linalg.solve(g + reg, self.rhs / scale) / scale
+
+
+def rmse(xe, xf, ye, yf, w):
+    return float(np.sqrt(np.mean((xe @ w - ye) ** 2))), float(np.sqrt(np.mean((xf @ w - yf) ** 2)))
+
+
+def fit_split(rows, ye, yf, atoms_of, split):
+    """rows = (energy design, force design); split = (train, val, test) structure index arrays."""
+    xe, xf = rows
+
+    def force_idx(structs):
+        return np.concatenate([np.arange(atoms_of[s][0], atoms_of[s][1]) for s in structs])
+
+    tr, va, te = split
+    stats = {name: Normal(xe[idx], xf[force_idx(idx)], ye[idx], yf[force_idx(idx)]) for name, idx in
+             (("train", tr), ("val", va))}
+    best = None
+    for alpha in 10.0 ** np.arange(-10, 0):
+        w = stats["train"].solve(alpha)
+        err_e, err_f = rmse(xe[va], xf[force_idx(va)], ye[va], yf[force_idx(va)], w)
+        score = ENERGY_WEIGHT * err_e + err_f
+        if best is None or score < best[0]:
+            best = (score, alpha)
+    w = (stats["train"] + stats["val"]).solve(best[1])
+    return rmse(xe[te], xf[force_idx(te)], ye[te], yf[force_idx(te)], w), best[1]
+
+
+class AtomMLP(torch.nn.Module):
+    """Per-atom energy from standardised invariants: K -> 64 -> 64 -> 1 (SiLU)."""
+
+    def __init__(self, k: int, width: int = 64):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(k, width), torch.nn.SiLU(), torch.nn.Linear(width, width),
+                                       torch.nn.SiLU(), torch.nn.Linear(width, 1))
+
+    def forward(self, x):
+        return self.net(x)[:, 0]
+
+
+def mlp_inputs(structures, evaluator: ace.AceEvaluator):
+    """Per structure, padded to M atoms: invariants (S, M, K), dB/dr as (S, M·K, M·3), atom mask (S, M),
+    reference forces (S, M, 3)."""
+    m = max(len(st["atoms"]) for st in structures)
+    k = len(evaluator.functions)
+    feats = np.zeros((len(structures), m, k))
+    derivs = np.zeros((len(structures), m, k, m, 3), dtype=np.float32)
+    atom_mask = np.zeros((len(structures), m), dtype=bool)
+    forces = np.zeros((len(structures), m, 3))
+    for s, st in enumerate(structures):
+        v, g = evaluator.values_and_gradients(st["T"])
+        n = len(v)
+        feats[s, :n] = v
+        derivs[s, :n, :, :n] = np.einsum("ikd,idax->ikax", g, st["S"])
+        atom_mask[s, :n] = True
+        forces[s, :n] = st["forces"]
+    return feats, derivs.reshape(len(structures), m * k, m * 3), atom_mask, forces
+
+
+def fit_mlp(inputs, energies, split, epochs: int, seed: int):
+    """Adam on energies (per atom, weight ENERGY_WEIGHT) and forces (double backward through the MLP);
+    the state with the best validation score is scored on the test set."""
+    feats, derivs, atom_mask, forces = inputs
+    torch.manual_seed(seed)
+    s_all, m, k = feats.shape
+
+    def subset(structs):
+        return (torch.tensor(feats[structs]), torch.tensor(derivs[structs]), torch.tensor(atom_mask[structs]),
+                torch.tensor(energies[structs]), torch.tensor(forces[structs]))
+
+    tr, va, te = (subset(np.asarray(x)) for x in split)
+    atoms = tr[0][tr[2]]
+    mu, sigma = atoms.mean(0), atoms.std(0).clamp_min(1e-12)
+    e_mean = float(tr[3].mean())
+    model = AtomMLP(k)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+
+    def errors(data, create_graph=False):
+        b, d, mask, e_ref, f_ref = data
+        x = ((b - mu) / sigma).float().requires_grad_(True)
+        e_atom = model(x.reshape(-1, k)).reshape(mask.shape) * mask
+        e = e_atom.double().sum(1) / mask.sum(1) + e_mean
+        (g,) = torch.autograd.grad(e_atom.sum(), x, create_graph=create_graph)
+        f = -torch.bmm((g / sigma.float()).reshape(len(b), 1, m * k), d).reshape(f_ref.shape)
+        return e - e_ref, (f.double() - f_ref)[mask]
+
+    best = (float("inf"), None)
+    for epoch in range(epochs):
+        opt.zero_grad()
+        de, df = errors(tr, create_graph=True)
+        loss = ((ENERGY_WEIGHT * de) ** 2).sum() + (df ** 2).sum()
+        (loss / (len(de) + df.numel())).backward()
+        opt.step()
+        sched.step()
+        if epoch % 25 == 24 or epoch == epochs - 1:
+            de, df = errors(va)
+            score = ENERGY_WEIGHT * float(de.detach().pow(2).mean().sqrt()) + float(df.detach().pow(2).mean().sqrt())
+            if score < best[0]:
+                best = (score, {key: v.clone() for key, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    de, df = errors(te)
+    return (float(de.detach().pow(2).mean().sqrt()), float(df.detach().pow(2).mean().sqrt())), model, (mu, sigma)
+
+
+def timing(structures, evaluator, poly: Polynomial | None, repeat: int = 3):
+    n = sum(len(st["atoms"]) for st in structures)
+    t_all = np.concatenate([st["T"] for st in structures])
+    best_v = best_g = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        v = evaluator.values(t_all)
+        if poly is not None:
+            poly(v, None)
+        best_v = min(best_v, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for st in structures:
+            v, g = evaluator.values_and_gradients(st["T"])
+            if poly is not None:
+                poly(v, g)
+        best_g = min(best_g, time.perf_counter() - t0)
+    return 1e6 * best_v / n, 1e6 * best_g / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nu", type=int, default=4)
+    ap.add_argument("--nmax", type=int, default=3)
+    ap.add_argument("--lmax", type=int, default=3)
+    ap.add_argument("--structures", type=int, default=200)
+    ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--basis-out", default=None, help="write the pruned ACE Basis file here")
+    ap.add_argument("--mlp-epochs", type=int, default=1500, help="0 skips the MLP on the pruned invariants")
+    ap.add_argument("--mlp-splits", type=int, default=3, help="the MLP is trained on the first splits only")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax)
+    print(f"derived {basis.name} in {time.perf_counter() - t0:.1f} s")
+    print(ace.format_counts(basis))
+    if args.basis_out:
+        basis.save(args.basis_out)
+        print(f"wrote {args.basis_out}")
+    kept = ace.functions_of(basis, "invariants")
+    dropped = ace.functions_of(basis, "dropped")
+    reasons = [d["reason"] for d in basis.dropped]
+    full = sorted(kept + dropped, key=ace.AceFunction.sort_key)
+    linear = sorted(kept + [f for f, r in zip(dropped, reasons) if r == "functional"], key=ace.AceFunction.sort_key)
+    evaluators = {
+        "full": (ace.AceEvaluator(full, args.nmax, args.lmax), None),
+        "linear": (ace.AceEvaluator(linear, args.nmax, args.lmax), None),
+        "functional": (ace.AceEvaluator(kept, args.nmax, args.lmax), None),
+        "func+poly": (ace.AceEvaluator(kept, args.nmax, args.lmax), Polynomial(monomials(kept, args.nu))),
+    }
+
+    t0 = time.perf_counter()
+    data = make_dataset(args.structures, args.seed)
+    n_atoms = sum(len(d["atoms"]) for d in data)
+    e_per_atom = np.array([d["energy"] / len(d["atoms"]) for d in data])
+    f_all = np.concatenate([d["forces"].reshape(-1) for d in data])
+    print(f"dataset: {len(data)} EMT Cu structures, {n_atoms} atoms, {time.perf_counter() - t0:.1f} s; "
+          f"energy/atom std {1e3 * e_per_atom.std():.1f} meV, force component std {1e3 * f_all.std():.0f} meV/Å")
+    pf = PairFeatures(args.nmax, args.lmax)
+    t0 = time.perf_counter()
+    for d in data:
+        d["T"], d["S"] = pf.structure(d["atoms"])
+    pair_us = 1e6 * (time.perf_counter() - t0) / n_atoms
+    ye, yf = targets(data)
+    bounds, start = [], 0
+    for d in data:
+        bounds.append((start, start + 3 * len(d["atoms"])))
+        start += 3 * len(d["atoms"])
+
+    rng = np.random.default_rng(args.seed + 1)
+    splits = []
+    for _ in range(args.splits):
+        perm = rng.permutation(len(data))
+        n_tr, n_va = int(0.6 * len(data)), int(0.2 * len(data))
+        splits.append((perm[:n_tr], perm[n_tr:n_tr + n_va], perm[n_tr + n_va:]))
+
+    print(f"\npair part (T and dT/dr, shared by all models): {pair_us:.0f} us/atom")
+    print(f"{'model':<11} {'invariants':>10} {'weights':>8} {'E RMSE meV/atom':>18} {'F RMSE meV/A':>15} "
+          f"{'B us/atom':>10} {'B+dB us/atom':>13}")
+    for name, (ev, poly) in evaluators.items():
+        rows = design(data, ev, poly)
+        errs = [fit_split(rows, ye, yf, bounds, sp)[0] for sp in splits]
+        e = 1e3 * np.array([x[0] for x in errs])
+        f = 1e3 * np.array([x[1] for x in errs])
+        t_v, t_g = timing([data[i] for i in splits[0][2]], ev, poly)
+        print(f"{name:<11} {len(ev.functions):>10} {rows[0].shape[1]:>8} {e.mean():>9.3f} ± {e.std():<6.3f} "
+              f"{f.mean():>7.1f} ± {f.std():<5.1f} {t_v:>10.1f} {t_g:>13.1f}")
+    if args.mlp_epochs:
+        ev = evaluators["functional"][0]
+        inputs = mlp_inputs(data, ev)
+        errs, model = [], None
+        for k, sp in enumerate(splits[: args.mlp_splits]):
+            err, model, (mu, sigma) = fit_mlp(inputs, ye, sp, args.mlp_epochs, args.seed + k)
+            errs.append(err)
+        e = 1e3 * np.array([x[0] for x in errs])
+        f = 1e3 * np.array([x[1] for x in errs])
+        t_v, t_g = timing([data[i] for i in splits[0][2]], ev, None)
+        x = np.concatenate([data[i]["T"] for i in splits[0][2]])
+        t_net = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model(((torch.tensor(ev.values(x)) - mu) / sigma).float())
+            t_net = min(t_net, 1e6 * (time.perf_counter() - t0) / len(x) - t_v)
+        n_weights = sum(p.numel() for p in model.parameters())
+        print(f"{'func+MLP':<11} {len(ev.functions):>10} {n_weights:>8} {e.mean():>9.3f} ± {e.std():<6.3f} "
+              f"{f.mean():>7.1f} ± {f.std():<5.1f} {t_v:>10.1f} {t_g:>13.1f}   "
+              f"(network adds {max(t_net, 0):.1f} us/atom)")
+
+
+if __name__ == "__main__":
+    main()
