@@ -1,0 +1,5 @@
+"""ASE calculator for cartinv potentials (needs ASE): ``from cartinv.ase import CartinvCalculator``."""
+
+from cartinv.runtime.ase import CartinvCalculator
+
+__all__ = ["CartinvCalculator"]

@@ -1,0 +1,76 @@
+"""ASE calculator for a ``CartinvPotential``: energy, per-atom energies, forces and stress.
+
+The neighbour list is ASE's ``neighbor_list`` with the model cutoff (periodic, mixed or open boundaries). One
+backward pass gives g = ∂E/∂rij for every pair; forces and the strain derivative follow from it exactly
+(``pair_forces``, ``pair_virial``): F_k = −∂E/∂r_k, stress = (1/V) ∂E/∂ε (ASE's convention, Voigt order
+xx, yy, zz, yz, xz, xy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.neighborlist import neighbor_list
+
+from .potential import CartinvPotential, pair_forces, pair_virial
+
+__all__ = ["CartinvCalculator"]
+
+
+class CartinvCalculator(Calculator):
+    """ASE calculator for a ``CartinvPotential`` (or the path of a saved one).
+
+    :param model: a ``CartinvPotential`` or a path for ``CartinvPotential.load``
+    :param cutoff: optional; must equal the model cutoff (a guard against using a model with the wrong
+        neighbour range). The neighbour list always uses the model cutoff.
+    :param device: torch device for the evaluation
+    :param backend: cartinv backend, only used when ``model`` is a path
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model, cutoff: float | None = None, device="cpu", backend: str = "auto", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(model, CartinvPotential):
+            model = CartinvPotential.load(model, backend=backend)
+        if cutoff is not None and abs(float(cutoff) - model.cutoff) > 1e-12 * max(1.0, model.cutoff):
+            raise ValueError(f"cutoff {cutoff} does not match the model cutoff {model.cutoff}; the model was "
+                             f"trained with neighbours up to {model.cutoff}")
+        self.model = model.to(device)
+        self.model.eval()
+        self.device = torch.device(device)
+
+    def _species(self, atoms) -> torch.Tensor:
+        return self.model.species_index(atoms.get_chemical_symbols()).to(self.device)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        species = self._species(atoms)
+        n = len(atoms)
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        i, j, shifts = neighbor_list("ijS", atoms, self.model.cutoff)
+        pos = atoms.get_positions()
+        vec = pos[j] - pos[i] + shifts @ np.asarray(atoms.get_cell())
+        dtype = self.model.dtype
+        rij = torch.tensor(vec, dtype=dtype, device=self.device, requires_grad=True)
+        pi = torch.as_tensor(i, dtype=torch.int64, device=self.device)
+        pj = torch.as_tensor(j, dtype=torch.int64, device=self.device)
+        energies = self.model(species, pi, pj, rij)
+        energy = energies.sum()
+        if rij.shape[0]:
+            (grad,) = torch.autograd.grad(energy, rij)
+        else:
+            grad = torch.zeros_like(rij)
+        forces = pair_forces(grad, pi, pj, n)
+        e = float(energy.detach())
+        self.results["energy"] = e
+        self.results["free_energy"] = e
+        self.results["energies"] = energies.detach().cpu().numpy().astype(np.float64)
+        self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64)
+        if atoms.pbc.all():
+            w = pair_virial(grad, rij.detach()).cpu().numpy().astype(np.float64) / atoms.get_volume()
+            self.results["stress"] = np.array([w[0, 0], w[1, 1], w[2, 2], w[1, 2], w[0, 2], w[0, 1]])
