@@ -16,7 +16,6 @@ Data layout shared by every target (the same as the torch module):
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from importlib import resources
 
@@ -24,19 +23,8 @@ import jinja2
 import sympy as sp
 
 from cartinv.codegen import plan
+from cartinv.codegen.naming import KERNELS, SCALAR_TYPES, c_identifier, kernel_symbol  # noqa: F401 (re-exported)
 from cartinv.symbolic.basisfile import Basis
-
-KERNELS = ("forward", "invariants_backward", "pairs_backward")
-SCALAR_TYPES = {"f32": "float", "f64": "double"}
-
-
-def c_identifier(name: str) -> str:
-    """A valid C/C++ identifier from a Basis or file name (other characters become '_')."""
-    ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
-    if not ident or ident[0].isdigit():
-        ident = "basis_" + ident
-    return ident
-
 
 def c_comment_block(text: str) -> str:
     """The caller's header block as C comments: '//' and '/* */' text is kept, '#' comments become '//'."""
@@ -53,15 +41,6 @@ def c_comment_block(text: str) -> str:
         else:
             lines.append(f"// {line}".rstrip())
     return "\n".join(lines)
-
-
-def kernel_symbol(name: str, kernel: str, suffix: str) -> str:
-    """extern "C" symbol of a kernel in <name>.cu, e.g. lmax3_deg4_forward_f32."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
-    if suffix not in SCALAR_TYPES:
-        raise ValueError(f"unknown dtype suffix {suffix!r}; expected one of {tuple(SCALAR_TYPES)}")
-    return f"{c_identifier(name)}_{kernel}_{suffix}"
 
 
 def harmonics_stride(n_harmonics: int) -> int:

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from cartinv.codegen.emit_c import c_identifier, kernel_symbol
+from cartinv.codegen.naming import c_identifier, kernel_symbol
 
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block may use without opting in
 DEFAULT_THREADS = 128

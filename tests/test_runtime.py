@@ -64,7 +64,7 @@ def test_checked_in_modules_match_einsum(name):
 
 def test_load_checked_in_without_sympy():
     code = (
-        "import sys, torch, cartinv\n"
+        "import sys, torch, cartinv, cartinv.runtime.cuda_backend, cartinv.runtime.ops, cartinv.runtime.nn\n"
         f"m = cartinv.load({NAME!r})\n"
         "r = torch.randn(6, 3, dtype=torch.float64); c = torch.tensor([0, 0, 1, 1, 2, 2])\n"
         "I = m(r, c, torch.ones(6, 2, dtype=torch.float64), 3)\n"

@@ -33,8 +33,9 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I13  (column 12, degree 4): T2[ab] T2[cd] T3[abe] T3[cde]
 
 Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 1131, invariants_vjp 2529 operations.
-The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is one contiguous
-row of the block), so their temporaries stay in cache on a CPU.
+The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
+vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
+Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
 """
 
 import os

@@ -26,8 +26,9 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I6  (column 5, degree 4): T1[a] T1[b] T2[ac] T2[bc]
 
 Arithmetic per row: harmonics 20, harmonics_vjp 35, invariants 130, invariants_vjp 272 operations.
-The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is one contiguous
-row of the block), so their temporaries stay in cache on a CPU.
+The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
+vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
+Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
 """
 
 import os

@@ -1,0 +1,235 @@
+"""Kernel benchmark: cartinv's generated torch backend vs a naive einsum reference vs hippynn's HIP-HOP path.
+
+One process, side by side, on the same inputs: pairs with ~`--neighbors` neighbours per atom (Poisson counts,
+pairs sorted by centre as a neighbour list gives them), unit-free random pair vectors, tied weights w [P, C].
+
+    cartinv   the generated module of a checked-in basis (default hiphop_lmax3_deg4: HIP-HOP-NN's 13
+              contractions in hippynn's column order), called directly (no input validation), and through
+              cartinv.load (with validation) as "cartinv+checks";
+    naive     Y per pair, T = index_add of the [P, C, 16] outer products, full Cartesian STF tensors, one torch.einsum
+              per invariant (autograd for the backward);
+    hippynn   benchmarks/peers.hippynn_forward: hippynn's TensorExtractor, envsum and calc_invariants.
+
+Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward with autograd, then the gradient
+of sum(I * a) w.r.t. r and w (a fixed random [C, K]). Best of --repeats runs after one warm-up. Peak memory:
+on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated during one call
+(torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
+
+    python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
+    python benchmarks/kernels.py --quick    # a small run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cartinv  # noqa: E402
+from cartinv.runtime import load as runtime_load  # noqa: E402
+
+
+def make_inputs(n_atoms, neighbors, channels, dtype, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.poisson(torch.full((n_atoms,), float(neighbors)), generator=gen).long()
+    centers = torch.repeat_interleave(torch.arange(n_atoms), counts)
+    n_pairs = int(counts.sum())
+    direction = torch.randn(n_pairs, 3, generator=gen, dtype=torch.float64)
+    length = 0.8 + 4.2 * torch.rand(n_pairs, 1, generator=gen, dtype=torch.float64)
+    r = direction / direction.norm(dim=1, keepdim=True) * length
+    w = torch.randn(n_pairs, channels, generator=gen, dtype=torch.float64) / math.sqrt(neighbors)
+    cast = dict(dtype=dtype, device=device)
+    return r.to(**cast), centers.to(device), w.to(**cast), n_atoms
+
+
+# --- the naive reference ----------------------------------------------------------------------------------
+
+
+class NaiveEinsum:
+    """Moments by materialising the [P, C, N_COORDS] outer products; invariants by one einsum each."""
+
+    def __init__(self, basis, module, dtype, device):
+        import numpy as np
+
+        from cartinv.symbolic import stf
+
+        self.module = module
+        self.invariants = basis.invariants
+        self.slices, start = {}, 0
+        for c in basis.coordinates:
+            key = (c["channel"], c["l"])
+            self.slices.setdefault(key, slice(start, start + 2 * c["l"] + 1))
+            start += 1
+        self.to_cart = {l: torch.tensor(np.asarray(stf.orthonormal_basis(l)), dtype=dtype, device=device)
+                        for l in basis.orders}
+
+    def __call__(self, r, centers, w, n_atoms):
+        u = r / torch.linalg.vector_norm(r, dim=1, keepdim=True)
+        y = self.module.harmonics(u)  # plain torch ops: autograd differentiates them
+        outer = w[:, :, None] * y[:, None, :]  # [P, C, N_COORDS]
+        T = torch.zeros((n_atoms,) + outer.shape[1:], dtype=r.dtype, device=r.device).index_add(0, centers, outer)
+        cart = {}
+        for (ch, l), sl in self.slices.items():
+            cart[(ch, l)] = (T[..., sl] @ self.to_cart[l]).reshape(T.shape[:-1] + (3,) * l)
+        cols = []
+        for inv in self.invariants:
+            ops = [cart[(c, l)] for c, l in zip(inv["channels"], inv["orders"])]
+            if inv["orders"] == [0]:
+                cols.append(ops[0])
+                continue
+            lhs, rhs = inv["einsum"].split("->")
+            cols.append(torch.einsum(",".join("..." + s for s in lhs.split(",")) + "->..." + rhs, *ops))
+        return torch.stack(cols, dim=-1)
+
+
+# --- measurement ------------------------------------------------------------------------------------------
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(fn, args, coeff, backward):
+    r, centers, w, n_atoms = args
+    if not backward:
+        with torch.no_grad():
+            return fn(r, centers, w, n_atoms)
+    r_, w_ = r.detach().requires_grad_(True), w.detach().requires_grad_(True)
+    out = fn(r_, centers, w_, n_atoms)
+    return torch.autograd.grad((out * coeff).sum(), (r_, w_))
+
+
+def time_call(fn, args, coeff, backward, repeats, device):
+    _step(fn, args, coeff, backward)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        gc.collect()
+        _sync(device)
+        start = time.perf_counter()
+        _step(fn, args, coeff, backward)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_bytes(fn, args, coeff, backward, device):
+    """Peak live tensor bytes allocated during one call (GPU: allocator peak; CPU: profiler memory events)."""
+    gc.collect()
+    if device.type == "cuda":
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _step(fn, args, coeff, backward)
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        _step(fn, args, coeff, backward)
+    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
+    live = peak = 0
+    for _, delta in events:
+        live += delta
+        peak = max(peak, live)
+    return peak
+
+
+def agreement(a, b):
+    """max |a - b| / max |b| over each column, worst column."""
+    a, b = a.double(), b.double()
+    scale = b.abs().amax(dim=tuple(range(b.dim() - 1))).clamp_min(1e-300)
+    return float(((a - b).abs().amax(dim=tuple(range(b.dim() - 1))) / scale).max())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--atoms", type=int, nargs="+", default=[2000, 20000])
+    ap.add_argument("--neighbors", type=int, default=30)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    ap.add_argument("--basis", default="hiphop_lmax3_deg4", help="checked-in basis name")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--methods", nargs="+", default=["cartinv", "cartinv+checks", "naive", "hippynn"])
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one repeat: 500 and 2,000 atoms, 8 channels")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.atoms, args.channels, args.repeats = [500, 2000], 8, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    basis = runtime_load.resolve_basis(args.basis)
+    folder, name = runtime_load.generated_dir(basis)
+    module = runtime_load.import_torch_module(folder, name)
+    model = module.InvariantModel()
+    checked = cartinv.load(basis, backend="torch")
+    methods = {"cartinv": model, "cartinv+checks": checked}
+    if "naive" in args.methods:
+        methods["naive"] = None  # built per dtype
+    hip_forward = None
+    if "hippynn" in args.methods:
+        try:
+            from benchmarks.peers import hippynn_forward as hip_forward  # noqa: PLC0415
+        except ImportError as exc:
+            print(f"# hippynn peer unavailable: {exc}")
+    methods = {k: v for k, v in methods.items() if k in args.methods}
+    if hip_forward is not None:
+        methods["hippynn"] = hip_forward
+
+    print(f"# basis {basis.name} ({module.N_INVARIANTS} invariants, orders {module.ORDERS}); device {device}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; neighbours ~{args.neighbors}, "
+          f"channels {args.channels}; best of {args.repeats}")
+    print("# memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda"
+                          else "peak live tensor bytes during one call (profiler memory events), not RSS"))
+    header = (f"{'atoms':>6} {'pairs':>7} {'dtype':>7} {'method':>15} {'fwd s':>8} {'fwd+bwd s':>10} "
+              f"{'hip/x fwd':>9} {'hip/x f+b':>9} {'naive/x f+b':>11} {'peak MB fwd':>11} {'peak MB f+b':>11} "
+              f"{'max dev':>8}")
+    print(header)
+    for n_atoms in args.atoms:
+        for dname in args.dtypes:
+            dtype = getattr(torch, dname)
+            inputs = make_inputs(n_atoms, args.neighbors, args.channels, dtype, device)
+            coeff = torch.randn(args.channels, module.N_INVARIANTS, generator=torch.Generator().manual_seed(1),
+                                dtype=torch.float64).to(dtype=dtype, device=device)
+            rows = {}
+            reference = None
+            for label, fn in methods.items():
+                if label == "naive":
+                    fn = NaiveEinsum(basis, module, dtype, device)
+                out = _step(fn, inputs, coeff, backward=False)
+                if reference is None:
+                    reference = out
+                fwd = time_call(fn, inputs, coeff, False, args.repeats, device)
+                both = time_call(fn, inputs, coeff, True, args.repeats, device)
+                mem = (None, None) if args.no_memory else (
+                    peak_bytes(fn, inputs, coeff, False, device), peak_bytes(fn, inputs, coeff, True, device))
+                rows[label] = (fwd, both, mem, agreement(out, reference))
+                del out
+            hip = rows.get("hippynn")
+            naive = rows.get("naive")
+            for label, (fwd, both, mem, dev) in rows.items():
+                ratio_f = f"{hip[0] / fwd:9.2f}" if hip else f"{'-':>9}"
+                ratio_b = f"{hip[1] / both:9.2f}" if hip else f"{'-':>9}"
+                ratio_n = f"{naive[1] / both:11.2f}" if naive else f"{'-':>11}"
+                mf = f"{mem[0] / 2**20:11.1f}" if mem[0] is not None else f"{'-':>11}"
+                mb = f"{mem[1] / 2**20:11.1f}" if mem[1] is not None else f"{'-':>11}"
+                print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.4f} {both:10.4f} "
+                      f"{ratio_f} {ratio_b} {ratio_n} {mf} {mb} {dev:8.1e}", flush=True)
+            del inputs, reference
+            gc.collect()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
