@@ -66,7 +66,7 @@ from . import bounds as B
 from . import cg
 from .basisfile import SCHEMA_VERSION, Basis
 from .formulas import coordinate_name, coordinate_table, formula_text
-from .modular import PRIMES, Echelon
+from .modular import PRIMES, Echelon, rank_mod_p  # noqa: F401 (rank_mod_p is part of this module's API)
 from .relations import crt, rational_reconstruct, solve_mod
 from .select import RequestError
 from .stf import double_factorial
@@ -590,27 +590,6 @@ def linear_dimension(nu: int, nmax: int, lmax: int, species: int = 1) -> int:
     singles = single_particle_labels(nmax, lmax, species)
     return sum(invariant_dimension(t) for k in range(1, nu + 1)
                for t in itertools.combinations_with_replacement(singles, k))
-
-
-def rank_mod_p(matrix: np.ndarray, prime: int) -> int:
-    """Rank of an integer matrix mod p by vectorised Gaussian elimination (exact)."""
-    a = np.array(matrix, dtype=np.int64) % prime
-    rank = 0
-    for col in range(a.shape[1]):
-        nz = np.flatnonzero(a[rank:, col])
-        if nz.size == 0:
-            continue
-        piv = rank + int(nz[0])
-        a[[rank, piv]] = a[[piv, rank]]
-        a[rank] = a[rank] * pow(int(a[rank, col]), -1, prime) % prime
-        others = np.flatnonzero(a[:, col])
-        others = others[others != rank]
-        if others.size:
-            a[others] = (a[others] - (a[others, col][:, None] * a[rank][None, :]) % prime) % prime
-        rank += 1
-        if rank == a.shape[0]:
-            break
-    return rank
 
 
 # ------------------------------------------------------------------------------------------------ exact formulas

@@ -121,8 +121,21 @@ class Echelon:
 
 
 def rank_mod_p(matrix: np.ndarray, prime: int) -> int:
-    """Rank of an integer matrix mod p (exact)."""
-    e = Echelon(matrix.shape[1], prime)
-    for row in matrix:
-        e.add(row)
-    return e.rank
+    """Rank of an integer matrix mod p by vectorised Gaussian elimination (exact; entries < p keep int64 exact)."""
+    a = np.array(matrix, dtype=np.int64) % prime
+    rank = 0
+    for col in range(a.shape[1]):
+        nz = np.flatnonzero(a[rank:, col])
+        if nz.size == 0:
+            continue
+        piv = rank + int(nz[0])
+        a[[rank, piv]] = a[[piv, rank]]
+        a[rank] = a[rank] * pow(int(a[rank, col]), -1, prime) % prime
+        others = np.flatnonzero(a[:, col])
+        others = others[others != rank]
+        if others.size:
+            a[others] = (a[others] - (a[others, col][:, None] * a[rank][None, :]) % prime) % prime
+        rank += 1
+        if rank == a.shape[0]:
+            break
+    return rank
