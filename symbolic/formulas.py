@@ -8,6 +8,7 @@ polynomial ring, which is much faster than expanding expressions.
 
 from __future__ import annotations
 
+import ast
 from functools import lru_cache
 
 import numpy as np
@@ -102,3 +103,65 @@ class FormulaBuilder:
 def formula_text(expr: sp.Expr) -> str:
     """Deterministic text of a formula (SymPy's str printer with its canonical term order)."""
     return sp.sstr(expr, order="lex")
+
+
+class FormulaSyntaxError(ValueError):
+    """A formula text that is not a polynomial in the named coordinates with sqrt-of-rational coefficients."""
+
+
+def parse_formula(text: str, symbols: dict[str, sp.Symbol]) -> sp.Expr:
+    """SymPy expression of a formula text (as written by `formula_text`), read without eval.
+
+    Accepts integers, names from `symbols`, sqrt(...), unary minus and + - * / ** only, so a Basis file cannot run
+    code; a sum is flattened iteratively and built with one Add, so long formulas (thousands of terms) read in
+    linear time without deep recursion.
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise FormulaSyntaxError(f"not a formula: {exc.msg}") from None
+    return _sum(tree.body, symbols)
+
+
+def _sum(node: ast.AST, symbols) -> sp.Expr:
+    terms, stack = [], [(node, 1)]
+    while stack:
+        n, sign = stack.pop()
+        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)):
+            stack.append((n.left, sign))
+            stack.append((n.right, sign if isinstance(n.op, ast.Add) else -sign))
+        else:
+            term = _term(n, symbols)
+            terms.append(term if sign > 0 else -term)
+    return sp.Add(*terms)
+
+
+_BINARY = {ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a**b}
+
+
+def _term(n: ast.AST, symbols) -> sp.Expr:
+    if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)):
+        return _sum(n, symbols)
+    if isinstance(n, ast.BinOp) and type(n.op) in _BINARY:
+        left, right = _term(n.left, symbols), _term(n.right, symbols)
+        if isinstance(n.op, ast.Pow) and not (right.is_Integer and right >= 0):
+            raise FormulaSyntaxError(f"exponent {right} is not a non-negative integer")
+        if isinstance(n.op, ast.Div) and not right.is_Number:
+            raise FormulaSyntaxError("division by a non-number")
+        return _BINARY[type(n.op)](left, right)
+    if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+        value = _term(n.operand, symbols)
+        return -value if isinstance(n.op, ast.USub) else value
+    if isinstance(n, ast.Constant) and type(n.value) is int:
+        return sp.Integer(n.value)
+    if isinstance(n, ast.Name):
+        if n.id not in symbols:
+            raise FormulaSyntaxError(f"unknown symbol {n.id!r}")
+        return symbols[n.id]
+    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "sqrt" and len(n.args) == 1 \
+            and not n.keywords:
+        arg = _term(n.args[0], symbols)
+        if not (arg.is_Rational and arg >= 0):
+            raise FormulaSyntaxError(f"sqrt of {arg}: only non-negative rationals")
+        return sp.sqrt(arg)
+    raise FormulaSyntaxError(f"unsupported element {ast.dump(n)[:60]}")

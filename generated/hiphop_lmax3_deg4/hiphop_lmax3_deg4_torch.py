@@ -32,7 +32,7 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I12  (column 11, degree 4): T2[ab] T2[ac] T3[bde] T3[cde]
     I13  (column 12, degree 4): T2[ab] T2[cd] T3[abe] T3[cde]
 
-Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 1131, invariants_vjp 2529 operations.
+Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 513, invariants_vjp 1252 operations.
 The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
 vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
 Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
@@ -152,1618 +152,558 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6,) = t
-    t0 = T1_0 * T1_0
-    t1 = T1_1 * T1_1
-    t2 = T1_2 * T1_2
-    t3 = T2_0 * T2_0
-    t4 = T2_1 * T2_1
-    t5 = T2_2 * T2_2
-    t6 = T2_3 * T2_3
-    t7 = T2_4 * T2_4
-    t10 = T2_1 * T2_3
-    t18 = T3_0 * T3_0
-    t19 = T3_1 * T3_1
-    t20 = T3_2 * T3_2
-    t21 = T3_3 * T3_3
-    t22 = T3_4 * T3_4
-    t23 = T3_5 * T3_5
-    t24 = T3_6 * T3_6
-    t25 = T3_1 * T3_3
-    t26 = T3_0 * T3_4
-    t27 = T3_2 * T3_3
-    t29 = T3_0 * T3_5
-    t30 = T3_1 * T3_6
-    t31 = T3_3 * T3_5
-    t32 = T3_4 * T3_6
-    t42 = T3_1 * T3_5
-    t45 = T3_0 * T3_2
-    t52 = T1_1 * T2_1
-    t53 = T1_2 * T2_0
-    t54 = T1_1 * T2_3
-    t55 = T1_2 * t54
-    t59 = T1_0 * T1_2
-    t60 = T1_0 * t52
-    t66 = T2_2 * T2_4
-    t68 = T1_0 * T1_0 * T1_0
-    t69 = T1_2 * T1_2 * T1_2
-    t70 = T1_2 * t0
-    t76 = T1_1 * T3_3
-    t78 = T1_1 * T3_5
-    t79 = T3_2 * T3_4
-    t89 = T1_0 * T1_1
-    t94 = T3_1 * T3_2
-    t95 = T1_2 * T3_4
-    t98 = T3_2 * T3_6
-    t100 = T1_0 * T1_1
-    t113 = T2_3 * T3_1
-    t114 = T3_0 * t113
-    t115 = T2_3 * T3_4
-    t116 = T3_3 * t115
-    t117 = T2_3 * T3_5
-    t118 = T3_6 * t117
-    t122 = T3_2 * T3_6
-    t126 = T2_1 * T3_4
-    t127 = T3_1 * t126
-    t128 = T2_1 * T3_5
-    t130 = T3_5 * t115
-    t135 = t20 * t3
-    t136 = t22 * t3
-    t137 = t20 * t7
-    t138 = t22 * t7
-    t148 = t20 * t4
-    t149 = t22 * t6
-    t156 = T2_2 * t79
-    t158 = T2_1 * t30
-    t161 = T2_0 * T2_2
-    t162 = T2_0 * t117
-    del t117
-    t166 = T2_1 * t27
-    t169 = T2_2 * T3_2
-    t172 = T2_0 * T2_3
-    t173 = T2_0 * t128
-    t174 = T2_4 * T3_2
-    t175 = T2_2 * T2_4
-    t177 = T2_1 * t29
-    t179 = T2_2 * t25
-    t180 = t175 * t31
-    t181 = T2_0 * T2_1
-    t183 = T2_1 * T3_0
-    t185 = torch.addcmul(T2_4 * t130, t128, t174, value=1.0)
-    t185.addcmul_(t181, t94, value=1.0)
-    t185.addcmul_(T2_4, t114, value=1.2909944487358056)
-    t185.addcmul_(T2_4, t118, value=1.2909944487358056)
-    t185.addcmul_(T2_4, t158, value=1.2909944487358056)
-    t185.addcmul_(T2_4, t177, value=-1.2909944487358056)
-    t185.addcmul_(t172, t29, value=1.2909944487358056)
-    t185.addcmul_(t172, t30, value=-1.2909944487358056)
-    t185.addcmul_(t10, t25, value=-1.632993161855452)
-    t185.addcmul_(t31, t4, value=0.816496580927726)
-    t185.addcmul_(t31, t6, value=-0.816496580927726)
-    t185.addcmul_(T2_0 * T3_1, t115, value=1.0)
-    t185.addcmul_(T2_0 * T3_1, t183, value=1.2909944487358056)
-    t185.addcmul_(T2_0 * T3_6, t128, value=1.2909944487358056)
-    t194 = T2_0 * T2_4
-    t196 = T2_0 * T2_2
-    t198 = T2_0 * T2_3
-    t199 = T2_4 * T3_3
-    t202 = T2_2 * T3_2
+    d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
+    d0.addcmul_(T1_2, T1_2, value=1.0)
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d7.addcmul_(T2_2, T2_2, value=1.0)
+    d7.addcmul_(T2_3, T2_3, value=1.0)
+    d7.addcmul_(T2_4, T2_4, value=1.0)
+    d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d8.addcmul_(d1, d1, value=1.0)
+    d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d9.addcmul_(T2_1, T2_3, value=1.0)
+    d10 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d10.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d11 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d11.addcmul_(d4, d4, value=1.0)
+    d12 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d13.addcmul_(T2_3, T2_3, value=1.0)
+    d14 = torch.addcmul(T2_0 * d9, T2_1, d12, value=1.0)
+    d14.addcmul_(T2_3, d10, value=1.0)
+    d14.addcmul_(d1, d8, value=0.5)
+    d14.addcmul_(d11, d4, value=-0.5)
+    d14.addcmul_(T2_2, d13, value=0.5773502691896257)
+    d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
+    d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
+    d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
+    d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
+    d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
+    d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    d25 = torch.addcmul(T3_0 * T3_0, T3_1, T3_1, value=1.0)
+    d25.addcmul_(T3_2, T3_2, value=1.0)
+    d25.addcmul_(T3_3, T3_3, value=1.0)
+    d25.addcmul_(T3_4, T3_4, value=1.0)
+    d25.addcmul_(T3_5, T3_5, value=1.0)
+    d25.addcmul_(T3_6, T3_6, value=1.0)
+    d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
+    d26.addcmul_(d15, d15, value=0.75)
+    d26.addcmul_(d16, d16, value=1.5)
+    d26.addcmul_(d17, d17, value=0.6)
+    d26.addcmul_(d18, d18, value=0.75)
+    d27 = torch.addcmul(T3_2 * T3_4, d15, d16, value=0.9375)
+    d27.addcmul_(d16, d18, value=-1.875)
+    d27.addcmul_(d18, d21, value=0.9375)
+    d27.addcmul_(T3_1, d17, value=-0.9682458365518543)
+    d27.addcmul_(T3_1, d22, value=-0.9682458365518543)
+    d28 = torch.addcmul(T3_1 * T3_2, d15, d17, value=-0.375)
+    d28.addcmul_(d18, d22, value=0.375)
+    d28.addcmul_(T3_1, d16, value=0.9682458365518543)
+    d28.addcmul_(T3_3, T3_4, value=0.7745966692414834)
+    d28.addcmul_(T3_4, d17, value=-0.7745966692414834)
+    d29 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=0.8)
+    d29.addcmul_(d16, d16, value=0.75)
+    d29.addcmul_(d18, d18, value=1.5)
+    d29.addcmul_(d21, d21, value=0.75)
+    d29.addcmul_(d22, d22, value=0.6)
+    d30 = torch.addcmul(T3_1 * T3_4, d16, d17, value=-0.375)
+    d30.addcmul_(d21, d22, value=0.375)
+    d30.addcmul_(T3_1, d18, value=-0.9682458365518543)
+    d30.addcmul_(T3_2, T3_3, value=0.7745966692414834)
+    d30.addcmul_(T3_2, d22, value=-0.7745966692414834)
+    d31 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=1.6)
+    d31.addcmul_(T3_3, T3_3, value=1.2)
+    d31.addcmul_(T3_4, T3_4, value=1.6)
+    d31.addcmul_(d17, d17, value=0.3)
+    d31.addcmul_(d22, d22, value=0.3)
+    d32 = torch.addcmul(d26 * d26, d27, d27, value=1.28)
+    d32.addcmul_(d28, d28, value=3.2)
+    d32.addcmul_(d29, d29, value=1.0)
+    d32.addcmul_(d30, d30, value=3.2)
+    d32.addcmul_(d31, d31, value=1.0)
+    d33 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d33.addcmul_(T1_2, d1, value=1.0)
+    d34 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d34.addcmul_(T1_2, T2_0, value=-1.0)
+    d35 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d35.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d36 = torch.addcmul(T1_0 * d34, T1_1, d35, value=-1.0)
+    d36.addcmul_(T1_2, d33, value=-1.0)
+    d37 = torch.addcmul(d33 * d33, d34, d34, value=1.0)
+    d37.addcmul_(d35, d35, value=1.0)
+    del d33, d34, d35
+    d38 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
+    d38.addcmul_(T1_1, d17, value=-0.6324555320336759)
+    d39 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
+    d39.addcmul_(T1_1, T3_1, value=-0.816496580927726)
+    d40 = torch.addcmul(T1_2 * d17, T1_0, T3_1, value=-1.2909944487358056)
+    d40.addcmul_(T1_1, T3_4, value=-1.632993161855452)
+    d41 = torch.addcmul(T1_0 * d21, T1_2, d18, value=1.0)
+    d41.addcmul_(T1_1, d22, value=0.6324555320336759)
+    d42 = torch.addcmul(T1_0 * d22, T1_2, T3_1, value=-1.2909944487358056)
+    d42.addcmul_(T1_1, T3_2, value=-1.632993161855452)
+    d43 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
+    d43.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    d44 = torch.addcmul(T1_0 * d39, T1_2, d38, value=-1.0)
+    d44.addcmul_(T1_1, d40, value=0.6324555320336759)
+    del d38
+    d45 = torch.addcmul(T1_0 * d41, T1_2, d39, value=1.0)
+    d45.addcmul_(T1_1, d42, value=0.6324555320336759)
+    del d39, d41
+    d46 = torch.addcmul(T1_0 * d42, T1_1, d43, value=-2.0)
+    d46.addcmul_(T1_2, d40, value=1.0)
+    del d40, d42, d43
+    d47 = torch.addcmul(T1_0 * d45, T1_2, d44, value=1.0)
+    d47.addcmul_(T1_1, d46, value=0.6324555320336759)
+    del d44, d45, d46
+    d48 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
+    d48.addcmul_(T1_1, d28, value=1.5811388300841898)
+    d49 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
+    d49.addcmul_(T1_1, d30, value=1.2649110640673518)
+    d50 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
+    d50.addcmul_(T1_2, d28, value=1.2649110640673518)
+    d51 = torch.addcmul(T1_0 * d49, T1_1, d50, value=1.0)
+    d51.addcmul_(T1_2, d48, value=0.8)
+    del d48, d49, d50
+    d52 = torch.addcmul(T2_0 * d27, d1, d26, value=0.625)
+    d52.addcmul_(d29, d4, value=-0.625)
+    d52.addcmul_(T2_1, d30, value=1.5811388300841898)
+    d52.addcmul_(T2_3, d28, value=1.5811388300841898)
+    d52.addcmul_(T2_2, d31, value=0.7216878364870322)
+    d53 = torch.addcmul(d11 * d29, d13, d31, value=1.0)
+    d53.addcmul_(d26, d8, value=1.0)
+    d53.addcmul_(d27, d9, value=1.6)
+    d53.addcmul_(d10, d28, value=2.5298221281347035)
+    d53.addcmul_(d12, d30, value=2.5298221281347035)
+    del d8, d9, d10, d11, d12, d13, d26, d27, d28, d29, d30, d31
+    d54 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
+    d54.addcmul_(T2_1, T3_1, value=1.3693063937629153)
+    d54.addcmul_(T2_0, d16, value=1.6770509831248424)
+    d54.addcmul_(d1, d15, value=0.8385254915624212)
+    d54.addcmul_(d18, d4, value=0.8385254915624212)
+    del d15
+    d55 = torch.addcmul(T2_2 * T3_2, T2_1, d22, value=-1.0606601717798212)
+    d55.addcmul_(T2_3, T3_1, value=1.3693063937629153)
+    d55.addcmul_(T2_0, d18, value=-1.6770509831248424)
+    d55.addcmul_(d1, d16, value=0.8385254915624212)
+    d55.addcmul_(d21, d4, value=0.8385254915624212)
+    del d16, d18, d21
+    d56 = torch.addcmul(T2_2 * T3_3, T2_1, T3_2, value=1.4142135623730951)
+    d56.addcmul_(T2_3, T3_4, value=1.4142135623730951)
+    d56.addcmul_(d1, d17, value=-0.4330127018922193)
+    d56.addcmul_(d22, d4, value=0.4330127018922193)
+    d56.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    del d1, d4, d17, d22
+    d57 = torch.addcmul(d54 * d54, d55, d55, value=1.0)
+    d57.addcmul_(d56, d56, value=1.5)
+    del d54, d55, d56
     I_0 = T0_0
-    I_1 = t0 + t1
-    I_1.add_(t2)
-    I_2 = t3 + t4
-    I_2.add_(t5)
-    I_2.add_(t6)
-    I_2.add_(t7)
-    I_3 = torch.addcmul(T2_2 * T2_2 * T2_2 * 0.408248290463863, T2_0, t10, value=2.1213203435596424)
-    I_3.addcmul_(T2_4, t4, value=-1.0606601717798212)
-    I_3.addcmul_(T2_4, t6, value=1.0606601717798212)
-    I_3.addcmul_(T2_2, t3, value=-1.224744871391589)
-    I_3.addcmul_(T2_2, t4, value=0.6123724356957945)
-    I_3.addcmul_(T2_2, t6, value=0.6123724356957945)
-    I_3.addcmul_(T2_2, t7, value=-1.224744871391589)
-    I_4 = t18 + t19
-    I_4.add_(t20)
-    I_4.add_(t21)
-    I_4.add_(t22)
-    I_4.add_(t23)
-    I_4.add_(t24)
-    I_5 = torch.addcmul(T3_0 * T3_0 * T3_0 * T3_0 * 0.5, T3_1 * T3_1 * T3_1, T3_1, value=0.3333333333333333)
-    I_5.addcmul_(T3_2 * T3_2 * T3_2, T3_2, value=0.47333333333333333)
-    I_5.addcmul_(T3_3 * T3_3 * T3_3, T3_3, value=0.44)
-    I_5.addcmul_(T3_4 * T3_4 * T3_4, T3_4, value=0.47333333333333333)
-    I_5.addcmul_(T3_5 * T3_5 * T3_5, T3_5, value=0.3333333333333333)
-    I_5.addcmul_(T3_6 * T3_6 * T3_6, T3_6, value=0.5)
-    I_5.addcmul_(t18, t19, value=1.0)
-    I_5.addcmul_(t18, t20, value=0.6)
-    I_5.addcmul_(t18, t21, value=0.4)
-    I_5.addcmul_(t18, t22, value=0.6)
-    I_5.addcmul_(t18, t23, value=1.0)
-    I_5.addcmul_(t18, t24, value=1.0)
-    I_5.addcmul_(t19, t20, value=0.8666666666666667)
-    I_5.addcmul_(t19, t21, value=1.2)
-    I_5.addcmul_(t19, t22, value=0.8666666666666667)
-    I_5.addcmul_(t19, t23, value=0.6666666666666666)
-    I_5.addcmul_(t19, t24, value=1.0)
-    I_5.addcmul_(t20, t21, value=0.88)
-    I_5.addcmul_(t20, t22, value=0.9466666666666667)
-    I_5.addcmul_(t20, t23, value=0.8666666666666667)
-    I_5.addcmul_(t20, t24, value=0.6)
-    I_5.addcmul_(t21, t22, value=0.88)
-    I_5.addcmul_(t21, t23, value=1.2)
-    I_5.addcmul_(t21, t24, value=0.4)
-    I_5.addcmul_(t22, t23, value=0.8666666666666667)
-    I_5.addcmul_(t22, t24, value=0.6)
-    I_5.addcmul_(t23, t24, value=1.0)
-    I_5.addcmul_(t25, t26, value=0.8)
-    I_5.addcmul_(t27, t29, value=0.8)
-    I_5.addcmul_(t27, t30, value=-0.8)
-    I_5.addcmul_(t31, t32, value=0.8)
-    I_5.addcmul_(T3_0 * T3_2 * T3_2, T3_2, value=0.2065591117977289)
-    I_5.addcmul_(T3_4 * T3_4 * T3_4, T3_6, value=-0.2065591117977289)
-    I_5.addcmul_(t19, t32, value=-0.5163977794943223)
-    I_5.addcmul_(t19, t45, value=0.5163977794943223)
-    I_5.addcmul_(t20, t31, value=0.2065591117977289)
-    I_5.addcmul_(t20, t32, value=0.6196773353931867)
-    I_5.addcmul_(t22, t31, value=-0.2065591117977289)
-    I_5.addcmul_(t22, t45, value=-0.6196773353931867)
-    I_5.addcmul_(t23, t32, value=0.5163977794943223)
-    I_5.addcmul_(t23, t45, value=-0.5163977794943223)
-    I_5.addcmul_(t26, t42, value=1.0327955589886446)
-    I_5.addcmul_(T3_1 * T3_4, t27, value=-0.4131182235954578)
-    I_5.addcmul_(T3_2 * T3_5, t30, value=1.0327955589886446)
-    I_6 = torch.addcmul(t55 * 1.4142135623730951, T1_0, t52, value=1.4142135623730951)
-    I_6.addcmul_(T1_0, t53, value=1.4142135623730951)
-    I_6.addcmul_(T2_4, t0, value=-0.7071067811865476)
-    I_6.addcmul_(T2_4, t2, value=0.7071067811865476)
-    I_6.addcmul_(T2_2, t0, value=-0.408248290463863)
-    I_6.addcmul_(T2_2, t1, value=0.816496580927726)
-    I_6.addcmul_(T2_2, t2, value=-0.408248290463863)
-    I_7 = torch.addcmul(T2_4 * t55, T2_4, t60, value=-1.0)
-    I_7.addcmul_(t0, t3, value=0.5)
-    I_7.addcmul_(t0, t4, value=0.5)
-    I_7.addcmul_(t0, t5, value=0.16666666666666666)
-    I_7.addcmul_(t0, t7, value=0.5)
-    I_7.addcmul_(t1, t4, value=0.5)
-    I_7.addcmul_(t1, t5, value=0.6666666666666666)
-    I_7.addcmul_(t1, t6, value=0.5)
-    I_7.addcmul_(t10, t59, value=1.0)
-    I_7.addcmul_(t2, t3, value=0.5)
-    I_7.addcmul_(t2, t5, value=0.16666666666666666)
-    I_7.addcmul_(t2, t6, value=0.5)
-    I_7.addcmul_(t2, t7, value=0.5)
-    I_7.addcmul_(t52, t53, value=1.0)
-    I_7.addcmul_(T2_2, t55, value=0.5773502691896257)
-    I_7.addcmul_(T2_2, t60, value=0.5773502691896257)
-    I_7.addcmul_(t0, t66, value=0.5773502691896257)
-    I_7.addcmul_(t2, t66, value=-0.5773502691896257)
-    I_7.addcmul_(T1_0 * T2_0, t54, value=1.0)
-    I_7.addcmul_(T1_0 * T2_2, t53, value=-1.1547005383792515)
-    del t52, t53, t54, t55, t60
-    I_8 = torch.addcmul(T3_0 * t68 * (-0.5), T3_6, t69, value=0.5)
-    I_8.addcmul_(T3_6, t70, value=-1.5)
-    I_8.addcmul_(T1_1 * T1_1 * T1_1, T3_3, value=0.6324555320336759)
-    I_8.addcmul_(t0, t76, value=-0.9486832980505138)
-    I_8.addcmul_(t2, t76, value=-0.9486832980505138)
-    I_8.addcmul_(T3_2, t68, value=-0.3872983346207417)
-    I_8.addcmul_(T3_4, t69, value=-0.3872983346207417)
-    I_8.addcmul_(T3_4, t70, value=-0.3872983346207417)
-    I_8.addcmul_(t0, t78, value=-1.224744871391589)
-    I_8.addcmul_(T1_0 * T3_0, t2, value=1.5)
-    I_8.addcmul_(T1_0 * T3_2, t1, value=1.5491933384829668)
-    I_8.addcmul_(T1_0 * T3_2, t2, value=-0.3872983346207417)
-    I_8.addcmul_(T1_2 * T3_4, t1, value=1.5491933384829668)
-    I_8.addcmul_(T1_1 * T3_5, t2, value=1.224744871391589)
-    I_8.addcmul_(T1_0 * T1_1 * T1_2, T3_1, value=2.449489742783178)
-    del t68, t69, t70, t76
-    I_9 = torch.addcmul(t0 * t18 * 0.5, t0, t19, value=0.3333333333333333)
-    I_9.addcmul_(t0, t20, value=0.43333333333333335)
-    I_9.addcmul_(t0, t21, value=0.2)
-    I_9.addcmul_(t0, t22, value=0.03333333333333333)
-    I_9.addcmul_(t0, t23, value=0.3333333333333333)
-    I_9.addcmul_(t0, t24, value=0.5)
-    I_9.addcmul_(t1, t19, value=0.3333333333333333)
-    I_9.addcmul_(t1, t20, value=0.5333333333333333)
-    I_9.addcmul_(t1, t21, value=0.6)
-    I_9.addcmul_(t1, t22, value=0.5333333333333333)
-    I_9.addcmul_(t1, t23, value=0.3333333333333333)
-    I_9.addcmul_(t18, t2, value=0.5)
-    I_9.addcmul_(t19, t2, value=0.3333333333333333)
-    I_9.addcmul_(t2, t20, value=0.03333333333333333)
-    I_9.addcmul_(t2, t21, value=0.2)
-    I_9.addcmul_(t2, t22, value=0.43333333333333335)
-    I_9.addcmul_(t2, t23, value=0.3333333333333333)
-    I_9.addcmul_(t2, t24, value=0.5)
-    I_9.addcmul_(t59, t79, value=0.8)
-    I_9.addcmul_(t0, t31, value=0.5163977794943223)
-    I_9.addcmul_(t0, t32, value=0.25819888974716115)
-    I_9.addcmul_(t0, t45, value=0.25819888974716115)
-    I_9.addcmul_(t2, t31, value=-0.5163977794943223)
-    I_9.addcmul_(t2, t32, value=-0.25819888974716115)
-    I_9.addcmul_(t2, t45, value=-0.25819888974716115)
-    I_9.addcmul_(t25, t59, value=-1.0327955589886446)
-    I_9.addcmul_(t26, t59, value=-0.5163977794943223)
-    I_9.addcmul_(t59, t98, value=0.5163977794943223)
-    I_9.addcmul_(t100, t27, value=0.32659863237109044)
-    I_9.addcmul_(t100, t29, value=0.816496580927726)
-    I_9.addcmul_(t100, t30, value=-0.816496580927726)
-    I_9.addcmul_(T1_1 * T1_2, t94, value=0.6324555320336759)
-    I_9.addcmul_(T1_1 * T3_5, t95, value=0.6324555320336759)
-    I_9.addcmul_(T3_1 * T3_4, t89, value=0.6324555320336759)
-    I_9.addcmul_(T3_2 * T3_5, t89, value=-0.6324555320336759)
-    I_9.addcmul_(T1_1 * T3_3, t95, value=0.32659863237109044)
-    I_9.addcmul_(T1_2 * T3_6, t78, value=0.816496580927726)
-    I_9.addcmul_(T1_1 * T1_2 * T3_0, T3_1, value=0.816496580927726)
-    del t0, t1, t2, t59, t78, t89, t94, t95, t100
-    I_10 = torch.add(t114 * 0.5773502691896257, t116, alpha=0.2309401076758503)
-    I_10.add_(t118, alpha=0.5773502691896257)
-    I_10.add_(t127, alpha=0.4472135954999579)
-    I_10.add_(t130, alpha=0.4472135954999579)
-    I_10.addcmul_(T2_0, t79, value=0.565685424949238)
-    I_10.addcmul_(T2_4, t20, value=-0.282842712474619)
-    I_10.addcmul_(T2_4, t22, value=0.282842712474619)
-    I_10.addcmul_(T2_1, t27, value=0.2309401076758503)
-    I_10.addcmul_(T2_1, t29, value=0.5773502691896257)
-    I_10.addcmul_(T2_1, t30, value=-0.5773502691896257)
-    I_10.addcmul_(T2_0, t122, value=0.3651483716701107)
-    I_10.addcmul_(T2_0, t25, value=-0.7302967433402214)
-    I_10.addcmul_(T2_0, t26, value=-0.3651483716701107)
-    I_10.addcmul_(T2_4, t31, value=-0.7302967433402214)
-    I_10.addcmul_(T2_4, t32, value=-0.3651483716701107)
-    I_10.addcmul_(T2_4, t45, value=-0.3651483716701107)
-    I_10.addcmul_(T3_2, t113, value=0.4472135954999579)
-    I_10.addcmul_(T3_2, t128, value=-0.4472135954999579)
-    I_10.addcmul_(T2_2, t18, value=-0.408248290463863)
-    I_10.addcmul_(T2_2, t20, value=0.2449489742783178)
-    I_10.addcmul_(T2_2, t21, value=0.32659863237109044)
-    I_10.addcmul_(T2_2, t22, value=0.2449489742783178)
-    I_10.addcmul_(T2_2, t24, value=-0.408248290463863)
-    del t25, t29, t30, t31
-    I_11 = torch.add(t135 * 0.23333333333333334, t136, alpha=0.23333333333333334)
-    I_11.add_(t137, alpha=0.23333333333333334)
-    I_11.add_(t138, alpha=0.23333333333333334)
-    I_11.add_(t148, alpha=0.48333333333333334)
-    I_11.add_(t149, alpha=0.48333333333333334)
-    I_11.add_(t185, alpha=0.31622776601683794)
-    I_11.add_(t180, alpha=0.5962847939999439)
-    I_11.addcmul_(t10, t79, value=0.4)
-    I_11.addcmul_(t18, t3, value=0.5)
-    I_11.addcmul_(t18, t4, value=0.25)
-    I_11.addcmul_(t18, t5, value=0.16666666666666666)
-    I_11.addcmul_(t18, t6, value=0.25)
-    I_11.addcmul_(t18, t7, value=0.5)
-    I_11.addcmul_(t19, t3, value=0.3333333333333333)
-    I_11.addcmul_(t19, t4, value=0.3333333333333333)
-    I_11.addcmul_(t19, t5, value=0.3333333333333333)
-    I_11.addcmul_(t19, t6, value=0.3333333333333333)
-    I_11.addcmul_(t19, t7, value=0.3333333333333333)
-    I_11.addcmul_(t20, t5, value=0.43333333333333335)
-    I_11.addcmul_(t20, t6, value=0.2833333333333333)
-    I_11.addcmul_(t21, t3, value=0.2)
-    I_11.addcmul_(t21, t4, value=0.4)
-    I_11.addcmul_(t21, t5, value=0.4666666666666667)
-    I_11.addcmul_(t21, t6, value=0.4)
-    I_11.addcmul_(t21, t7, value=0.2)
-    I_11.addcmul_(t22, t4, value=0.2833333333333333)
-    I_11.addcmul_(t22, t5, value=0.43333333333333335)
-    I_11.addcmul_(t23, t3, value=0.3333333333333333)
-    I_11.addcmul_(t23, t4, value=0.3333333333333333)
-    I_11.addcmul_(t23, t5, value=0.3333333333333333)
-    I_11.addcmul_(t23, t6, value=0.3333333333333333)
-    I_11.addcmul_(t23, t7, value=0.3333333333333333)
-    I_11.addcmul_(t24, t3, value=0.5)
-    I_11.addcmul_(t24, t4, value=0.25)
-    I_11.addcmul_(t24, t5, value=0.16666666666666666)
-    I_11.addcmul_(t24, t6, value=0.25)
-    I_11.addcmul_(t24, t7, value=0.5)
-    I_11.addcmul_(T2_4, t127, value=-0.31622776601683794)
-    I_11.addcmul_(T3_2, t162, value=-0.31622776601683794)
-    I_11.addcmul_(T3_4, t173, value=0.31622776601683794)
-    I_11.addcmul_(t113, t174, value=0.31622776601683794)
-    I_11.addcmul_(t10, t26, value=-0.25819888974716115)
-    I_11.addcmul_(t10, t98, value=0.25819888974716115)
-    I_11.addcmul_(t32, t4, value=0.12909944487358058)
-    I_11.addcmul_(t32, t6, value=-0.12909944487358058)
-    I_11.addcmul_(t4, t45, value=0.12909944487358058)
-    I_11.addcmul_(t45, t6, value=-0.12909944487358058)
-    I_11.addcmul_(T2_2, t114, value=0.23570226039551584)
-    I_11.addcmul_(T2_2, t116, value=0.09428090415820634)
-    I_11.addcmul_(T2_2, t118, value=0.23570226039551584)
-    I_11.addcmul_(T2_2, t158, value=-0.23570226039551584)
-    I_11.addcmul_(T2_2, t166, value=0.09428090415820634)
-    I_11.addcmul_(T2_2, t177, value=0.23570226039551584)
-    I_11.addcmul_(T2_0, t156, value=-0.4618802153517006)
-    I_11.addcmul_(t20, t66, value=0.2309401076758503)
-    I_11.addcmul_(t22, t66, value=-0.2309401076758503)
-    I_11.addcmul_(T2_2, t127, value=0.18257418583505536)
-    I_11.addcmul_(T2_2, t130, value=0.18257418583505536)
-    I_11.addcmul_(t113, t169, value=0.18257418583505536)
-    I_11.addcmul_(t128, t169, value=-0.18257418583505536)
-    I_11.addcmul_(T2_0, t179, value=0.5962847939999439)
-    I_11.addcmul_(t122, t161, value=-0.29814239699997197)
-    I_11.addcmul_(t161, t26, value=0.29814239699997197)
-    I_11.addcmul_(t175, t32, value=0.29814239699997197)
-    I_11.addcmul_(t175, t45, value=0.29814239699997197)
-    I_11.addcmul_(T2_4, t116, value=0.16329931618554522)
-    I_11.addcmul_(T2_4, t166, value=-0.16329931618554522)
-    I_11.addcmul_(t172, t27, value=0.16329931618554522)
-    I_11.addcmul_(T2_0 * T3_3, t126, value=0.16329931618554522)
-    del t114, t116, t118, t158, t161, t166, t169, t172, t174, t177
-    I_12 = torch.add(t135 * 0.03333333333333333, t136, alpha=0.03333333333333333)
-    I_12.add_(t137, alpha=0.03333333333333333)
-    I_12.add_(t138, alpha=0.03333333333333333)
-    I_12.add_(t148, alpha=0.5333333333333333)
-    I_12.add_(t149, alpha=0.5333333333333333)
-    I_12.add_(t185, alpha=0.6324555320336759)
-    I_12.add_(t180, alpha=0.8944271909999159)
-    I_12.addcmul_(t10, t79, value=1.0666666666666667)
-    I_12.addcmul_(t18, t3, value=0.5)
-    I_12.addcmul_(t18, t7, value=0.5)
-    I_12.addcmul_(t19, t3, value=0.3333333333333333)
-    I_12.addcmul_(t19, t4, value=0.3333333333333333)
-    I_12.addcmul_(t19, t6, value=0.3333333333333333)
-    I_12.addcmul_(t194, t42, value=0.6666666666666666)
-    I_12.addcmul_(t20, t5, value=0.4)
-    I_12.addcmul_(t21, t4, value=0.2)
-    I_12.addcmul_(t21, t5, value=0.6)
-    I_12.addcmul_(t21, t6, value=0.2)
-    I_12.addcmul_(t22, t5, value=0.4)
-    I_12.addcmul_(t23, t4, value=0.3333333333333333)
-    I_12.addcmul_(t23, t6, value=0.3333333333333333)
-    I_12.addcmul_(t23, t7, value=0.3333333333333333)
-    I_12.addcmul_(t24, t3, value=0.5)
-    I_12.addcmul_(t24, t7, value=0.5)
-    I_12.addcmul_(T2_4, t127, value=-0.21081851067789195)
-    I_12.addcmul_(T3_2, t162, value=-0.21081851067789195)
-    I_12.addcmul_(T3_4, t173, value=0.21081851067789195)
-    I_12.addcmul_(t183, t199, value=-0.6324555320336759)
-    I_12.addcmul_(t194, t26, value=-0.5163977794943223)
-    I_12.addcmul_(t194, t98, value=-0.5163977794943223)
-    I_12.addcmul_(t3, t32, value=0.25819888974716115)
-    I_12.addcmul_(t3, t45, value=-0.25819888974716115)
-    I_12.addcmul_(t32, t7, value=-0.25819888974716115)
-    I_12.addcmul_(t45, t7, value=0.25819888974716115)
-    I_12.addcmul_(T2_0, t156, value=-0.4618802153517006)
-    I_12.addcmul_(t20, t66, value=0.2309401076758503)
-    I_12.addcmul_(t22, t66, value=-0.2309401076758503)
-    I_12.addcmul_(T2_2, t127, value=0.7302967433402214)
-    I_12.addcmul_(T2_2, t130, value=0.7302967433402214)
-    I_12.addcmul_(t113, t202, value=0.7302967433402214)
-    I_12.addcmul_(t128, t202, value=-0.7302967433402214)
-    I_12.addcmul_(T2_0, t179, value=0.8944271909999159)
-    I_12.addcmul_(t122, t196, value=-0.8944271909999159)
-    I_12.addcmul_(t175, t32, value=0.8944271909999159)
-    I_12.addcmul_(t175, t45, value=0.8944271909999159)
-    I_12.addcmul_(t196, t26, value=0.8944271909999159)
-    I_12.addcmul_(t198, t27, value=0.16329931618554522)
-    I_12.addcmul_(T2_3 * T3_6, t199, value=-0.6324555320336759)
-    I_12.addcmul_(T2_4 * T3_2, t113, value=0.21081851067789195)
-    I_12.addcmul_(T3_0 * T3_3, t198, value=-0.6324555320336759)
-    I_12.addcmul_(T3_3 * T3_6, t181, value=0.6324555320336759)
-    I_12.addcmul_(T2_1 * T2_2, t27, value=0.565685424949238)
-    I_12.addcmul_(T2_2 * T3_3, t115, value=0.565685424949238)
-    I_12.addcmul_(T2_0 * T3_3, t126, value=0.16329931618554522)
-    I_12.addcmul_(T2_1 * T2_4, t27, value=-0.16329931618554522)
-    I_12.addcmul_(T2_4 * T3_3, t115, value=0.16329931618554522)
-    del t3, t4, t5, t6, t7, t10, t18, t19, t20, t21, t22, t23, t24, t26, t27, t32, t42, t45, t66, t79, t98, t113, t115, t122, t126, t127, t128, t130, t135, t136, t137, t138, t148, t149, t156, t162, t173, t175, t179, t180, t181, t183, t185, t194, t196, t198, t199, t202
+    I_1 = d0
+    del d0
+    I_2 = d7
+    del d7
+    I_3 = d14 * 0.7071067811865476
+    del d14
+    I_4 = d25
+    del d25
+    I_5 = d32 * 0.1111111111111111
+    del d32
+    I_6 = d36 * (-0.7071067811865476)
+    del d36
+    I_7 = d37 * 0.5
+    del d37
+    I_8 = d47 * (-0.5)
+    del d47
+    I_9 = d51 * 0.3333333333333333
+    del d51
+    I_10 = d52 * 0.37712361663282534
+    del d52
+    I_11 = d53 * 0.16666666666666666
+    del d53
+    I_12 = d57 * 0.17777777777777778
+    del d57
     return [I_0, I_1, I_2, I_3, I_4, I_5, I_6, I_7, I_8, I_9, I_10, I_11, I_12]
 
 
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5, gI_6, gI_7, gI_8, gI_9, gI_10, gI_11, gI_12,) = args
-    v1 = T1_1 * gI_7
-    v2 = T2_0 * T2_3
-    v3 = T1_2 * gI_7
-    v4 = T2_1 * v3
-    v5 = T2_0 * T2_0
-    v6 = T1_0 * gI_7
-    v7 = T2_1 * T2_1
-    v8 = T2_4 * T2_4
-    v9 = T3_0 * T3_0
-    v10 = T1_0 * gI_9
-    v11 = T3_6 * T3_6
-    v12 = T1_2 * gI_8
-    v13 = T1_0 * v12
-    v15 = T2_1 * T2_4
-    v16 = T1_2 * gI_9
-    v17 = T3_2 * T3_4
-    v19 = T2_2 * T2_2
-    v21 = T3_1 * T3_1
-    v23 = T3_2 * T3_2
-    v25 = T3_3 * T3_3
-    v27 = T3_4 * T3_4
-    v29 = T3_5 * T3_5
-    v30 = T1_0 * T1_0
-    v32 = T3_0 * gI_8
-    v33 = T1_2 * T1_2
-    v36 = T1_1 * T2_1
-    v37 = T1_2 * gI_6
-    v38 = T1_0 * gI_6
-    v42 = T2_2 * gI_6
-    v44 = T1_1 * T3_1
-    v47 = T3_3 * gI_8
-    v49 = T1_0 * T1_1
-    v50 = T1_1 * gI_9
-    v53 = T3_1 * T3_4
-    v55 = T3_2 * T3_5
-    v58 = T3_4 * gI_8
-    v59 = T1_2 * v58
-    v63 = T3_0 * T3_2
-    v65 = T3_3 * T3_5
-    v67 = T3_4 * T3_6
-    v69 = T3_0 * T3_4
-    v70 = T3_1 * T3_3
-    v71 = T3_2 * T3_6
-    v72 = T2_2 * T2_4
-    v76 = T2_1 * v1
-    v78 = T2_0 * T2_2
-    v80 = T1_0 * gI_8
-    v81 = T1_1 * T3_5
-    v82 = T3_0 * gI_9
-    v84 = T3_6 * gI_9
-    v87 = T3_2 * T3_3
-    v89 = T3_2 * gI_8
-    v91 = T1_1 * T1_1
-    v94 = T2_3 * T2_4
-    v95 = T2_3 * T2_3
-    v104 = T3_1 * T3_2
-    v105 = T3_4 * T3_5
-    v106 = T2_1 * v6
-    v107 = T2_2 * T2_3
-    v110 = T3_0 * T3_5
-    v111 = T3_1 * T3_6
-    v113 = T3_0 * T3_1
-    v114 = T3_4 * v16
-    v116 = T3_5 * T3_6
-    v119 = gI_8 * v30
-    v120 = gI_8 * v33
-    v121 = T2_3 * v6
-    v122 = T3_6 * gI_8
-    v126 = T2_0 * gI_7
-    v127 = T2_0 * gI_11
-    v128 = T2_0 * gI_12
-    v129 = T2_4 * gI_12
-    v131 = T3_1 * T3_5
-    v135 = T2_1 * T2_3
-    v141 = T3_0 * gI_10
-    v142 = T3_1 * T3_3
-    v144 = T3_6 * gI_10
-    v146 = T2_1 * gI_11
-    v147 = T3_2 * v146
-    v150 = T2_1 * gI_12
-    v154 = T3_6 * gI_12
-    v155 = T2_1 * v154
-    v156 = T3_4 * T3_5
-    v160 = T3_4 * T3_5
-    v161 = T3_0 * gI_12
-    v162 = T2_3 * v161
-    v163 = T2_3 * gI_11
-    v164 = T3_1 * T3_4
-    v165 = T2_3 * gI_12
-    v167 = T3_2 * v163
-    v169 = T3_2 * v165
-    v172 = T1_2 * v6
-    v173 = T2_2 * gI_11
-    v176 = T2_2 * gI_12
-    v177 = T3_0 * gI_11
-    v180 = T2_2 * T3_4
-    v185 = T3_3 * v176
-    v187 = T3_6 * gI_11
-    v188 = T2_2 * T3_2
-    v193 = T2_1 * v177
-    v195 = T2_1 * v161
-    v197 = T3_3 * T3_4
-    v199 = T2_1 * v187
-    v201 = T2_3 * v177
-    v202 = T2_3 * v187
-    v203 = T2_3 * v154
-    v204 = T3_2 * T3_3
-    v205 = T1_2 * v1
-    v206 = T2_1 * gI_7
-    v207 = T1_1 * v6
-    v213 = T3_5 * gI_10
-    v215 = T3_1 * gI_10
-    v222 = T2_2 * gI_3
-    v223 = T3_2 * v127
-    v224 = T3_6 * v128
-    v225 = T3_0 * v129
-    v226 = T2_4 * gI_11
-    v227 = T3_1 * v129
-    v228 = T3_2 * v226
-    v232 = T3_3 * T3_5
-    v239 = T2_2 * T3_5
-    v240 = T2_2 * T3_1
-    v243 = T3_2 * T3_3
-    v247 = T3_1 * T3_4
-    v249 = T3_1 * T3_4
-    v251 = T3_2 * v173
-    v253 = T3_2 * T3_5
-    v254 = T3_1 * v127
-    v256 = T3_5 * T3_6
-    v257 = T3_0 * T3_5
-    v259 = T3_1 * v226
-    v260 = T2_2 * gI_7
-    v261 = v260 * v30
-    v262 = v260 * v33
-    del v260
-    v263 = gI_11 * v9
-    v265 = gI_11 * v11
-    v272 = T3_3 * v150
-    v273 = T3_3 * T3_4
-    v275 = v36 * v6
-    v276 = T2_3 * v205
-    v280 = T3_1 * T3_2
-    v281 = T3_4 * T3_5
-    v285 = T3_0 * v128
-    v286 = T3_3 * v128
-    v290 = T3_3 * v129
-    v291 = T3_6 * v129
-    v292 = T2_4 * gI_7
-    v293 = v292 * v30
-    v294 = v292 * v33
-    del v292
-    v298 = T2_3 * gI_7
-    v300 = T3_3 * gI_10
-    v301 = T3_5 * v128
-    v304 = T3_3 * gI_10
-    v309 = T1_0 * T1_0 * T1_0
-    v311 = v30 * v82
-    v312 = v33 * v82
-    v313 = v161 * v5
-    v314 = v161 * v8
-    v315 = T3_1 * gI_5
-    v317 = T3_3 * T3_4
-    v318 = T3_2 * gI_5
-    v319 = T3_3 * v318
-    v320 = T1_0 * v33
-    v322 = T3_0 * gI_5
-    v323 = T3_0 * gI_5
-    v325 = T2_0 * gI_10
-    v326 = T2_4 * gI_10
-    v327 = T2_2 * gI_10
-    v328 = T3_2 * T3_2 * T3_2
-    v331 = T2_3 * v128
-    v332 = T2_1 * v129
-    v333 = T1_2 * v10
-    v336 = T2_4 * v128
-    v338 = T2_3 * v146
-    v340 = T3_4 * gI_5
-    v341 = T3_5 * v340
-    v342 = T2_3 * v173
-    v343 = T2_1 * v128
-    v344 = T2_3 * v127
-    v345 = T2_1 * v226
-    v346 = T2_3 * v129
-    v347 = gI_9 * v30
-    v349 = gI_9 * v33
-    v350 = T3_2 * v349
-    v351 = T3_2 * gI_12
-    v352 = v351 * v5
-    v353 = T3_2 * v7
-    v354 = gI_11 * v353
-    v356 = gI_11 * v95
-    v357 = T3_2 * v356
-    v358 = v351 * v8
-    del v351
-    v359 = T3_2 * gI_5
-    v361 = T3_2 * v27
-    v366 = T3_1 * gI_9
-    v367 = gI_11 * v5
-    v368 = T3_1 * gI_12
-    v369 = T3_1 * gI_11
-    v370 = T3_1 * gI_5
-    v374 = T2_1 * T3_6
-    v375 = T3_0 * gI_10
-    v376 = T2_1 * gI_10
-    v377 = T2_3 * gI_10
-    v378 = T1_1 * v10
-    v379 = T1_1 * v16
-    v380 = T2_1 * T3_2
-    v383 = T2_3 * T3_4
-    v386 = T2_1 * T3_4
-    v387 = T2_3 * T3_2
-    v389 = T2_3 * v150
-    v391 = T3_1 * v323
-    v393 = T3_6 * gI_5
-    v394 = T3_1 * v393
-    v396 = gI_5 * v17
-    v397 = T3_5 * v359
-    v399 = T2_2 * T3_4
-    v403 = T2_2 * v127
-    v404 = T1_1 * v10
-    v405 = T1_1 * v16
-    v407 = T2_1 * T3_0
-    v409 = T2_3 * T3_6
-    v412 = T2_3 * T3_0
-    v416 = T3_5 * v323
-    v417 = T3_6 * v315
-    v418 = T3_2 * gI_9
-    v422 = T3_2 * v19
-    v425 = gI_11 * v8
-    v429 = gI_5 * v25
-    v431 = T3_4 * gI_10
-    v432 = T3_2 * gI_10
-    v437 = T2_2 * gI_10
-    v440 = T2_1 * v127
-    v444 = T2_3 * v226
-    v447 = T3_1 * T3_3
-    v449 = T2_2 * v146
-    v452 = T2_2 * T3_4
-    v453 = T2_2 * T3_2
-    v454 = T2_2 * v150
-    v456 = T2_3 * v173
-    v457 = T2_3 * v176
-    v459 = T2_2 * v226
-    v460 = T1_1 * v10
-    v462 = gI_8 * v91
-    v465 = T3_1 * v323
-    v467 = T3_5 * gI_5
-    v469 = gI_9 * v91
-    v470 = gI_11 * v7
-    v471 = T3_3 * gI_12
-    v472 = gI_11 * v19
-    v473 = T3_3 * gI_5
-    v474 = gI_5 * v21
-    v476 = T3_3 * gI_5
-    v477 = gI_5 * v29
-    v483 = T1_1 * gI_8
-    v486 = T3_5 * gI_12
-    v487 = T3_5 * gI_5
-    v488 = T3_4 * T3_4 * T3_4
-    v489 = T3_6 * v473
-    v490 = T3_4 * v347
-    v492 = T3_4 * gI_12
-    v493 = v492 * v5
-    v494 = T3_4 * v470
-    v495 = T3_4 * v19
-    v496 = T3_4 * v356
-    v497 = v492 * v8
-    del v492
-    v499 = T3_4 * gI_5
-    v501 = T3_4 * v23
-    v502 = T1_2 * T1_2 * T1_2
-    v504 = T1_2 * v30
-    v505 = v30 * v84
-    v506 = v33 * v84
-    v507 = v154 * v5
-    v509 = v154 * v8
-    v510 = T3_6 * gI_5
-    v511 = T3_2 * T3_3
-    v512 = T3_5 * gI_12
-    v513 = T3_5 * gI_5
-    v517 = T3_3 * gI_12
-    v518 = T3_3 * gI_5
-    v520 = T3_6 * gI_5
-    v521 = T3_6 * gI_5
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d8.addcmul_(d1, d1, value=1.0)
+    d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d9.addcmul_(T2_1, T2_3, value=1.0)
+    d10 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d10.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d11 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d11.addcmul_(d4, d4, value=1.0)
+    d12 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d13.addcmul_(T2_3, T2_3, value=1.0)
+    d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
+    d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
+    d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
+    d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
+    d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
+    d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
+    d26.addcmul_(d15, d15, value=0.75)
+    d26.addcmul_(d16, d16, value=1.5)
+    d26.addcmul_(d17, d17, value=0.6)
+    d26.addcmul_(d18, d18, value=0.75)
+    d27 = torch.addcmul(T3_2 * T3_4, d15, d16, value=0.9375)
+    d27.addcmul_(d16, d18, value=-1.875)
+    d27.addcmul_(d18, d21, value=0.9375)
+    d27.addcmul_(T3_1, d17, value=-0.9682458365518543)
+    d27.addcmul_(T3_1, d22, value=-0.9682458365518543)
+    d28 = torch.addcmul(T3_1 * T3_2, d15, d17, value=-0.375)
+    d28.addcmul_(d18, d22, value=0.375)
+    d28.addcmul_(T3_1, d16, value=0.9682458365518543)
+    d28.addcmul_(T3_3, T3_4, value=0.7745966692414834)
+    d28.addcmul_(T3_4, d17, value=-0.7745966692414834)
+    d29 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=0.8)
+    d29.addcmul_(d16, d16, value=0.75)
+    d29.addcmul_(d18, d18, value=1.5)
+    d29.addcmul_(d21, d21, value=0.75)
+    d29.addcmul_(d22, d22, value=0.6)
+    d30 = torch.addcmul(T3_1 * T3_4, d16, d17, value=-0.375)
+    d30.addcmul_(d21, d22, value=0.375)
+    d30.addcmul_(T3_1, d18, value=-0.9682458365518543)
+    d30.addcmul_(T3_2, T3_3, value=0.7745966692414834)
+    d30.addcmul_(T3_2, d22, value=-0.7745966692414834)
+    d31 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=1.6)
+    d31.addcmul_(T3_3, T3_3, value=1.2)
+    d31.addcmul_(T3_4, T3_4, value=1.6)
+    d31.addcmul_(d17, d17, value=0.3)
+    d31.addcmul_(d22, d22, value=0.3)
+    d33 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d33.addcmul_(T1_2, d1, value=1.0)
+    d34 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d34.addcmul_(T1_2, T2_0, value=-1.0)
+    d35 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d35.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d38 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
+    d38.addcmul_(T1_1, d17, value=-0.6324555320336759)
+    d39 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
+    d39.addcmul_(T1_1, T3_1, value=-0.816496580927726)
+    d40 = torch.addcmul(T1_2 * d17, T1_0, T3_1, value=-1.2909944487358056)
+    d40.addcmul_(T1_1, T3_4, value=-1.632993161855452)
+    d41 = torch.addcmul(T1_0 * d21, T1_2, d18, value=1.0)
+    d41.addcmul_(T1_1, d22, value=0.6324555320336759)
+    d42 = torch.addcmul(T1_0 * d22, T1_2, T3_1, value=-1.2909944487358056)
+    d42.addcmul_(T1_1, T3_2, value=-1.632993161855452)
+    d43 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
+    d43.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    d44 = torch.addcmul(T1_0 * d39, T1_2, d38, value=-1.0)
+    d44.addcmul_(T1_1, d40, value=0.6324555320336759)
+    d45 = torch.addcmul(T1_0 * d41, T1_2, d39, value=1.0)
+    d45.addcmul_(T1_1, d42, value=0.6324555320336759)
+    d46 = torch.addcmul(T1_0 * d42, T1_1, d43, value=-2.0)
+    d46.addcmul_(T1_2, d40, value=1.0)
+    d48 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
+    d48.addcmul_(T1_1, d28, value=1.5811388300841898)
+    d49 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
+    d49.addcmul_(T1_1, d30, value=1.2649110640673518)
+    d50 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
+    d50.addcmul_(T1_2, d28, value=1.2649110640673518)
+    d54 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
+    d54.addcmul_(T2_1, T3_1, value=1.3693063937629153)
+    d54.addcmul_(T2_0, d16, value=1.6770509831248424)
+    d54.addcmul_(d1, d15, value=0.8385254915624212)
+    d54.addcmul_(d18, d4, value=0.8385254915624212)
+    d55 = torch.addcmul(T2_2 * T3_2, T2_1, d22, value=-1.0606601717798212)
+    d55.addcmul_(T2_3, T3_1, value=1.3693063937629153)
+    d55.addcmul_(T2_0, d18, value=-1.6770509831248424)
+    d55.addcmul_(d1, d16, value=0.8385254915624212)
+    d55.addcmul_(d21, d4, value=0.8385254915624212)
+    d56 = torch.addcmul(T2_2 * T3_3, T2_1, T3_2, value=1.4142135623730951)
+    d56.addcmul_(T2_3, T3_4, value=1.4142135623730951)
+    d56.addcmul_(d1, d17, value=-0.4330127018922193)
+    d56.addcmul_(d22, d4, value=0.4330127018922193)
+    d56.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    a0 = d56 * gI_12
+    del d56
+    a1 = d55 * gI_12
+    del d55
+    a2 = d54 * gI_12
+    del d54
+    a3 = T1_1 * gI_9
+    a4 = T1_0 * gI_9
+    a5 = T1_2 * gI_9
+    a6 = T1_1 * gI_8
+    a7 = T1_0 * gI_8
+    a8 = T1_2 * gI_8
+    a9 = T1_1 * a6
+    a10 = torch.addcmul(T1_0 * a6, T1_1, a7, value=1.0)
+    a11 = T1_0 * a7
+    a12 = torch.addcmul(T1_1 * a8, T1_2, a6, value=1.0)
+    a13 = torch.addcmul(T1_0 * a8, T1_2, a7, value=1.0)
+    a14 = T1_2 * a8
+    a15 = torch.addcmul(T1_1 * gI_6, d35, gI_7, value=1.4142135623730951)
+    a16 = torch.addcmul(T1_0 * gI_6, d34, gI_7, value=-1.4142135623730951)
+    a17 = torch.addcmul(T1_2 * gI_6, d33, gI_7, value=1.4142135623730951)
+    a18 = torch.addcmul(T1_1 * a3, d13, gI_11, value=0.5)
+    a18.addcmul_(d31, gI_5, value=0.6666666666666666)
+    a18.addcmul_(T2_2, gI_10, value=0.816496580927726)
+    a19 = torch.addcmul(T1_0 * a3, T1_1, a4, value=1.0)
+    a19.addcmul_(d12, gI_11, value=1.0)
+    a19.addcmul_(d30, gI_5, value=1.6865480854231356)
+    a19.addcmul_(T2_1, gI_10, value=1.4142135623730951)
+    a20 = torch.addcmul(T1_0 * a4, d11, gI_11, value=0.5)
+    a20.addcmul_(d29, gI_5, value=0.6666666666666666)
+    a20.addcmul_(d4, gI_10, value=-0.7071067811865476)
+    a21 = torch.addcmul(T1_1 * a5, T1_2, a3, value=1.0)
+    a21.addcmul_(d10, gI_11, value=1.0)
+    a21.addcmul_(d28, gI_5, value=1.6865480854231356)
+    a21.addcmul_(T2_3, gI_10, value=1.4142135623730951)
+    a22 = torch.addcmul(T1_0 * a5, T1_2, a4, value=1.0)
+    a22.addcmul_(d27, gI_5, value=1.0666666666666667)
+    a22.addcmul_(d9, gI_11, value=1.0)
+    a22.addcmul_(T2_0, gI_10, value=1.4142135623730951)
+    a23 = torch.addcmul(T1_2 * a5, d26, gI_5, value=0.6666666666666666)
+    a23.addcmul_(d8, gI_11, value=0.5)
+    a23.addcmul_(d1, gI_10, value=0.7071067811865476)
+    a24 = torch.addcmul(T1_1 * a9, T2_2, a0, value=0.8432740427115678)
+    a24.addcmul_(T3_3, a18, value=1.2649110640673518)
+    a24.addcmul_(T3_2, a19, value=0.5163977794943223)
+    a24.addcmul_(T3_4, a21, value=0.5163977794943223)
+    a25 = torch.addcmul(T1_0 * a9, T1_1, a10, value=1.0)
+    a25.addcmul_(a19, (T3_3 * (-1.6865480854231356) + d22 * 1.6865480854231356), value=-0.375)
+    a25.addcmul_(T2_2, a1, value=0.6885303726590963)
+    a25.addcmul_(T3_2, a18, value=2.0655911179772892)
+    a25.addcmul_(T3_2, a20, value=1.0327955589886446)
+    a25.addcmul_(T3_4, a22, value=0.5163977794943223)
+    a25.addcmul_(T2_1, a0, value=1.4605934866804429)
+    a25.addcmul_(T3_1, a21, value=0.816496580927726)
+    a26 = torch.addcmul(T1_0 * a10, T1_1, a11, value=1.0)
+    a26.addcmul_(a19, (-d21 + T3_2 * 2.0655911179772892), value=0.5)
+    a26.addcmul_(a21, d18, value=-0.5)
+    a26.addcmul_(a18, d22, value=-0.6324555320336759)
+    a26.addcmul_(a20, d22, value=-1.2649110640673518)
+    a26.addcmul_(a0, d4, value=-0.7302967433402214)
+    a26.addcmul_(T2_1, a1, value=1.1925695879998879)
+    a26.addcmul_(T3_1, a22, value=0.816496580927726)
+    a27 = torch.addcmul(T1_0 * a11, a20, d21, value=-1.0)
+    a27.addcmul_(a22, d18, value=-0.5)
+    a27.addcmul_(a19, d22, value=-0.31622776601683794)
+    a27.addcmul_(a1, d4, value=-0.5962847939999439)
+    a28 = torch.addcmul(T1_1 * a12, T1_2, a9, value=1.0)
+    a28.addcmul_(a21, (T3_3 * (-1.6865480854231356) + d17 * 1.6865480854231356), value=-0.375)
+    a28.addcmul_(T2_2, a2, value=0.6885303726590963)
+    a28.addcmul_(T3_2, a22, value=0.5163977794943223)
+    a28.addcmul_(T3_4, a18, value=2.0655911179772892)
+    a28.addcmul_(T3_4, a23, value=1.0327955589886446)
+    a28.addcmul_(T2_3, a0, value=1.4605934866804429)
+    a28.addcmul_(T3_1, a19, value=0.816496580927726)
+    a29 = torch.addcmul(T1_0 * a12, T1_1, a13, value=1.0)
+    a29.addcmul_(T1_2, a10, value=1.0)
+    a29.addcmul_(a19, (d18 * 3.3333333333333335 - T3_4 * 3.442651863295482), value=-0.3)
+    a29.addcmul_(a21, (d16 * (-3.3333333333333335) - T3_2 * 3.442651863295482), value=-0.3)
+    a29.addcmul_(a22, (d17 * (-0.4216370213557839) - d22 * 0.4216370213557839), value=1.5)
+    a29.addcmul_(T2_0, a0, value=1.4605934866804429)
+    a29.addcmul_(T2_1, a2, value=1.1925695879998879)
+    a29.addcmul_(T2_3, a1, value=1.1925695879998879)
+    a29.addcmul_(T3_1, a18, value=1.632993161855452)
+    a29.addcmul_(T3_1, a20, value=1.632993161855452)
+    a29.addcmul_(T3_1, a23, value=1.632993161855452)
+    a30 = torch.addcmul(T1_0 * a13, T1_2, a11, value=1.0)
+    a30.addcmul_(a20, d18, value=-2.0)
+    a30.addcmul_(a22, (d16 * (-2.0) + d21), value=-0.5)
+    a30.addcmul_(a23, d18, value=-1.0)
+    a30.addcmul_(a21, d22, value=-0.31622776601683794)
+    a30.addcmul_(T2_0, a1, value=1.1925695879998879)
+    a30.addcmul_(a2, d4, value=-0.5962847939999439)
+    a30.addcmul_(T3_1, a19, value=0.816496580927726)
+    a31 = torch.addcmul(T1_1 * a14, T1_2, a12, value=1.0)
+    a31.addcmul_(a19, d16, value=0.5)
+    a31.addcmul_(a21, (d15 + T3_4 * 2.0655911179772892), value=0.5)
+    a31.addcmul_(a18, d17, value=-0.6324555320336759)
+    a31.addcmul_(a23, d17, value=-1.2649110640673518)
+    a31.addcmul_(a0, d1, value=0.7302967433402214)
+    a31.addcmul_(T2_3, a2, value=1.1925695879998879)
+    a31.addcmul_(T3_1, a22, value=0.816496580927726)
+    del a18
+    a32 = torch.addcmul(T1_0 * a14, T1_2, a13, value=1.0)
+    a32.addcmul_(a20, d16, value=1.0)
+    a32.addcmul_(a22, (d15 - d18 * 2.0), value=0.5)
+    a32.addcmul_(a23, d16, value=2.0)
+    a32.addcmul_(a19, d17, value=-0.31622776601683794)
+    a32.addcmul_(T2_0, a2, value=1.1925695879998879)
+    a32.addcmul_(a1, d1, value=0.5962847939999439)
+    a32.addcmul_(T3_1, a21, value=0.816496580927726)
+    del a19, a20
+    a33 = torch.addcmul(T1_2 * a14, a22, d16, value=0.5)
+    a33.addcmul_(a23, d15, value=1.0)
+    a33.addcmul_(a21, d17, value=-0.31622776601683794)
+    a33.addcmul_(a2, d1, value=0.5962847939999439)
+    del a21, a22, a23
+    a34 = torch.addcmul(d31 * gI_11, T2_2, gI_3, value=2.449489742783178)
+    a35 = torch.addcmul(d30 * gI_11, T2_1, gI_3, value=1.6770509831248424)
+    a36 = torch.addcmul(d29 * gI_11, d4, gI_3, value=-2.1213203435596424)
+    a37 = torch.addcmul(d28 * gI_11, T2_3, gI_3, value=1.6770509831248424)
+    a38 = torch.addcmul(d27 * gI_11, T2_0, gI_3, value=2.6516504294495533)
+    a39 = torch.addcmul(d26 * gI_11, d1, gI_3, value=2.1213203435596424)
+    a40 = torch.addcmul(T1_1 * a15, d13, gI_3, value=0.5)
+    a40.addcmul_(d31, gI_10, value=0.3333333333333333)
+    a40.addcmul_(T2_1, a35, value=0.5962847939999439)
+    a40.addcmul_(T2_3, a37, value=0.5962847939999439)
+    a40.addcmul_(T2_2, a34, value=0.5443310539518174)
+    a40.addcmul_(T3_2, a1, value=0.4354648431614539)
+    a40.addcmul_(T3_3, a0, value=0.6531972647421809)
+    a40.addcmul_(T3_4, a2, value=0.4354648431614539)
+    del d13
+    a41 = torch.addcmul(T1_0 * a15, T1_1, a16, value=1.0)
+    a41.addcmul_(T3_2, a0, value=1.0666666666666667)
+    a41.addcmul_(a1, d22, value=-0.5333333333333333)
+    a41.addcmul_(d12, gI_3, value=1.0)
+    a41.addcmul_(a35, (d4 * (-1.4142135623730951) + T2_2 * 1.632993161855452), value=0.4216370213557839)
+    a41.addcmul_(d30, gI_10, value=0.8432740427115678)
+    a41.addcmul_(T3_1, a2, value=0.6885303726590963)
+    a41.addcmul_(T2_1, a34, value=0.4714045207910317)
+    a41.addcmul_(T2_1, a36, value=0.4714045207910317)
+    a41.addcmul_(T2_3, a38, value=0.37712361663282534)
+    a41.addcmul_(T2_0, a37, value=0.5962847939999439)
+    del d12
+    a42 = torch.addcmul(T1_0 * a16, d11, gI_3, value=0.5)
+    a42.addcmul_(d29, gI_10, value=0.3333333333333333)
+    a42.addcmul_(a1, d21, value=-0.4216370213557839)
+    a42.addcmul_(a2, d18, value=-0.4216370213557839)
+    a42.addcmul_(T2_0, a38, value=0.37712361663282534)
+    a42.addcmul_(a36, d4, value=-0.4714045207910317)
+    a42.addcmul_(T2_1, a35, value=0.5962847939999439)
+    a42.addcmul_(a0, d22, value=-0.32659863237109044)
+    del d11
+    a43 = torch.addcmul(T1_1 * a17, T1_2, a15, value=1.0)
+    a43.addcmul_(T3_4, a0, value=1.0666666666666667)
+    a43.addcmul_(a2, d17, value=-0.5333333333333333)
+    a43.addcmul_(d10, gI_3, value=1.0)
+    a43.addcmul_(a37, (d1 * 1.4142135623730951 + T2_2 * 1.632993161855452), value=0.4216370213557839)
+    a43.addcmul_(d28, gI_10, value=0.8432740427115678)
+    a43.addcmul_(T3_1, a1, value=0.6885303726590963)
+    a43.addcmul_(T2_1, a38, value=0.37712361663282534)
+    a43.addcmul_(T2_3, a34, value=0.4714045207910317)
+    a43.addcmul_(T2_3, a39, value=0.4714045207910317)
+    a43.addcmul_(T2_0, a35, value=0.5962847939999439)
+    del a34, d10
+    a44 = torch.addcmul(T1_0 * a17, T1_2, a16, value=1.0)
+    a44.addcmul_(a38, (d1 * 1.4142135623730951 - d4 * 1.4142135623730951), value=0.26666666666666666)
+    a44.addcmul_(d27, gI_10, value=0.5333333333333333)
+    a44.addcmul_(d9, gI_3, value=1.0)
+    a44.addcmul_(T3_1, a0, value=0.8432740427115678)
+    a44.addcmul_(a1, d18, value=-0.8432740427115678)
+    a44.addcmul_(a2, d16, value=0.8432740427115678)
+    a44.addcmul_(T2_0, a36, value=0.4714045207910317)
+    a44.addcmul_(T2_0, a39, value=0.4714045207910317)
+    a44.addcmul_(T2_1, a37, value=0.5962847939999439)
+    a44.addcmul_(T2_3, a35, value=0.5962847939999439)
+    del a35, a36, d9
+    a45 = torch.addcmul(T1_2 * a17, d26, gI_10, value=0.3333333333333333)
+    a45.addcmul_(d8, gI_3, value=0.5)
+    a45.addcmul_(a1, d16, value=0.4216370213557839)
+    a45.addcmul_(a2, d15, value=0.4216370213557839)
+    a45.addcmul_(T2_0, a38, value=0.37712361663282534)
+    a45.addcmul_(a39, d1, value=0.4714045207910317)
+    a45.addcmul_(T2_3, a37, value=0.5962847939999439)
+    a45.addcmul_(a0, d17, value=-0.32659863237109044)
+    del a0, a1, a2, a37, a38, a39, d8
     gT0_0 = gI_0
-    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, T2_3, v4, value=1.0)
-    gT1_0.addcmul_(T3_6, v13, value=-3.0)
-    gT1_0.addcmul_(v1, v15, value=-1.0)
-    gT1_0.addcmul_(v1, v2, value=1.0)
-    gT1_0.addcmul_(v10, v11, value=1.0)
-    gT1_0.addcmul_(v10, v21, value=0.6666666666666666)
-    gT1_0.addcmul_(v10, v23, value=0.8666666666666667)
-    gT1_0.addcmul_(v10, v25, value=0.4)
-    gT1_0.addcmul_(v10, v27, value=0.06666666666666667)
-    gT1_0.addcmul_(v10, v29, value=0.6666666666666666)
-    gT1_0.addcmul_(v10, v9, value=1.0)
-    gT1_0.addcmul_(v16, v17, value=0.8)
-    gT1_0.addcmul_(v19, v6, value=0.3333333333333333)
-    gT1_0.addcmul_(v30, v32, value=-1.5)
-    gT1_0.addcmul_(v32, v33, value=1.5)
-    gT1_0.addcmul_(v5, v6, value=1.0)
-    gT1_0.addcmul_(v6, v7, value=1.0)
-    gT1_0.addcmul_(v6, v8, value=1.0)
-    gT1_0.addcmul_(v47, v49, value=-1.8973665961010275)
-    gT1_0.addcmul_(v50, v53, value=0.6324555320336759)
-    gT1_0.addcmul_(v50, v55, value=-0.6324555320336759)
-    gT1_0.addcmul_(T1_0, v59, value=-0.7745966692414834)
-    gT1_0.addcmul_(v10, v63, value=0.5163977794943223)
-    gT1_0.addcmul_(v10, v65, value=1.0327955589886446)
-    gT1_0.addcmul_(v10, v67, value=0.5163977794943223)
-    gT1_0.addcmul_(v16, v69, value=-0.5163977794943223)
-    gT1_0.addcmul_(v16, v70, value=-1.0327955589886446)
-    gT1_0.addcmul_(v16, v71, value=0.5163977794943223)
-    gT1_0.addcmul_(v30, v89, value=-1.161895003862225)
-    gT1_0.addcmul_(v89, v91, value=1.5491933384829668)
-    gT1_0.addcmul_(T2_0, v37, value=1.4142135623730951)
-    gT1_0.addcmul_(T2_4, v38, value=-1.4142135623730951)
-    gT1_0.addcmul_(gI_6, v36, value=1.4142135623730951)
-    gT1_0.addcmul_(T2_2, v76, value=0.5773502691896257)
-    gT1_0.addcmul_(v3, v78, value=-1.1547005383792515)
-    gT1_0.addcmul_(v6, v72, value=1.1547005383792515)
-    gT1_0.addcmul_(T1_0, v42, value=-0.816496580927726)
-    gT1_0.addcmul_(v12, v44, value=2.449489742783178)
-    gT1_0.addcmul_(v44, v84, value=-0.816496580927726)
-    gT1_0.addcmul_(v50, v87, value=0.32659863237109044)
-    gT1_0.addcmul_(v80, v81, value=-2.449489742783178)
-    gT1_0.addcmul_(v81, v82, value=0.816496580927726)
-    gT1_0.addcmul_(T3_2 * gI_8, v33, value=-0.3872983346207417)
-    del v32, v36
-    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, T2_0, v4, value=1.0)
-    gT1_1.addcmul_(v1, v19, value=1.3333333333333333)
-    gT1_1.addcmul_(v1, v7, value=1.0)
-    gT1_1.addcmul_(v1, v95, value=1.0)
-    gT1_1.addcmul_(v15, v6, value=-1.0)
-    gT1_1.addcmul_(v2, v6, value=1.0)
-    gT1_1.addcmul_(v21, v50, value=0.6666666666666666)
-    gT1_1.addcmul_(v23, v50, value=1.0666666666666667)
-    gT1_1.addcmul_(v25, v50, value=1.2)
-    gT1_1.addcmul_(v27, v50, value=1.0666666666666667)
-    gT1_1.addcmul_(v29, v50, value=0.6666666666666666)
-    gT1_1.addcmul_(v3, v94, value=1.0)
-    gT1_1.addcmul_(v10, v53, value=0.6324555320336759)
-    gT1_1.addcmul_(v10, v55, value=-0.6324555320336759)
-    gT1_1.addcmul_(v104, v16, value=0.6324555320336759)
-    gT1_1.addcmul_(v105, v16, value=0.6324555320336759)
-    gT1_1.addcmul_(v30, v47, value=-0.9486832980505138)
-    gT1_1.addcmul_(v33, v47, value=-0.9486832980505138)
-    gT1_1.addcmul_(v47, v91, value=1.8973665961010275)
-    gT1_1.addcmul_(T1_1, v59, value=3.0983866769659336)
-    gT1_1.addcmul_(v49, v89, value=3.0983866769659336)
-    gT1_1.addcmul_(T2_1, v38, value=1.4142135623730951)
-    gT1_1.addcmul_(T2_3, v37, value=1.4142135623730951)
-    gT1_1.addcmul_(T2_2, v106, value=0.5773502691896257)
-    gT1_1.addcmul_(v107, v3, value=0.5773502691896257)
-    gT1_1.addcmul_(T3_1, v13, value=2.449489742783178)
-    gT1_1.addcmul_(T3_3, v114, value=0.32659863237109044)
-    gT1_1.addcmul_(T3_5, v119, value=-1.224744871391589)
-    gT1_1.addcmul_(T3_5, v120, value=1.224744871391589)
-    gT1_1.addcmul_(v10, v110, value=0.816496580927726)
-    gT1_1.addcmul_(v10, v111, value=-0.816496580927726)
-    gT1_1.addcmul_(v10, v87, value=0.32659863237109044)
-    gT1_1.addcmul_(v113, v16, value=0.816496580927726)
-    gT1_1.addcmul_(v116, v16, value=0.816496580927726)
-    gT1_1.addcmul_(T1_1 * T2_2, gI_6, value=1.632993161855452)
-    del v4, v49, v59
-    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, T2_0, v76, value=1.0)
-    gT1_2.addcmul_(T2_1, v121, value=1.0)
-    gT1_2.addcmul_(T3_0, v13, value=3.0)
-    gT1_2.addcmul_(v1, v94, value=1.0)
-    gT1_2.addcmul_(v10, v17, value=0.8)
-    gT1_2.addcmul_(v11, v16, value=1.0)
-    gT1_2.addcmul_(v122, v30, value=-1.5)
-    gT1_2.addcmul_(v122, v33, value=1.5)
-    gT1_2.addcmul_(v16, v21, value=0.6666666666666666)
-    gT1_2.addcmul_(v16, v23, value=0.06666666666666667)
-    gT1_2.addcmul_(v16, v25, value=0.4)
-    gT1_2.addcmul_(v16, v27, value=0.8666666666666667)
-    gT1_2.addcmul_(v16, v29, value=0.6666666666666666)
-    gT1_2.addcmul_(v16, v9, value=1.0)
-    gT1_2.addcmul_(v19, v3, value=0.3333333333333333)
-    gT1_2.addcmul_(v3, v5, value=1.0)
-    gT1_2.addcmul_(v3, v8, value=1.0)
-    gT1_2.addcmul_(v3, v95, value=1.0)
-    gT1_2.addcmul_(v104, v50, value=0.6324555320336759)
-    gT1_2.addcmul_(v105, v50, value=0.6324555320336759)
-    gT1_2.addcmul_(v10, v69, value=-0.5163977794943223)
-    gT1_2.addcmul_(v10, v70, value=-1.0327955589886446)
-    gT1_2.addcmul_(v10, v71, value=0.5163977794943223)
-    gT1_2.addcmul_(v16, v63, value=-0.5163977794943223)
-    gT1_2.addcmul_(v16, v65, value=-1.0327955589886446)
-    gT1_2.addcmul_(v16, v67, value=-0.5163977794943223)
-    gT1_2.addcmul_(v33, v58, value=-1.161895003862225)
-    gT1_2.addcmul_(v58, v91, value=1.5491933384829668)
-    gT1_2.addcmul_(T2_0, v38, value=1.4142135623730951)
-    gT1_2.addcmul_(T2_4, v37, value=1.4142135623730951)
-    gT1_2.addcmul_(v1, v107, value=0.5773502691896257)
-    gT1_2.addcmul_(v3, v72, value=-1.1547005383792515)
-    gT1_2.addcmul_(v6, v78, value=-1.1547005383792515)
-    gT1_2.addcmul_(T1_2, v42, value=-0.816496580927726)
-    gT1_2.addcmul_(v12, v81, value=2.449489742783178)
-    gT1_2.addcmul_(v44, v80, value=2.449489742783178)
-    gT1_2.addcmul_(v44, v82, value=0.816496580927726)
-    gT1_2.addcmul_(v81, v84, value=0.816496580927726)
-    gT1_2.addcmul_(T1_1 * T1_2, v47, value=-1.8973665961010275)
-    gT1_2.addcmul_(T1_0 * T1_2, v89, value=-0.7745966692414834)
-    gT1_2.addcmul_(T3_4 * gI_8, v30, value=-0.3872983346207417)
-    gT1_2.addcmul_(T1_1 * T2_3, gI_6, value=1.4142135623730951)
-    gT1_2.addcmul_(T3_3 * T3_4, v50, value=0.32659863237109044)
-    del v1, v3, v6, v12, v42, v47, v50, v58, v80, v82, v84, v89, v107, v122
-    gT2_0 = torch.addcmul(T1_1 * v121, T1_2, v76, value=1.0)
-    gT2_0.addcmul_(T2_0, gI_2, value=2.0)
-    gT2_0.addcmul_(v11, v127, value=1.0)
-    gT2_0.addcmul_(v11, v128, value=1.0)
-    gT2_0.addcmul_(v126, v30, value=1.0)
-    gT2_0.addcmul_(v126, v33, value=1.0)
-    gT2_0.addcmul_(v127, v21, value=0.6666666666666666)
-    gT2_0.addcmul_(v127, v23, value=0.4666666666666667)
-    gT2_0.addcmul_(v127, v25, value=0.4)
-    gT2_0.addcmul_(v127, v27, value=0.4666666666666667)
-    gT2_0.addcmul_(v127, v29, value=0.6666666666666666)
-    gT2_0.addcmul_(v127, v9, value=1.0)
-    gT2_0.addcmul_(v128, v21, value=0.6666666666666666)
-    gT2_0.addcmul_(v128, v23, value=0.06666666666666667)
-    gT2_0.addcmul_(v128, v27, value=0.06666666666666667)
-    gT2_0.addcmul_(v128, v9, value=1.0)
-    gT2_0.addcmul_(v129, v131, value=0.6666666666666666)
-    gT2_0.addcmul_(T3_1, v147, value=0.31622776601683794)
-    gT2_0.addcmul_(T3_3, v155, value=0.6324555320336759)
-    gT2_0.addcmul_(T3_3, v162, value=-0.6324555320336759)
-    gT2_0.addcmul_(T3_5, v167, value=-0.31622776601683794)
-    gT2_0.addcmul_(T3_5, v169, value=-0.21081851067789195)
-    gT2_0.addcmul_(v104, v150, value=0.6324555320336759)
-    gT2_0.addcmul_(v146, v156, value=0.31622776601683794)
-    gT2_0.addcmul_(v150, v160, value=0.21081851067789195)
-    gT2_0.addcmul_(v163, v164, value=0.31622776601683794)
-    gT2_0.addcmul_(v165, v53, value=0.6324555320336759)
-    gT2_0.addcmul_(v128, v63, value=-0.5163977794943223)
-    gT2_0.addcmul_(v128, v67, value=0.5163977794943223)
-    gT2_0.addcmul_(v129, v69, value=-0.5163977794943223)
-    gT2_0.addcmul_(v129, v71, value=-0.5163977794943223)
-    gT2_0.addcmul_(T1_0, v37, value=1.4142135623730951)
-    gT2_0.addcmul_(gI_10, v17, value=0.565685424949238)
-    gT2_0.addcmul_(gI_3, v135, value=2.1213203435596424)
-    gT2_0.addcmul_(T2_2, v172, value=-1.1547005383792515)
-    gT2_0.addcmul_(v17, v173, value=-0.4618802153517006)
-    gT2_0.addcmul_(v17, v176, value=-0.4618802153517006)
-    gT2_0.addcmul_(T3_2, v144, value=0.3651483716701107)
-    gT2_0.addcmul_(T3_4, v141, value=-0.3651483716701107)
-    gT2_0.addcmul_(gI_10, v142, value=-0.7302967433402214)
-    gT2_0.addcmul_(T3_1, v185, value=0.8944271909999159)
-    gT2_0.addcmul_(v154, v188, value=-0.8944271909999159)
-    gT2_0.addcmul_(v161, v180, value=0.8944271909999159)
-    gT2_0.addcmul_(v173, v70, value=0.5962847939999439)
-    gT2_0.addcmul_(v177, v180, value=0.29814239699997197)
-    gT2_0.addcmul_(v187, v188, value=-0.29814239699997197)
-    gT2_0.addcmul_(T3_1, v193, value=0.408248290463863)
-    gT2_0.addcmul_(T3_1, v195, value=0.816496580927726)
-    gT2_0.addcmul_(T3_1, v202, value=-0.408248290463863)
-    gT2_0.addcmul_(T3_1, v203, value=-0.816496580927726)
-    gT2_0.addcmul_(T3_3, v169, value=0.16329931618554522)
-    gT2_0.addcmul_(T3_5, v155, value=0.816496580927726)
-    gT2_0.addcmul_(T3_5, v162, value=0.816496580927726)
-    gT2_0.addcmul_(T3_5, v199, value=0.408248290463863)
-    gT2_0.addcmul_(T3_5, v201, value=0.408248290463863)
-    gT2_0.addcmul_(gI_3, v78, value=-2.449489742783178)
-    gT2_0.addcmul_(v146, v197, value=0.16329931618554522)
-    gT2_0.addcmul_(v150, v197, value=0.16329931618554522)
-    gT2_0.addcmul_(v163, v204, value=0.16329931618554522)
-    del v76, v78, v126
-    gT2_1 = torch.addcmul(T1_2 * v121, T2_0, v205, value=1.0)
-    gT2_1.addcmul_(T2_1, gI_2, value=2.0)
-    gT2_1.addcmul_(T2_4, v207, value=-1.0)
-    gT2_1.addcmul_(v11, v146, value=0.5)
-    gT2_1.addcmul_(v146, v21, value=0.6666666666666666)
-    gT2_1.addcmul_(v146, v23, value=0.9666666666666667)
-    gT2_1.addcmul_(v146, v25, value=0.8)
-    gT2_1.addcmul_(v146, v27, value=0.5666666666666667)
-    gT2_1.addcmul_(v146, v29, value=0.6666666666666666)
-    gT2_1.addcmul_(v146, v9, value=0.5)
-    gT2_1.addcmul_(v150, v21, value=0.6666666666666666)
-    gT2_1.addcmul_(v150, v23, value=1.0666666666666667)
-    gT2_1.addcmul_(v150, v25, value=0.4)
-    gT2_1.addcmul_(v150, v29, value=0.6666666666666666)
-    gT2_1.addcmul_(v163, v17, value=0.4)
-    gT2_1.addcmul_(v165, v17, value=1.0666666666666667)
-    gT2_1.addcmul_(v206, v30, value=1.0)
-    gT2_1.addcmul_(v206, v91, value=1.0)
-    gT2_1.addcmul_(T3_1, v223, value=0.31622776601683794)
-    gT2_1.addcmul_(T3_3, v224, value=0.6324555320336759)
-    gT2_1.addcmul_(T3_3, v225, value=-0.6324555320336759)
-    gT2_1.addcmul_(T3_4, v227, value=-0.21081851067789195)
-    gT2_1.addcmul_(T3_5, v228, value=0.31622776601683794)
-    gT2_1.addcmul_(v104, v128, value=0.6324555320336759)
-    gT2_1.addcmul_(v127, v156, value=0.31622776601683794)
-    gT2_1.addcmul_(v128, v160, value=0.21081851067789195)
-    gT2_1.addcmul_(v129, v55, value=0.6324555320336759)
-    gT2_1.addcmul_(v164, v226, value=-0.31622776601683794)
-    gT2_1.addcmul_(T3_2, v193, value=0.25819888974716115)
-    gT2_1.addcmul_(T3_2, v202, value=0.25819888974716115)
-    gT2_1.addcmul_(T3_4, v199, value=0.25819888974716115)
-    gT2_1.addcmul_(T3_4, v201, value=-0.25819888974716115)
-    gT2_1.addcmul_(v142, v163, value=-0.5163977794943223)
-    gT2_1.addcmul_(v146, v232, value=0.5163977794943223)
-    gT2_1.addcmul_(v150, v65, value=1.0327955589886446)
-    gT2_1.addcmul_(v165, v70, value=-1.0327955589886446)
-    gT2_1.addcmul_(T1_1, v38, value=1.4142135623730951)
-    gT2_1.addcmul_(T3_2, v185, value=0.565685424949238)
-    gT2_1.addcmul_(gI_3, v15, value=-2.1213203435596424)
-    gT2_1.addcmul_(gI_3, v2, value=2.1213203435596424)
-    gT2_1.addcmul_(v173, v243, value=0.09428090415820634)
-    gT2_1.addcmul_(v177, v239, value=0.23570226039551584)
-    gT2_1.addcmul_(v187, v240, value=-0.23570226039551584)
-    gT2_1.addcmul_(T2_2, v207, value=0.5773502691896257)
-    gT2_1.addcmul_(T3_0, v213, value=0.5773502691896257)
-    gT2_1.addcmul_(T3_6, v215, value=-0.5773502691896257)
-    gT2_1.addcmul_(gI_10, v87, value=0.2309401076758503)
-    gT2_1.addcmul_(T3_5, v251, value=-0.18257418583505536)
-    gT2_1.addcmul_(v173, v247, value=0.18257418583505536)
-    gT2_1.addcmul_(v176, v249, value=0.7302967433402214)
-    gT2_1.addcmul_(v176, v253, value=-0.7302967433402214)
-    gT2_1.addcmul_(T3_2, v213, value=-0.4472135954999579)
-    gT2_1.addcmul_(T3_4, v215, value=0.4472135954999579)
-    gT2_1.addcmul_(T2_1, v222, value=1.224744871391589)
-    gT2_1.addcmul_(T3_0, v254, value=0.408248290463863)
-    gT2_1.addcmul_(T3_6, v259, value=0.408248290463863)
-    gT2_1.addcmul_(v110, v129, value=-0.816496580927726)
-    gT2_1.addcmul_(v111, v129, value=0.816496580927726)
-    gT2_1.addcmul_(v113, v128, value=0.816496580927726)
-    gT2_1.addcmul_(v116, v128, value=0.816496580927726)
-    gT2_1.addcmul_(v127, v197, value=0.16329931618554522)
-    gT2_1.addcmul_(v127, v256, value=0.408248290463863)
-    gT2_1.addcmul_(v128, v197, value=0.16329931618554522)
-    gT2_1.addcmul_(v129, v204, value=-0.16329931618554522)
-    gT2_1.addcmul_(v204, v226, value=-0.16329931618554522)
-    gT2_1.addcmul_(v226, v257, value=-0.408248290463863)
-    del v2, v15, v38, v87, v104, v121, v160, v206
-    gT2_2 = torch.add(v261 * 0.3333333333333333, v262, alpha=0.3333333333333333)
-    gT2_2.add_(v275, alpha=0.5773502691896257)
-    gT2_2.add_(v276, alpha=0.5773502691896257)
-    gT2_2.add_(v293, alpha=0.5773502691896257)
-    gT2_2.add_(v294, alpha=-0.5773502691896257)
+    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, a11, d21, value=-0.5)
+    gT1_0.addcmul_(a13, d18, value=-0.5)
+    gT1_0.addcmul_(a14, d16, value=0.5)
+    gT1_0.addcmul_(a4, d29, value=0.3333333333333333)
+    gT1_0.addcmul_(a5, d27, value=0.26666666666666666)
+    gT1_0.addcmul_(a7, d41, value=-0.5)
+    gT1_0.addcmul_(a8, d39, value=-0.5)
+    gT1_0.addcmul_(d45, gI_8, value=-0.5)
+    gT1_0.addcmul_(d49, gI_9, value=0.3333333333333333)
+    gT1_0.addcmul_(a10, d22, value=-0.31622776601683794)
+    gT1_0.addcmul_(a3, d30, value=0.4216370213557839)
+    gT1_0.addcmul_(a6, d42, value=-0.31622776601683794)
+    gT1_0.addcmul_(T3_2, a9, value=0.5163977794943223)
+    gT1_0.addcmul_(T2_0, a17, value=0.7071067811865476)
+    gT1_0.addcmul_(T2_1, a15, value=0.7071067811865476)
+    gT1_0.addcmul_(a16, d4, value=-0.7071067811865476)
+    gT1_0.addcmul_(d34, gI_6, value=-0.7071067811865476)
+    gT1_0.addcmul_(T3_1, a12, value=0.408248290463863)
+    del d4, d21, d29, d34, d41, d45, d49
+    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, a3, d31, value=0.3333333333333333)
+    gT1_1.addcmul_(d50, gI_9, value=0.3333333333333333)
+    gT1_1.addcmul_(T3_3, a9, value=0.6324555320336759)
+    gT1_1.addcmul_(a11, d22, value=-0.31622776601683794)
+    gT1_1.addcmul_(a14, d17, value=-0.31622776601683794)
+    gT1_1.addcmul_(a4, d30, value=0.4216370213557839)
+    gT1_1.addcmul_(a5, d28, value=0.4216370213557839)
+    gT1_1.addcmul_(a6, d43, value=0.6324555320336759)
+    gT1_1.addcmul_(a7, d42, value=-0.31622776601683794)
+    gT1_1.addcmul_(a8, d40, value=-0.31622776601683794)
+    gT1_1.addcmul_(d46, gI_8, value=-0.31622776601683794)
+    gT1_1.addcmul_(T3_2, a10, value=0.5163977794943223)
+    gT1_1.addcmul_(T3_4, a12, value=0.5163977794943223)
+    gT1_1.addcmul_(T2_1, a16, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_3, a17, value=0.7071067811865476)
+    gT1_1.addcmul_(d35, gI_6, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_2, a15, value=0.816496580927726)
+    gT1_1.addcmul_(T3_1, a13, value=0.408248290463863)
+    del d22, d30, d31, d35, d42, d43, d46, d50
+    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, a11, d18, value=-0.5)
+    gT1_2.addcmul_(a13, d16, value=0.5)
+    gT1_2.addcmul_(a14, d15, value=0.5)
+    gT1_2.addcmul_(a4, d27, value=0.26666666666666666)
+    gT1_2.addcmul_(a5, d26, value=0.3333333333333333)
+    gT1_2.addcmul_(a7, d39, value=-0.5)
+    gT1_2.addcmul_(a8, d38, value=0.5)
+    gT1_2.addcmul_(d44, gI_8, value=-0.5)
+    gT1_2.addcmul_(d48, gI_9, value=0.26666666666666666)
+    gT1_2.addcmul_(a12, d17, value=-0.31622776601683794)
+    gT1_2.addcmul_(a3, d28, value=0.4216370213557839)
+    gT1_2.addcmul_(a6, d40, value=-0.31622776601683794)
+    gT1_2.addcmul_(T3_4, a9, value=0.5163977794943223)
+    gT1_2.addcmul_(T2_0, a16, value=0.7071067811865476)
+    gT1_2.addcmul_(T2_3, a15, value=0.7071067811865476)
+    gT1_2.addcmul_(a17, d1, value=0.7071067811865476)
+    gT1_2.addcmul_(d33, gI_6, value=0.7071067811865476)
+    gT1_2.addcmul_(T3_1, a10, value=0.408248290463863)
+    del a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, d1, d15, d16, d17, d18, d26, d27, d28, d33, d38, d39, d40, d44, d48
+    gT2_0 = torch.addcmul(a44 * 0.7071067811865476, T2_0, gI_2, value=2.0)
+    del a44
+    gT2_1 = torch.addcmul(a41 * 0.7071067811865476, T2_1, gI_2, value=2.0)
+    del a41
+    gT2_2 = torch.add(a40 * 0.816496580927726, a42, alpha=-0.408248290463863)
+    gT2_2.add_(a45, alpha=-0.408248290463863)
     gT2_2.addcmul_(T2_2, gI_2, value=2.0)
-    gT2_2.addcmul_(T2_2, v263, value=0.3333333333333333)
-    gT2_2.addcmul_(T2_2, v265, value=0.3333333333333333)
-    gT2_2.addcmul_(v173, v21, value=0.6666666666666666)
-    gT2_2.addcmul_(v173, v23, value=0.8666666666666667)
-    gT2_2.addcmul_(v173, v25, value=0.9333333333333333)
-    gT2_2.addcmul_(v173, v27, value=0.8666666666666667)
-    gT2_2.addcmul_(v173, v29, value=0.6666666666666666)
-    gT2_2.addcmul_(v176, v23, value=0.8)
-    gT2_2.addcmul_(v176, v25, value=1.2)
-    gT2_2.addcmul_(v176, v27, value=0.8)
-    gT2_2.addcmul_(T3_1, v199, value=-0.23570226039551584)
-    gT2_2.addcmul_(T3_1, v201, value=0.23570226039551584)
-    gT2_2.addcmul_(T3_2, v272, value=0.565685424949238)
-    gT2_2.addcmul_(T3_5, v193, value=0.23570226039551584)
-    gT2_2.addcmul_(T3_5, v202, value=0.23570226039551584)
-    gT2_2.addcmul_(v146, v243, value=0.09428090415820634)
-    gT2_2.addcmul_(v163, v273, value=0.09428090415820634)
-    gT2_2.addcmul_(T2_0, v172, value=-1.1547005383792515)
-    gT2_2.addcmul_(v127, v17, value=-0.4618802153517006)
-    gT2_2.addcmul_(v128, v17, value=-0.4618802153517006)
-    gT2_2.addcmul_(v129, v23, value=0.2309401076758503)
-    gT2_2.addcmul_(v129, v27, value=-0.2309401076758503)
-    gT2_2.addcmul_(v226, v23, value=0.2309401076758503)
-    gT2_2.addcmul_(v226, v27, value=-0.2309401076758503)
-    gT2_2.addcmul_(T3_1, v167, value=0.18257418583505536)
-    gT2_2.addcmul_(T3_5, v147, value=-0.18257418583505536)
-    gT2_2.addcmul_(v146, v247, value=0.18257418583505536)
-    gT2_2.addcmul_(v150, v249, value=0.7302967433402214)
-    gT2_2.addcmul_(v150, v253, value=-0.7302967433402214)
-    gT2_2.addcmul_(v156, v163, value=0.18257418583505536)
-    gT2_2.addcmul_(v165, v280, value=0.7302967433402214)
-    gT2_2.addcmul_(v165, v281, value=0.7302967433402214)
-    gT2_2.addcmul_(T3_1, v286, value=0.8944271909999159)
-    gT2_2.addcmul_(T3_2, v224, value=-0.8944271909999159)
-    gT2_2.addcmul_(T3_2, v225, value=0.8944271909999159)
-    gT2_2.addcmul_(T3_4, v285, value=0.8944271909999159)
-    gT2_2.addcmul_(T3_4, v291, value=0.8944271909999159)
-    gT2_2.addcmul_(T3_5, v290, value=0.8944271909999159)
-    gT2_2.addcmul_(v127, v69, value=0.29814239699997197)
-    gT2_2.addcmul_(v127, v70, value=0.5962847939999439)
-    gT2_2.addcmul_(v127, v71, value=-0.29814239699997197)
-    gT2_2.addcmul_(v226, v63, value=0.29814239699997197)
-    gT2_2.addcmul_(v226, v65, value=0.5962847939999439)
-    gT2_2.addcmul_(v226, v67, value=0.29814239699997197)
-    gT2_2.addcmul_(gI_10, v11, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_10, v23, value=0.2449489742783178)
-    gT2_2.addcmul_(gI_10, v25, value=0.32659863237109044)
-    gT2_2.addcmul_(gI_10, v27, value=0.2449489742783178)
-    gT2_2.addcmul_(gI_10, v9, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_3, v19, value=1.224744871391589)
-    gT2_2.addcmul_(gI_3, v5, value=-1.224744871391589)
-    gT2_2.addcmul_(gI_3, v7, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_3, v8, value=-1.224744871391589)
-    gT2_2.addcmul_(gI_3, v95, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_6, v30, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_6, v33, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_6, v91, value=0.816496580927726)
-    gT2_2.addcmul_(T2_2 * gI_7, v91, value=1.3333333333333333)
-    gT2_2.addcmul_(T3_3 * T3_4, v165, value=0.565685424949238)
-    del v172, v243, v247, v249, v253
-    gT2_3 = torch.addcmul(T1_2 * v106, T2_0, v207, value=1.0)
-    gT2_3.addcmul_(T2_3, gI_2, value=2.0)
-    gT2_3.addcmul_(T2_3, v263, value=0.5)
-    gT2_3.addcmul_(T2_3, v265, value=0.5)
-    gT2_3.addcmul_(T2_4, v205, value=1.0)
-    gT2_3.addcmul_(v146, v17, value=0.4)
-    gT2_3.addcmul_(v150, v17, value=1.0666666666666667)
-    gT2_3.addcmul_(v163, v21, value=0.6666666666666666)
-    gT2_3.addcmul_(v163, v23, value=0.5666666666666667)
-    gT2_3.addcmul_(v163, v25, value=0.8)
-    gT2_3.addcmul_(v163, v27, value=0.9666666666666667)
-    gT2_3.addcmul_(v163, v29, value=0.6666666666666666)
-    gT2_3.addcmul_(v165, v21, value=0.6666666666666666)
-    gT2_3.addcmul_(v165, v25, value=0.4)
-    gT2_3.addcmul_(v165, v27, value=1.0666666666666667)
-    gT2_3.addcmul_(v165, v29, value=0.6666666666666666)
-    gT2_3.addcmul_(v298, v33, value=1.0)
-    gT2_3.addcmul_(v298, v91, value=1.0)
-    gT2_3.addcmul_(T3_1, v228, value=0.31622776601683794)
-    gT2_3.addcmul_(T3_2, v227, value=0.21081851067789195)
-    gT2_3.addcmul_(T3_2, v301, value=-0.21081851067789195)
-    gT2_3.addcmul_(T3_3, v285, value=-0.6324555320336759)
-    gT2_3.addcmul_(T3_3, v291, value=-0.6324555320336759)
-    gT2_3.addcmul_(T3_5, v223, value=-0.31622776601683794)
-    gT2_3.addcmul_(v105, v129, value=0.6324555320336759)
-    gT2_3.addcmul_(v127, v164, value=0.31622776601683794)
-    gT2_3.addcmul_(v128, v53, value=0.6324555320336759)
-    gT2_3.addcmul_(v156, v226, value=0.31622776601683794)
-    gT2_3.addcmul_(T3_2, v199, value=0.25819888974716115)
-    gT2_3.addcmul_(T3_2, v201, value=-0.25819888974716115)
-    gT2_3.addcmul_(T3_4, v193, value=-0.25819888974716115)
-    gT2_3.addcmul_(T3_4, v202, value=-0.25819888974716115)
-    gT2_3.addcmul_(v142, v146, value=-0.5163977794943223)
-    gT2_3.addcmul_(v150, v70, value=-1.0327955589886446)
-    gT2_3.addcmul_(v163, v232, value=-0.5163977794943223)
-    gT2_3.addcmul_(v165, v65, value=-1.0327955589886446)
-    gT2_3.addcmul_(T1_1, v37, value=1.4142135623730951)
-    gT2_3.addcmul_(T3_4, v185, value=0.565685424949238)
-    gT2_3.addcmul_(gI_3, v94, value=2.1213203435596424)
-    gT2_3.addcmul_(v173, v273, value=0.09428090415820634)
-    gT2_3.addcmul_(v177, v240, value=0.23570226039551584)
-    gT2_3.addcmul_(v187, v239, value=0.23570226039551584)
-    gT2_3.addcmul_(T2_2, v205, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_0, v215, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_4, v300, value=0.2309401076758503)
-    gT2_3.addcmul_(T3_6, v213, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_1, v251, value=0.18257418583505536)
-    gT2_3.addcmul_(v156, v173, value=0.18257418583505536)
-    gT2_3.addcmul_(v176, v280, value=0.7302967433402214)
-    gT2_3.addcmul_(v176, v281, value=0.7302967433402214)
-    gT2_3.addcmul_(T3_2, v215, value=0.4472135954999579)
-    gT2_3.addcmul_(T3_4, v213, value=0.4472135954999579)
-    gT2_3.addcmul_(T2_3, v222, value=1.224744871391589)
-    gT2_3.addcmul_(T3_0, v259, value=0.408248290463863)
-    gT2_3.addcmul_(T3_6, v254, value=-0.408248290463863)
-    gT2_3.addcmul_(v110, v128, value=0.816496580927726)
-    gT2_3.addcmul_(v111, v128, value=-0.816496580927726)
-    gT2_3.addcmul_(v113, v129, value=0.816496580927726)
-    gT2_3.addcmul_(v116, v129, value=0.816496580927726)
-    gT2_3.addcmul_(v127, v204, value=0.16329931618554522)
-    gT2_3.addcmul_(v127, v257, value=0.408248290463863)
-    gT2_3.addcmul_(v128, v204, value=0.16329931618554522)
-    gT2_3.addcmul_(v129, v197, value=0.16329931618554522)
-    gT2_3.addcmul_(v197, v226, value=0.16329931618554522)
-    gT2_3.addcmul_(v226, v256, value=0.408248290463863)
-    gT2_3.addcmul_(T2_0 * T2_1, gI_3, value=2.1213203435596424)
-    del v37, v53, v70, v94, v106, v110, v111, v113, v116, v142, v205, v207, v222, v232, v251, v256, v257, v263, v265, v273, v280, v281, v298
-    gT2_4 = -v275 + v276
-    gT2_4.add_(v293)
-    gT2_4.add_(v294)
-    gT2_4.add_(v261, alpha=0.5773502691896257)
-    gT2_4.add_(v262, alpha=-0.5773502691896257)
+    del a40
+    gT2_3 = torch.addcmul(a43 * 0.7071067811865476, T2_3, gI_2, value=2.0)
+    del a43
+    gT2_4 = torch.add(a42 * (-0.7071067811865476), a45, alpha=0.7071067811865476)
     gT2_4.addcmul_(T2_4, gI_2, value=2.0)
-    gT2_4.addcmul_(v11, v129, value=1.0)
-    gT2_4.addcmul_(v11, v226, value=1.0)
-    gT2_4.addcmul_(v128, v131, value=0.6666666666666666)
-    gT2_4.addcmul_(v129, v23, value=0.06666666666666667)
-    gT2_4.addcmul_(v129, v27, value=0.06666666666666667)
-    gT2_4.addcmul_(v129, v29, value=0.6666666666666666)
-    gT2_4.addcmul_(v129, v9, value=1.0)
-    gT2_4.addcmul_(v21, v226, value=0.6666666666666666)
-    gT2_4.addcmul_(v226, v23, value=0.4666666666666667)
-    gT2_4.addcmul_(v226, v25, value=0.4)
-    gT2_4.addcmul_(v226, v27, value=0.4666666666666667)
-    gT2_4.addcmul_(v226, v29, value=0.6666666666666666)
-    gT2_4.addcmul_(v226, v9, value=1.0)
-    gT2_4.addcmul_(T3_1, v167, value=0.31622776601683794)
-    gT2_4.addcmul_(T3_1, v169, value=0.21081851067789195)
-    gT2_4.addcmul_(T3_3, v195, value=-0.6324555320336759)
-    gT2_4.addcmul_(T3_3, v203, value=-0.6324555320336759)
-    gT2_4.addcmul_(T3_5, v147, value=0.31622776601683794)
-    gT2_4.addcmul_(v105, v165, value=0.6324555320336759)
-    gT2_4.addcmul_(v146, v164, value=-0.31622776601683794)
-    gT2_4.addcmul_(v150, v55, value=0.6324555320336759)
-    gT2_4.addcmul_(v156, v163, value=0.31622776601683794)
-    gT2_4.addcmul_(v128, v69, value=-0.5163977794943223)
-    gT2_4.addcmul_(v128, v71, value=-0.5163977794943223)
-    gT2_4.addcmul_(v129, v63, value=0.5163977794943223)
-    gT2_4.addcmul_(v129, v67, value=-0.5163977794943223)
-    gT2_4.addcmul_(gI_10, v23, value=-0.282842712474619)
-    gT2_4.addcmul_(gI_10, v27, value=0.282842712474619)
-    gT2_4.addcmul_(gI_3, v7, value=-1.0606601717798212)
-    gT2_4.addcmul_(gI_3, v95, value=1.0606601717798212)
-    gT2_4.addcmul_(gI_6, v30, value=-0.7071067811865476)
-    gT2_4.addcmul_(gI_6, v33, value=0.7071067811865476)
-    gT2_4.addcmul_(v173, v23, value=0.2309401076758503)
-    gT2_4.addcmul_(v173, v27, value=-0.2309401076758503)
-    gT2_4.addcmul_(v176, v23, value=0.2309401076758503)
-    gT2_4.addcmul_(v176, v27, value=-0.2309401076758503)
-    gT2_4.addcmul_(T3_2, v141, value=-0.3651483716701107)
-    gT2_4.addcmul_(T3_4, v144, value=-0.3651483716701107)
-    gT2_4.addcmul_(T3_5, v304, value=-0.7302967433402214)
-    gT2_4.addcmul_(T3_5, v185, value=0.8944271909999159)
-    gT2_4.addcmul_(v154, v180, value=0.8944271909999159)
-    gT2_4.addcmul_(v161, v188, value=0.8944271909999159)
-    gT2_4.addcmul_(v173, v65, value=0.5962847939999439)
-    gT2_4.addcmul_(v177, v188, value=0.29814239699997197)
-    gT2_4.addcmul_(v180, v187, value=0.29814239699997197)
-    gT2_4.addcmul_(T3_1, v155, value=0.816496580927726)
-    gT2_4.addcmul_(T3_1, v162, value=0.816496580927726)
-    gT2_4.addcmul_(T3_1, v199, value=0.408248290463863)
-    gT2_4.addcmul_(T3_1, v201, value=0.408248290463863)
-    gT2_4.addcmul_(T3_5, v193, value=-0.408248290463863)
-    gT2_4.addcmul_(T3_5, v195, value=-0.816496580927726)
-    gT2_4.addcmul_(T3_5, v202, value=0.408248290463863)
-    gT2_4.addcmul_(T3_5, v203, value=0.816496580927726)
-    gT2_4.addcmul_(gI_3, v72, value=-2.449489742783178)
-    gT2_4.addcmul_(v146, v204, value=-0.16329931618554522)
-    gT2_4.addcmul_(v150, v204, value=-0.16329931618554522)
-    gT2_4.addcmul_(v163, v197, value=0.16329931618554522)
-    gT2_4.addcmul_(v165, v197, value=0.16329931618554522)
-    gT2_4.addcmul_(T3_1 * T3_4, v150, value=-0.21081851067789195)
-    del v55, v63, v65, v67, v69, v71, v72, v105, v131, v154, v155, v161, v162, v163, v164, v165, v167, v169, v195, v197, v203, v204, v261, v262, v275, v276, v293, v294
-    gT3_0 = v311 + v312
-    gT3_0.add_(v313)
-    gT3_0.add_(v314)
-    gT3_0.add_(v350, alpha=-0.25819888974716115)
-    gT3_0.add_(v352, alpha=-0.25819888974716115)
-    gT3_0.add_(v354, alpha=0.12909944487358058)
-    gT3_0.add_(v357, alpha=-0.12909944487358058)
-    gT3_0.add_(v358, alpha=0.25819888974716115)
+    del a42, a45
+    gT3_0 = torch.add(a27 * (-0.5), a32, alpha=0.5)
     gT3_0.addcmul_(T3_0, gI_4, value=2.0)
-    gT3_0.addcmul_(T3_0 * T3_0 * T3_0, gI_5, value=2.0)
-    gT3_0.addcmul_(T3_5, v319, value=0.8)
-    gT3_0.addcmul_(gI_8, v309, value=-0.5)
-    gT3_0.addcmul_(gI_8, v320, value=1.5)
-    gT3_0.addcmul_(v11, v322, value=2.0)
-    gT3_0.addcmul_(v177, v19, value=0.3333333333333333)
-    gT3_0.addcmul_(v177, v5, value=1.0)
-    gT3_0.addcmul_(v177, v7, value=0.5)
-    gT3_0.addcmul_(v177, v8, value=1.0)
-    gT3_0.addcmul_(v177, v95, value=0.5)
-    gT3_0.addcmul_(v21, v322, value=2.0)
-    gT3_0.addcmul_(v23, v323, value=1.2)
-    gT3_0.addcmul_(v25, v323, value=0.8)
-    gT3_0.addcmul_(v27, v323, value=1.2)
-    gT3_0.addcmul_(v29, v322, value=2.0)
-    gT3_0.addcmul_(v315, v317, value=0.8)
-    gT3_0.addcmul_(T3_3, v331, value=-0.6324555320336759)
-    gT3_0.addcmul_(T3_3, v332, value=-0.6324555320336759)
-    gT3_0.addcmul_(T3_1, v341, value=1.0327955589886446)
-    gT3_0.addcmul_(T3_2, v347, value=0.25819888974716115)
-    gT3_0.addcmul_(T3_4, v333, value=-0.5163977794943223)
-    gT3_0.addcmul_(T3_4, v336, value=-0.5163977794943223)
-    gT3_0.addcmul_(T3_4, v338, value=-0.25819888974716115)
-    gT3_0.addcmul_(gI_5, v328, value=0.2065591117977289)
-    gT3_0.addcmul_(gI_5, v361, value=-0.6196773353931867)
-    gT3_0.addcmul_(v21, v359, value=0.5163977794943223)
-    gT3_0.addcmul_(v29, v359, value=-0.5163977794943223)
-    gT3_0.addcmul_(T3_1, v342, value=0.23570226039551584)
-    gT3_0.addcmul_(v146, v239, value=0.23570226039551584)
-    gT3_0.addcmul_(T2_1, v213, value=0.5773502691896257)
-    gT3_0.addcmul_(T2_3, v215, value=0.5773502691896257)
-    gT3_0.addcmul_(T3_2, v326, value=-0.3651483716701107)
-    gT3_0.addcmul_(T3_4, v325, value=-0.3651483716701107)
-    gT3_0.addcmul_(v127, v180, value=0.29814239699997197)
-    gT3_0.addcmul_(v128, v180, value=0.8944271909999159)
-    gT3_0.addcmul_(v129, v188, value=0.8944271909999159)
-    gT3_0.addcmul_(v188, v226, value=0.29814239699997197)
-    gT3_0.addcmul_(T2_1, v254, value=0.408248290463863)
-    gT3_0.addcmul_(T2_3, v259, value=0.408248290463863)
-    gT3_0.addcmul_(T3_0, v327, value=-0.816496580927726)
-    gT3_0.addcmul_(T3_1, v343, value=0.816496580927726)
-    gT3_0.addcmul_(T3_1, v346, value=0.816496580927726)
-    gT3_0.addcmul_(T3_5, v331, value=0.816496580927726)
-    gT3_0.addcmul_(T3_5, v332, value=-0.816496580927726)
-    gT3_0.addcmul_(T3_5, v344, value=0.408248290463863)
-    gT3_0.addcmul_(T3_5, v345, value=-0.408248290463863)
-    gT3_0.addcmul_(v10, v81, value=0.816496580927726)
-    gT3_0.addcmul_(v16, v44, value=0.816496580927726)
-    del v239, v322
-    gT3_1 = torch.addcmul(T3_1 * gI_4 * 2.0, T3_1, v367, value=0.6666666666666666)
-    gT3_1.addcmul_(T3_1 * T3_1 * T3_1, gI_5, value=1.3333333333333333)
-    gT3_1.addcmul_(T3_5, v336, value=0.6666666666666666)
-    gT3_1.addcmul_(T3_6, v319, value=-0.8)
-    gT3_1.addcmul_(v11, v370, value=2.0)
-    gT3_1.addcmul_(v19, v369, value=0.6666666666666666)
-    gT3_1.addcmul_(v23, v315, value=1.7333333333333334)
-    gT3_1.addcmul_(v25, v315, value=2.4)
-    gT3_1.addcmul_(v27, v315, value=1.7333333333333334)
-    gT3_1.addcmul_(v30, v366, value=0.6666666666666666)
-    gT3_1.addcmul_(v317, v323, value=0.8)
-    gT3_1.addcmul_(v33, v366, value=0.6666666666666666)
-    gT3_1.addcmul_(v366, v91, value=0.6666666666666666)
-    gT3_1.addcmul_(v368, v5, value=0.6666666666666666)
-    gT3_1.addcmul_(v368, v7, value=0.6666666666666666)
-    gT3_1.addcmul_(v368, v95, value=0.6666666666666666)
-    gT3_1.addcmul_(v369, v7, value=0.6666666666666666)
-    gT3_1.addcmul_(v369, v8, value=0.6666666666666666)
-    gT3_1.addcmul_(v369, v95, value=0.6666666666666666)
-    gT3_1.addcmul_(v370, v9, value=2.0)
-    gT3_1.addcmul_(T3_2, v343, value=0.6324555320336759)
-    gT3_1.addcmul_(T3_2, v379, value=0.6324555320336759)
-    gT3_1.addcmul_(T3_4, v345, value=-0.31622776601683794)
-    gT3_1.addcmul_(T3_4, v378, value=0.6324555320336759)
-    gT3_1.addcmul_(v127, v380, value=0.31622776601683794)
-    gT3_1.addcmul_(v127, v383, value=0.31622776601683794)
-    gT3_1.addcmul_(v128, v383, value=0.6324555320336759)
-    gT3_1.addcmul_(v129, v386, value=-0.21081851067789195)
-    gT3_1.addcmul_(v226, v387, value=0.31622776601683794)
-    gT3_1.addcmul_(T3_2, v391, value=1.0327955589886446)
-    gT3_1.addcmul_(T3_3, v333, value=-1.0327955589886446)
-    gT3_1.addcmul_(T3_3, v338, value=-0.5163977794943223)
-    gT3_1.addcmul_(T3_3, v389, value=-1.0327955589886446)
-    gT3_1.addcmul_(T3_3, v396, value=-0.4131182235954578)
-    gT3_1.addcmul_(T3_4, v394, value=-1.0327955589886446)
-    gT3_1.addcmul_(T3_6, v397, value=1.0327955589886446)
-    gT3_1.addcmul_(v156, v323, value=1.0327955589886446)
-    gT3_1.addcmul_(T2_2, v199, value=-0.23570226039551584)
-    gT3_1.addcmul_(T2_2, v201, value=0.23570226039551584)
-    gT3_1.addcmul_(T2_3, v375, value=0.5773502691896257)
-    gT3_1.addcmul_(gI_10, v374, value=-0.5773502691896257)
-    gT3_1.addcmul_(T2_0, v304, value=-0.7302967433402214)
-    gT3_1.addcmul_(v146, v399, value=0.18257418583505536)
-    gT3_1.addcmul_(v150, v399, value=0.7302967433402214)
-    gT3_1.addcmul_(v173, v387, value=0.18257418583505536)
-    gT3_1.addcmul_(v176, v387, value=0.7302967433402214)
-    gT3_1.addcmul_(T2_2, v286, value=0.8944271909999159)
-    gT3_1.addcmul_(T3_2, v377, value=0.4472135954999579)
-    gT3_1.addcmul_(T3_3, v403, value=0.5962847939999439)
-    gT3_1.addcmul_(T3_4, v376, value=0.4472135954999579)
-    gT3_1.addcmul_(T1_1, v13, value=2.449489742783178)
-    gT3_1.addcmul_(T3_0, v405, value=0.816496580927726)
-    gT3_1.addcmul_(T3_6, v404, value=-0.816496580927726)
-    gT3_1.addcmul_(v127, v407, value=0.408248290463863)
-    gT3_1.addcmul_(v127, v409, value=-0.408248290463863)
-    gT3_1.addcmul_(v128, v407, value=0.816496580927726)
-    gT3_1.addcmul_(v128, v409, value=-0.816496580927726)
-    gT3_1.addcmul_(v129, v374, value=0.816496580927726)
-    gT3_1.addcmul_(v129, v412, value=0.816496580927726)
-    gT3_1.addcmul_(v226, v374, value=0.408248290463863)
-    gT3_1.addcmul_(v226, v412, value=0.408248290463863)
-    gT3_1.addcmul_(T3_1 * gI_5, v29, value=1.3333333333333333)
-    gT3_1.addcmul_(T2_3 * T3_2, v129, value=0.21081851067789195)
-    del v13, v199, v201, v286, v317, v319, v366, v368, v369, v370, v399
-    gT3_2 = torch.add(v350 * 0.06666666666666667, v352, alpha=0.06666666666666667)
-    gT3_2.add_(v354, alpha=0.9666666666666667)
-    gT3_2.add_(v357, alpha=0.5666666666666667)
-    gT3_2.add_(v358, alpha=0.06666666666666667)
-    gT3_2.add_(v311, alpha=0.25819888974716115)
-    gT3_2.add_(v312, alpha=-0.25819888974716115)
-    gT3_2.add_(v313, alpha=-0.25819888974716115)
-    gT3_2.add_(v314, alpha=0.25819888974716115)
+    gT3_1 = torch.addcmul(a29 * 0.408248290463863, T3_1, gI_4, value=2.0)
+    del a29
+    gT3_2 = torch.add(a25 * 0.5163977794943223, a27, alpha=-0.3872983346207417)
+    gT3_2.add_(a32, alpha=-0.12909944487358058)
     gT3_2.addcmul_(T3_2, gI_4, value=2.0)
-    gT3_2.addcmul_(T3_2, v367, value=0.4666666666666667)
-    gT3_2.addcmul_(T3_2, v425, value=0.4666666666666667)
-    gT3_2.addcmul_(T3_2, v429, value=1.76)
-    gT3_2.addcmul_(T3_3, v416, value=0.8)
-    gT3_2.addcmul_(T3_3, v417, value=-0.8)
-    gT3_2.addcmul_(T3_4, v333, value=0.8)
-    gT3_2.addcmul_(gI_11, v422, value=0.8666666666666667)
-    gT3_2.addcmul_(gI_12, v353, value=1.0666666666666667)
-    gT3_2.addcmul_(gI_12, v422, value=0.8)
-    gT3_2.addcmul_(gI_5, v328, value=1.8933333333333333)
-    gT3_2.addcmul_(gI_5, v361, value=1.8933333333333333)
-    gT3_2.addcmul_(v11, v318, value=1.2)
-    gT3_2.addcmul_(v146, v383, value=0.4)
-    gT3_2.addcmul_(v150, v383, value=1.0666666666666667)
-    gT3_2.addcmul_(v21, v318, value=1.7333333333333334)
-    gT3_2.addcmul_(v29, v318, value=1.7333333333333334)
-    gT3_2.addcmul_(v30, v418, value=0.8666666666666667)
-    gT3_2.addcmul_(v318, v9, value=1.2)
-    gT3_2.addcmul_(v418, v91, value=1.0666666666666667)
-    gT3_2.addcmul_(T2_3, v227, value=0.21081851067789195)
-    gT3_2.addcmul_(T2_3, v301, value=-0.21081851067789195)
-    gT3_2.addcmul_(T3_1, v343, value=0.6324555320336759)
-    gT3_2.addcmul_(T3_1, v379, value=0.6324555320336759)
-    gT3_2.addcmul_(T3_1, v440, value=0.31622776601683794)
-    gT3_2.addcmul_(T3_1, v444, value=0.31622776601683794)
-    gT3_2.addcmul_(T3_5, v332, value=0.6324555320336759)
-    gT3_2.addcmul_(T3_5, v344, value=-0.31622776601683794)
-    gT3_2.addcmul_(T3_5, v345, value=0.31622776601683794)
-    gT3_2.addcmul_(T3_5, v378, value=-0.6324555320336759)
-    gT3_2.addcmul_(T1_0, v462, value=1.5491933384829668)
-    gT3_2.addcmul_(T3_3, v397, value=0.4131182235954578)
-    gT3_2.addcmul_(T3_5, v394, value=1.0327955589886446)
-    gT3_2.addcmul_(T3_6, v333, value=0.5163977794943223)
-    gT3_2.addcmul_(T3_6, v336, value=-0.5163977794943223)
-    gT3_2.addcmul_(gI_8, v309, value=-0.3872983346207417)
-    gT3_2.addcmul_(gI_8, v320, value=-0.3872983346207417)
-    gT3_2.addcmul_(v135, v187, value=0.25819888974716115)
-    gT3_2.addcmul_(v17, v393, value=1.2393546707863734)
-    gT3_2.addcmul_(v177, v7, value=0.12909944487358058)
-    gT3_2.addcmul_(v177, v95, value=-0.12909944487358058)
-    gT3_2.addcmul_(v21, v323, value=0.5163977794943223)
-    gT3_2.addcmul_(v23, v323, value=0.6196773353931867)
-    gT3_2.addcmul_(v27, v323, value=-0.6196773353931867)
-    gT3_2.addcmul_(v29, v323, value=-0.5163977794943223)
-    gT3_2.addcmul_(v340, v447, value=-0.4131182235954578)
-    gT3_2.addcmul_(T2_0, v431, value=0.565685424949238)
-    gT3_2.addcmul_(T2_2, v272, value=0.565685424949238)
-    gT3_2.addcmul_(T2_4, v432, value=-0.565685424949238)
-    gT3_2.addcmul_(T3_3, v449, value=0.09428090415820634)
-    gT3_2.addcmul_(T2_1, v300, value=0.2309401076758503)
-    gT3_2.addcmul_(T2_2, v228, value=0.4618802153517006)
-    gT3_2.addcmul_(v127, v452, value=-0.4618802153517006)
-    gT3_2.addcmul_(v128, v452, value=-0.4618802153517006)
-    gT3_2.addcmul_(v129, v453, value=0.4618802153517006)
-    gT3_2.addcmul_(T2_0, v144, value=0.3651483716701107)
-    gT3_2.addcmul_(T2_4, v141, value=-0.3651483716701107)
-    gT3_2.addcmul_(T3_1, v456, value=0.18257418583505536)
-    gT3_2.addcmul_(T3_1, v457, value=0.7302967433402214)
-    gT3_2.addcmul_(T3_5, v449, value=-0.18257418583505536)
-    gT3_2.addcmul_(T3_5, v454, value=-0.7302967433402214)
-    gT3_2.addcmul_(T2_1, v213, value=-0.4472135954999579)
-    gT3_2.addcmul_(T2_2, v224, value=-0.8944271909999159)
-    gT3_2.addcmul_(T2_2, v225, value=0.8944271909999159)
-    gT3_2.addcmul_(T2_3, v215, value=0.4472135954999579)
-    gT3_2.addcmul_(T3_0, v459, value=0.29814239699997197)
-    gT3_2.addcmul_(T3_6, v403, value=-0.29814239699997197)
-    gT3_2.addcmul_(T3_2, v437, value=0.4898979485566356)
-    gT3_2.addcmul_(T3_3, v331, value=0.16329931618554522)
-    gT3_2.addcmul_(T3_3, v332, value=-0.16329931618554522)
-    gT3_2.addcmul_(T3_3, v344, value=0.16329931618554522)
-    gT3_2.addcmul_(T3_3, v345, value=-0.16329931618554522)
-    gT3_2.addcmul_(T3_3, v460, value=0.32659863237109044)
-    del v224, v228, v272, v309, v311, v312, v313, v314, v318, v320, v328, v350, v352, v353, v354, v357, v358, v361, v394, v418, v422
-    gT3_3 = torch.addcmul(T3_2 * v416 * 0.8, T3_2, v417, value=-0.8)
+    del a25, a27, a32
+    gT3_3 = torch.add(a24 * 0.6324555320336759, a26, alpha=-0.31622776601683794)
+    gT3_3.add_(a31, alpha=-0.31622776601683794)
     gT3_3.addcmul_(T3_3, gI_4, value=2.0)
-    gT3_3.addcmul_(T3_3, v347, value=0.4)
-    gT3_3.addcmul_(T3_3, v349, value=0.4)
-    gT3_3.addcmul_(T3_3, v356, value=0.8)
-    gT3_3.addcmul_(T3_3, v367, value=0.4)
-    gT3_3.addcmul_(T3_3, v425, value=0.4)
-    gT3_3.addcmul_(T3_3, v469, value=1.2)
-    gT3_3.addcmul_(T3_3, v470, value=0.8)
-    gT3_3.addcmul_(T3_3, v472, value=0.9333333333333333)
-    gT3_3.addcmul_(T3_3, v474, value=2.4)
-    gT3_3.addcmul_(T3_3, v477, value=2.4)
-    gT3_3.addcmul_(T3_3 * T3_3 * T3_3, gI_5, value=1.76)
-    gT3_3.addcmul_(T3_4, v465, value=0.8)
-    gT3_3.addcmul_(v11, v473, value=0.8)
-    gT3_3.addcmul_(v23, v476, value=1.76)
-    gT3_3.addcmul_(v27, v476, value=1.76)
-    gT3_3.addcmul_(v471, v7, value=0.4)
-    gT3_3.addcmul_(v471, v95, value=0.4)
-    gT3_3.addcmul_(v473, v9, value=0.8)
-    gT3_3.addcmul_(T1_1 * T1_1 * T1_1, gI_8, value=0.6324555320336759)
-    gT3_3.addcmul_(T2_1, v225, value=-0.6324555320336759)
-    gT3_3.addcmul_(T2_3, v285, value=-0.6324555320336759)
-    gT3_3.addcmul_(v128, v374, value=0.6324555320336759)
-    gT3_3.addcmul_(v129, v409, value=-0.6324555320336759)
-    gT3_3.addcmul_(v30, v483, value=-0.9486832980505138)
-    gT3_3.addcmul_(v33, v483, value=-0.9486832980505138)
-    gT3_3.addcmul_(T3_1, v333, value=-1.0327955589886446)
-    gT3_3.addcmul_(T3_1, v338, value=-0.5163977794943223)
-    gT3_3.addcmul_(T3_1, v389, value=-1.0327955589886446)
-    gT3_3.addcmul_(T3_1, v396, value=-0.4131182235954578)
-    gT3_3.addcmul_(T3_5, v347, value=0.5163977794943223)
-    gT3_3.addcmul_(T3_5, v349, value=-0.5163977794943223)
-    gT3_3.addcmul_(T3_5, v356, value=-0.25819888974716115)
-    gT3_3.addcmul_(T3_5, v470, value=0.25819888974716115)
-    gT3_3.addcmul_(v23, v487, value=0.2065591117977289)
-    gT3_3.addcmul_(v27, v487, value=-0.2065591117977289)
-    gT3_3.addcmul_(v486, v7, value=0.5163977794943223)
-    gT3_3.addcmul_(v486, v95, value=-0.5163977794943223)
-    gT3_3.addcmul_(T3_2, v449, value=0.09428090415820634)
-    gT3_3.addcmul_(T3_2, v454, value=0.565685424949238)
-    gT3_3.addcmul_(T3_4, v342, value=0.09428090415820634)
-    gT3_3.addcmul_(v176, v383, value=0.565685424949238)
-    gT3_3.addcmul_(gI_10, v380, value=0.2309401076758503)
-    gT3_3.addcmul_(gI_10, v383, value=0.2309401076758503)
-    gT3_3.addcmul_(T3_1, v325, value=-0.7302967433402214)
-    gT3_3.addcmul_(T3_5, v326, value=-0.7302967433402214)
-    gT3_3.addcmul_(T3_1, v403, value=0.5962847939999439)
-    gT3_3.addcmul_(T3_5, v459, value=0.5962847939999439)
-    gT3_3.addcmul_(T1_1, v114, value=0.32659863237109044)
-    gT3_3.addcmul_(T3_2, v331, value=0.16329931618554522)
-    gT3_3.addcmul_(T3_2, v332, value=-0.16329931618554522)
-    gT3_3.addcmul_(T3_2, v344, value=0.16329931618554522)
-    gT3_3.addcmul_(T3_2, v345, value=-0.16329931618554522)
-    gT3_3.addcmul_(T3_2, v460, value=0.32659863237109044)
-    gT3_3.addcmul_(T3_3, v437, value=0.6531972647421809)
-    gT3_3.addcmul_(T3_4, v343, value=0.16329931618554522)
-    gT3_3.addcmul_(T3_4, v346, value=0.16329931618554522)
-    gT3_3.addcmul_(T3_4, v444, value=0.16329931618554522)
-    gT3_3.addcmul_(v127, v386, value=0.16329931618554522)
-    gT3_3.addcmul_(T3_3 * gI_12, v19, value=1.2)
-    gT3_3.addcmul_(T3_4 * T3_6, v467, value=0.8)
-    gT3_3.addcmul_(T2_2 * T3_1, v128, value=0.8944271909999159)
-    gT3_3.addcmul_(T2_2 * T3_5, v129, value=0.8944271909999159)
-    del v30, v33, v114, v225, v386, v389, v396, v416, v417, v449, v460, v471, v476, v483, v486, v487
-    gT3_4 = torch.add(v490 * 0.06666666666666667, v493, alpha=0.06666666666666667)
-    gT3_4.add_(v494, alpha=0.5666666666666667)
-    gT3_4.add_(v496, alpha=0.9666666666666667)
-    gT3_4.add_(v497, alpha=0.06666666666666667)
-    gT3_4.add_(v505, alpha=0.25819888974716115)
-    gT3_4.add_(v506, alpha=-0.25819888974716115)
-    gT3_4.add_(v507, alpha=0.25819888974716115)
-    gT3_4.add_(v509, alpha=-0.25819888974716115)
-    gT3_4.addcmul_(T3_2, v333, value=0.8)
-    gT3_4.addcmul_(T3_3, v465, value=0.8)
+    del a24
+    gT3_4 = torch.add(a28 * 0.5163977794943223, a30, alpha=-0.12909944487358058)
+    gT3_4.add_(a33, alpha=-0.3872983346207417)
     gT3_4.addcmul_(T3_4, gI_4, value=2.0)
-    gT3_4.addcmul_(T3_4, v349, value=0.8666666666666667)
-    gT3_4.addcmul_(T3_4, v367, value=0.4666666666666667)
-    gT3_4.addcmul_(T3_4, v425, value=0.4666666666666667)
-    gT3_4.addcmul_(T3_4, v429, value=1.76)
-    gT3_4.addcmul_(T3_4, v474, value=1.7333333333333334)
-    gT3_4.addcmul_(T3_4, v477, value=1.7333333333333334)
-    gT3_4.addcmul_(T3_5, v489, value=0.8)
-    gT3_4.addcmul_(gI_11, v495, value=0.8666666666666667)
-    gT3_4.addcmul_(gI_12, v495, value=0.8)
-    gT3_4.addcmul_(gI_5, v488, value=1.8933333333333333)
-    gT3_4.addcmul_(gI_5, v501, value=1.8933333333333333)
-    gT3_4.addcmul_(v11, v499, value=1.2)
-    gT3_4.addcmul_(v146, v387, value=0.4)
-    gT3_4.addcmul_(v150, v387, value=1.0666666666666667)
-    gT3_4.addcmul_(v499, v9, value=1.2)
-    gT3_4.addcmul_(T2_1, v227, value=-0.21081851067789195)
-    gT3_4.addcmul_(T2_1, v301, value=0.21081851067789195)
-    gT3_4.addcmul_(T3_1, v331, value=0.6324555320336759)
-    gT3_4.addcmul_(T3_1, v344, value=0.31622776601683794)
-    gT3_4.addcmul_(T3_1, v345, value=-0.31622776601683794)
-    gT3_4.addcmul_(T3_1, v378, value=0.6324555320336759)
-    gT3_4.addcmul_(T3_5, v346, value=0.6324555320336759)
-    gT3_4.addcmul_(T3_5, v379, value=0.6324555320336759)
-    gT3_4.addcmul_(T3_5, v440, value=0.31622776601683794)
-    gT3_4.addcmul_(T3_5, v444, value=0.31622776601683794)
-    gT3_4.addcmul_(T1_2, v462, value=1.5491933384829668)
-    gT3_4.addcmul_(T3_0, v333, value=-0.5163977794943223)
-    gT3_4.addcmul_(T3_0, v336, value=-0.5163977794943223)
-    gT3_4.addcmul_(T3_3, v341, value=-0.4131182235954578)
-    gT3_4.addcmul_(T3_5, v391, value=1.0327955589886446)
-    gT3_4.addcmul_(gI_8, v502, value=-0.3872983346207417)
-    gT3_4.addcmul_(gI_8, v504, value=-0.3872983346207417)
-    gT3_4.addcmul_(v135, v177, value=-0.25819888974716115)
-    gT3_4.addcmul_(v17, v323, value=-1.2393546707863734)
-    gT3_4.addcmul_(v187, v7, value=0.12909944487358058)
-    gT3_4.addcmul_(v187, v95, value=-0.12909944487358058)
-    gT3_4.addcmul_(v21, v393, value=-0.5163977794943223)
-    gT3_4.addcmul_(v23, v510, value=0.6196773353931867)
-    gT3_4.addcmul_(v27, v510, value=-0.6196773353931867)
-    gT3_4.addcmul_(v29, v393, value=0.5163977794943223)
-    gT3_4.addcmul_(v359, v447, value=-0.4131182235954578)
-    gT3_4.addcmul_(T2_0, v432, value=0.565685424949238)
-    gT3_4.addcmul_(T2_3, v185, value=0.565685424949238)
-    gT3_4.addcmul_(T2_4, v431, value=0.565685424949238)
-    gT3_4.addcmul_(T3_3, v342, value=0.09428090415820634)
-    gT3_4.addcmul_(T2_2, v223, value=-0.4618802153517006)
-    gT3_4.addcmul_(T2_3, v300, value=0.2309401076758503)
-    gT3_4.addcmul_(v128, v453, value=-0.4618802153517006)
-    gT3_4.addcmul_(v129, v452, value=-0.4618802153517006)
-    gT3_4.addcmul_(v226, v452, value=-0.4618802153517006)
-    gT3_4.addcmul_(T2_0, v141, value=-0.3651483716701107)
-    gT3_4.addcmul_(T2_4, v144, value=-0.3651483716701107)
-    gT3_4.addcmul_(T3_1, v454, value=0.7302967433402214)
-    gT3_4.addcmul_(T3_5, v456, value=0.18257418583505536)
-    gT3_4.addcmul_(T3_5, v457, value=0.7302967433402214)
-    gT3_4.addcmul_(v146, v240, value=0.18257418583505536)
-    gT3_4.addcmul_(T2_1, v215, value=0.4472135954999579)
-    gT3_4.addcmul_(T2_2, v285, value=0.8944271909999159)
-    gT3_4.addcmul_(T2_2, v291, value=0.8944271909999159)
-    gT3_4.addcmul_(T2_3, v213, value=0.4472135954999579)
-    gT3_4.addcmul_(T3_0, v403, value=0.29814239699997197)
-    gT3_4.addcmul_(T3_6, v459, value=0.29814239699997197)
-    gT3_4.addcmul_(T3_3, v343, value=0.16329931618554522)
-    gT3_4.addcmul_(T3_3, v346, value=0.16329931618554522)
-    gT3_4.addcmul_(T3_3, v440, value=0.16329931618554522)
-    gT3_4.addcmul_(T3_4, v437, value=0.4898979485566356)
-    gT3_4.addcmul_(T3_4 * gI_12, v95, value=1.0666666666666667)
-    gT3_4.addcmul_(T3_4 * gI_9, v91, value=1.0666666666666667)
-    gT3_4.addcmul_(T1_1 * T3_3, v16, value=0.32659863237109044)
-    gT3_4.addcmul_(T2_3 * T3_3, v226, value=0.16329931618554522)
-    del v17, v91, v135, v141, v144, v177, v185, v223, v227, v285, v291, v300, v301, v341, v403, v429, v431, v432, v437, v447, v452, v453, v454, v456, v457, v462, v465, v474, v477, v495, v499, v510
-    gT3_5 = torch.addcmul(T3_1 * v336 * 0.6666666666666666, T3_4, v489, value=0.8)
+    del a28
+    gT3_5 = torch.add(a26 * (-0.408248290463863), a31, alpha=0.408248290463863)
     gT3_5.addcmul_(T3_5, gI_4, value=2.0)
-    gT3_5.addcmul_(T3_5, v347, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v349, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v356, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v367, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v425, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v469, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v470, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v472, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5 * T3_5 * T3_5, gI_5, value=1.3333333333333333)
-    gT3_5.addcmul_(v11, v513, value=2.0)
-    gT3_5.addcmul_(v23, v467, value=1.7333333333333334)
-    gT3_5.addcmul_(v25, v467, value=2.4)
-    gT3_5.addcmul_(v27, v467, value=1.7333333333333334)
-    gT3_5.addcmul_(v323, v511, value=0.8)
-    gT3_5.addcmul_(v512, v7, value=0.6666666666666666)
-    gT3_5.addcmul_(v512, v8, value=0.6666666666666666)
-    gT3_5.addcmul_(v512, v95, value=0.6666666666666666)
-    gT3_5.addcmul_(v513, v9, value=2.0)
-    gT3_5.addcmul_(T3_2, v331, value=-0.21081851067789195)
-    gT3_5.addcmul_(T3_2, v378, value=-0.6324555320336759)
-    gT3_5.addcmul_(T3_4, v343, value=0.21081851067789195)
-    gT3_5.addcmul_(T3_4, v379, value=0.6324555320336759)
-    gT3_5.addcmul_(T3_4, v440, value=0.31622776601683794)
-    gT3_5.addcmul_(v127, v387, value=-0.31622776601683794)
-    gT3_5.addcmul_(v129, v383, value=0.6324555320336759)
-    gT3_5.addcmul_(v226, v380, value=0.31622776601683794)
-    gT3_5.addcmul_(v226, v383, value=0.31622776601683794)
-    gT3_5.addcmul_(T3_3, v347, value=0.5163977794943223)
-    gT3_5.addcmul_(T3_3, v349, value=-0.5163977794943223)
-    gT3_5.addcmul_(T3_3, v356, value=-0.25819888974716115)
-    gT3_5.addcmul_(T3_3, v470, value=0.25819888974716115)
-    gT3_5.addcmul_(T3_4, v391, value=1.0327955589886446)
-    gT3_5.addcmul_(v156, v393, value=1.0327955589886446)
-    gT3_5.addcmul_(v23, v518, value=0.2065591117977289)
-    gT3_5.addcmul_(v27, v518, value=-0.2065591117977289)
-    gT3_5.addcmul_(v517, v7, value=0.5163977794943223)
-    gT3_5.addcmul_(v517, v95, value=-0.5163977794943223)
-    gT3_5.addcmul_(T2_2, v193, value=0.23570226039551584)
-    gT3_5.addcmul_(T2_2, v202, value=0.23570226039551584)
-    gT3_5.addcmul_(T2_1, v375, value=0.5773502691896257)
-    gT3_5.addcmul_(gI_10, v409, value=0.5773502691896257)
-    gT3_5.addcmul_(T2_2, v147, value=-0.18257418583505536)
-    gT3_5.addcmul_(T2_4, v304, value=-0.7302967433402214)
-    gT3_5.addcmul_(v173, v383, value=0.18257418583505536)
-    gT3_5.addcmul_(v176, v383, value=0.7302967433402214)
-    gT3_5.addcmul_(T2_2, v290, value=0.8944271909999159)
-    gT3_5.addcmul_(T3_2, v376, value=-0.4472135954999579)
-    gT3_5.addcmul_(T3_3, v459, value=0.5962847939999439)
-    gT3_5.addcmul_(T3_4, v377, value=0.4472135954999579)
-    gT3_5.addcmul_(T1_1, v119, value=-1.224744871391589)
-    gT3_5.addcmul_(T1_1, v120, value=1.224744871391589)
-    gT3_5.addcmul_(T3_0, v344, value=0.408248290463863)
-    gT3_5.addcmul_(T3_0, v345, value=-0.408248290463863)
-    gT3_5.addcmul_(T3_0, v404, value=0.816496580927726)
-    gT3_5.addcmul_(T3_6, v405, value=0.816496580927726)
-    gT3_5.addcmul_(v127, v374, value=0.408248290463863)
-    gT3_5.addcmul_(v128, v374, value=0.816496580927726)
-    gT3_5.addcmul_(v128, v412, value=0.816496580927726)
-    gT3_5.addcmul_(v129, v407, value=-0.816496580927726)
-    gT3_5.addcmul_(v129, v409, value=0.816496580927726)
-    gT3_5.addcmul_(v226, v409, value=0.408248290463863)
-    gT3_5.addcmul_(T3_5 * gI_5, v21, value=1.3333333333333333)
-    gT3_5.addcmul_(T2_1 * T3_2, v129, value=0.6324555320336759)
-    gT3_5.addcmul_(T3_1 * T3_6, v359, value=1.0327955589886446)
-    gT3_5.addcmul_(T3_2 * T3_5, v323, value=-1.0327955589886446)
-    gT3_5.addcmul_(T2_2 * T3_2, v150, value=-0.7302967433402214)
-    del v11, v119, v120, v147, v150, v173, v176, v193, v202, v290, v304, v323, v344, v345, v347, v356, v359, v367, v374, v375, v376, v377, v378, v379, v380, v383, v387, v391, v393, v404, v405, v407, v409, v412, v425, v459, v467, v469, v470, v472, v489, v512, v513, v517, v518
-    gT3_6 = v505 + v506
-    gT3_6.add_(v507)
-    gT3_6.add_(v509)
-    gT3_6.add_(v490, alpha=0.25819888974716115)
-    gT3_6.add_(v493, alpha=0.25819888974716115)
-    gT3_6.add_(v494, alpha=0.12909944487358058)
-    gT3_6.add_(v496, alpha=-0.12909944487358058)
-    gT3_6.add_(v497, alpha=-0.25819888974716115)
+    del a26, a31
+    gT3_6 = torch.add(a30 * (-0.5), a33, alpha=0.5)
     gT3_6.addcmul_(T3_6, gI_4, value=2.0)
-    gT3_6.addcmul_(T3_6 * T3_6 * T3_6, gI_5, value=2.0)
-    gT3_6.addcmul_(gI_8, v502, value=0.5)
-    gT3_6.addcmul_(gI_8, v504, value=-1.5)
-    gT3_6.addcmul_(v156, v473, value=0.8)
-    gT3_6.addcmul_(v187, v19, value=0.3333333333333333)
-    gT3_6.addcmul_(v187, v5, value=1.0)
-    gT3_6.addcmul_(v187, v7, value=0.5)
-    gT3_6.addcmul_(v187, v8, value=1.0)
-    gT3_6.addcmul_(v187, v95, value=0.5)
-    gT3_6.addcmul_(v21, v520, value=2.0)
-    gT3_6.addcmul_(v23, v521, value=1.2)
-    gT3_6.addcmul_(v27, v521, value=1.2)
-    gT3_6.addcmul_(v29, v520, value=2.0)
-    gT3_6.addcmul_(v315, v511, value=-0.8)
-    gT3_6.addcmul_(v520, v9, value=2.0)
-    gT3_6.addcmul_(T3_3, v343, value=0.6324555320336759)
-    gT3_6.addcmul_(T3_3, v346, value=-0.6324555320336759)
-    gT3_6.addcmul_(T3_1, v397, value=1.0327955589886446)
-    gT3_6.addcmul_(T3_2, v333, value=0.5163977794943223)
-    gT3_6.addcmul_(T3_2, v336, value=-0.5163977794943223)
-    gT3_6.addcmul_(T3_2, v338, value=0.25819888974716115)
-    gT3_6.addcmul_(T3_4, v349, value=-0.25819888974716115)
-    gT3_6.addcmul_(gI_5, v488, value=-0.2065591117977289)
-    gT3_6.addcmul_(gI_5, v501, value=0.6196773353931867)
-    gT3_6.addcmul_(v21, v340, value=-0.5163977794943223)
-    gT3_6.addcmul_(v29, v340, value=0.5163977794943223)
-    gT3_6.addcmul_(T3_5, v342, value=0.23570226039551584)
-    gT3_6.addcmul_(v146, v240, value=-0.23570226039551584)
-    gT3_6.addcmul_(T2_1, v215, value=-0.5773502691896257)
-    gT3_6.addcmul_(T2_3, v213, value=0.5773502691896257)
-    gT3_6.addcmul_(T3_2, v325, value=0.3651483716701107)
-    gT3_6.addcmul_(T3_4, v326, value=-0.3651483716701107)
-    gT3_6.addcmul_(v127, v188, value=-0.29814239699997197)
-    gT3_6.addcmul_(v128, v188, value=-0.8944271909999159)
-    gT3_6.addcmul_(v129, v180, value=0.8944271909999159)
-    gT3_6.addcmul_(v180, v226, value=0.29814239699997197)
-    gT3_6.addcmul_(T2_1, v259, value=0.408248290463863)
-    gT3_6.addcmul_(T2_3, v254, value=-0.408248290463863)
-    gT3_6.addcmul_(T3_1, v331, value=-0.816496580927726)
-    gT3_6.addcmul_(T3_1, v332, value=0.816496580927726)
-    gT3_6.addcmul_(T3_5, v343, value=0.816496580927726)
-    gT3_6.addcmul_(T3_5, v346, value=0.816496580927726)
-    gT3_6.addcmul_(T3_5, v440, value=0.408248290463863)
-    gT3_6.addcmul_(T3_5, v444, value=0.408248290463863)
-    gT3_6.addcmul_(T3_6, v327, value=-0.816496580927726)
-    gT3_6.addcmul_(v10, v44, value=-0.816496580927726)
-    gT3_6.addcmul_(v16, v81, value=0.816496580927726)
-    gT3_6.addcmul_(T3_6 * gI_5, v25, value=0.8)
-    del v5, v7, v8, v9, v10, v16, v19, v21, v23, v25, v27, v29, v44, v81, v95, v127, v128, v129, v146, v156, v180, v187, v188, v213, v215, v226, v240, v254, v259, v315, v325, v326, v327, v331, v332, v333, v336, v338, v340, v342, v343, v346, v349, v397, v440, v444, v473, v488, v490, v493, v494, v496, v497, v501, v502, v504, v505, v506, v507, v509, v511, v520, v521
+    del a30, a33
     return [gT0_0, gT1_0, gT1_1, gT1_2, gT2_0, gT2_1, gT2_2, gT2_3, gT2_4, gT3_0, gT3_1, gT3_2, gT3_3, gT3_4, gT3_5, gT3_6]
 
 

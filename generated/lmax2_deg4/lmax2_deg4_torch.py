@@ -25,7 +25,7 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I5  (column 4, degree 3): T2[ab] T2[ac] T2[bc]
     I6  (column 5, degree 4): T1[a] T1[b] T2[ac] T2[bc]
 
-Arithmetic per row: harmonics 20, harmonics_vjp 35, invariants 130, invariants_vjp 272 operations.
+Arithmetic per row: harmonics 20, harmonics_vjp 35, invariants 125, invariants_vjp 298 operations.
 The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
 vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
 Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
@@ -92,215 +92,157 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4,) = t
-    t0 = T1_0 * T1_0
-    t1 = T1_1 * T1_1
-    t2 = T1_2 * T1_2
-    t3 = T2_0 * T2_0
-    t4 = T2_1 * T2_1
-    t5 = T2_2 * T2_2
-    t6 = T2_3 * T2_3
-    t7 = T2_4 * T2_4
-    t10 = T1_1 * T2_1
-    t11 = T1_2 * T2_0
-    t12 = T1_1 * T2_3
-    t13 = T1_2 * t12
-    t20 = T2_1 * T2_3
-    t24 = T1_0 * t10
-    t29 = T2_2 * T2_4
+    d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
+    d0.addcmul_(T1_2, T1_2, value=1.0)
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d7.addcmul_(T2_2, T2_2, value=1.0)
+    d7.addcmul_(T2_3, T2_3, value=1.0)
+    d7.addcmul_(T2_4, T2_4, value=1.0)
+    d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d8.addcmul_(T1_2, d1, value=1.0)
+    d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d9.addcmul_(T1_2, T2_0, value=-1.0)
+    d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d11 = torch.addcmul(T1_0 * d9, T1_1, d10, value=-1.0)
+    d11.addcmul_(T1_2, d8, value=-1.0)
+    d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d12.addcmul_(d1, d1, value=1.0)
+    d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d13.addcmul_(T2_1, T2_3, value=1.0)
+    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d14.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d15 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d15.addcmul_(d4, d4, value=1.0)
+    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d17.addcmul_(T2_3, T2_3, value=1.0)
+    d18 = torch.addcmul(T2_0 * d13, T2_1, d16, value=1.0)
+    d18.addcmul_(T2_3, d14, value=1.0)
+    d18.addcmul_(d1, d12, value=0.5)
+    d18.addcmul_(d15, d4, value=-0.5)
+    d18.addcmul_(T2_2, d17, value=0.5773502691896257)
+    del d1, d4, d12, d13, d14, d15, d16, d17
+    d19 = torch.addcmul(d10 * d10, d8, d8, value=1.0)
+    d19.addcmul_(d9, d9, value=1.0)
+    del d8, d9, d10
     I_0 = T0_0
-    I_1 = t0 + t1
-    I_1.add_(t2)
-    I_2 = t3 + t4
-    I_2.add_(t5)
-    I_2.add_(t6)
-    I_2.add_(t7)
-    I_3 = torch.addcmul(t13 * 1.4142135623730951, T1_0, t10, value=1.4142135623730951)
-    I_3.addcmul_(T1_0, t11, value=1.4142135623730951)
-    I_3.addcmul_(T2_4, t0, value=-0.7071067811865476)
-    I_3.addcmul_(T2_4, t2, value=0.7071067811865476)
-    I_3.addcmul_(T2_2, t0, value=-0.408248290463863)
-    I_3.addcmul_(T2_2, t1, value=0.816496580927726)
-    I_3.addcmul_(T2_2, t2, value=-0.408248290463863)
-    I_4 = torch.addcmul(T2_2 * T2_2 * T2_2 * 0.408248290463863, T2_0, t20, value=2.1213203435596424)
-    I_4.addcmul_(T2_4, t4, value=-1.0606601717798212)
-    I_4.addcmul_(T2_4, t6, value=1.0606601717798212)
-    I_4.addcmul_(T2_2, t3, value=-1.224744871391589)
-    I_4.addcmul_(T2_2, t4, value=0.6123724356957945)
-    I_4.addcmul_(T2_2, t6, value=0.6123724356957945)
-    I_4.addcmul_(T2_2, t7, value=-1.224744871391589)
-    I_5 = torch.addcmul(T2_4 * t13, T2_4, t24, value=-1.0)
-    I_5.addcmul_(t0, t3, value=0.5)
-    I_5.addcmul_(t0, t4, value=0.5)
-    I_5.addcmul_(t0, t5, value=0.16666666666666666)
-    I_5.addcmul_(t0, t7, value=0.5)
-    I_5.addcmul_(t1, t4, value=0.5)
-    I_5.addcmul_(t1, t5, value=0.6666666666666666)
-    I_5.addcmul_(t1, t6, value=0.5)
-    I_5.addcmul_(t10, t11, value=1.0)
-    I_5.addcmul_(t2, t3, value=0.5)
-    I_5.addcmul_(t2, t5, value=0.16666666666666666)
-    I_5.addcmul_(t2, t6, value=0.5)
-    I_5.addcmul_(t2, t7, value=0.5)
-    I_5.addcmul_(T2_2, t13, value=0.5773502691896257)
-    I_5.addcmul_(T2_2, t24, value=0.5773502691896257)
-    I_5.addcmul_(t0, t29, value=0.5773502691896257)
-    I_5.addcmul_(t2, t29, value=-0.5773502691896257)
-    I_5.addcmul_(T1_0 * T1_2, t20, value=1.0)
-    I_5.addcmul_(T1_0 * T2_0, t12, value=1.0)
-    I_5.addcmul_(T1_0 * T2_2, t11, value=-1.1547005383792515)
-    del t0, t1, t2, t3, t4, t5, t6, t7, t10, t11, t12, t13, t20, t24, t29
+    I_1 = d0
+    del d0
+    I_2 = d7
+    del d7
+    I_3 = d11 * (-0.7071067811865476)
+    del d11
+    I_4 = d18 * 0.7071067811865476
+    del d18
+    I_5 = d19 * 0.5
+    del d19
     return [I_0, I_1, I_2, I_3, I_4, I_5]
 
 
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5,) = args
-    v1 = T1_1 * gI_5
-    v2 = T2_0 * T2_3
-    v3 = T1_2 * gI_5
-    v4 = T2_1 * v3
-    v5 = T2_0 * T2_0
-    v6 = T1_0 * gI_5
-    v7 = T2_1 * T2_1
-    v8 = T2_4 * T2_4
-    v9 = T2_1 * T2_4
-    v10 = T2_2 * T2_2
-    v14 = T1_1 * T2_1
-    v15 = T1_2 * gI_3
-    v16 = T1_0 * gI_3
-    v20 = T2_2 * gI_3
-    v21 = T2_2 * T2_4
-    v25 = T2_1 * v1
-    v28 = T2_0 * T2_2
-    v30 = T2_3 * T2_4
-    v31 = T2_3 * T2_3
-    v33 = T2_1 * v6
-    v34 = T2_2 * T2_3
-    v35 = T2_3 * v6
-    v37 = T1_0 * T1_0
-    v38 = T2_0 * gI_5
-    v39 = T1_2 * T1_2
-    v42 = T2_1 * gI_4
-    v44 = T1_2 * v6
-    v45 = T1_2 * v1
-    v46 = T2_1 * gI_5
-    v47 = T1_1 * T1_1
-    v48 = T1_1 * v6
-    v50 = T2_2 * gI_4
-    v51 = T2_2 * gI_5
-    v53 = v37 * v51
-    v54 = v39 * v51
-    v57 = v14 * v6
-    v58 = T2_3 * v45
-    v59 = T2_4 * gI_5
-    v60 = v37 * v59
-    v61 = v39 * v59
-    del v59
-    v62 = T2_3 * gI_5
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d8.addcmul_(T1_2, d1, value=1.0)
+    d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d9.addcmul_(T1_2, T2_0, value=-1.0)
+    d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d12.addcmul_(d1, d1, value=1.0)
+    d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d13.addcmul_(T2_1, T2_3, value=1.0)
+    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d14.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d15 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d15.addcmul_(d4, d4, value=1.0)
+    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d17.addcmul_(T2_3, T2_3, value=1.0)
+    a0 = T2_2 * gI_4
+    a1 = T2_1 * gI_4
+    a2 = d4 * gI_4
+    a3 = T2_3 * gI_4
+    a4 = T2_0 * gI_4
+    a5 = d1 * gI_4
+    a6 = torch.addcmul(T1_1 * gI_3, d10, gI_5, value=1.4142135623730951)
+    a7 = torch.addcmul(T1_0 * gI_3, d9, gI_5, value=-1.4142135623730951)
+    a8 = torch.addcmul(T1_2 * gI_3, d8, gI_5, value=1.4142135623730951)
+    a9 = torch.addcmul(T1_1 * a6, T2_1, a1, value=1.0)
+    a9.addcmul_(T2_2, a0, value=1.3333333333333333)
+    a9.addcmul_(T2_3, a3, value=1.0)
+    a9.addcmul_(d17, gI_4, value=0.5)
+    del d17
+    a10 = torch.addcmul(T1_0 * a6, T1_1, a7, value=1.0)
+    a10.addcmul_(T2_0, a3, value=1.0)
+    a10.addcmul_(T2_1, a2, value=-1.0)
+    a10.addcmul_(T2_3, a4, value=1.0)
+    a10.addcmul_(d16, gI_4, value=1.0)
+    a10.addcmul_(a1, (d4 * (-1.4142135623730951) + T2_2 * 1.632993161855452), value=0.7071067811865476)
+    a10.addcmul_(T2_1, a0, value=1.1547005383792515)
+    del d16
+    a11 = torch.addcmul(T1_0 * a7, T2_0, a4, value=1.0)
+    a11.addcmul_(T2_1, a1, value=1.0)
+    a11.addcmul_(a2, d4, value=1.0)
+    a11.addcmul_(d15, gI_4, value=0.5)
+    del d15
+    a12 = torch.addcmul(T1_1 * a8, T1_2, a6, value=1.0)
+    a12.addcmul_(T2_0, a1, value=1.0)
+    a12.addcmul_(T2_1, a4, value=1.0)
+    a12.addcmul_(T2_3, a5, value=1.0)
+    a12.addcmul_(d14, gI_4, value=1.0)
+    a12.addcmul_(a3, (d1 * 1.4142135623730951 + T2_2 * 1.632993161855452), value=0.7071067811865476)
+    a12.addcmul_(T2_3, a0, value=1.1547005383792515)
+    del a0, d14
+    a13 = torch.addcmul(T1_0 * a8, T1_2, a7, value=1.0)
+    a13.addcmul_(T2_0, a2, value=-1.0)
+    a13.addcmul_(T2_0, a5, value=1.0)
+    a13.addcmul_(T2_1, a3, value=1.0)
+    a13.addcmul_(T2_3, a1, value=1.0)
+    a13.addcmul_(d13, gI_4, value=1.0)
+    a13.addcmul_(a4, (d1 * 1.4142135623730951 - d4 * 1.4142135623730951), value=0.7071067811865476)
+    del a1, a2, d13
+    a14 = torch.addcmul(T1_2 * a8, T2_0, a4, value=1.0)
+    a14.addcmul_(T2_3, a3, value=1.0)
+    a14.addcmul_(a5, d1, value=1.0)
+    a14.addcmul_(d12, gI_4, value=0.5)
+    del a3, a4, a5, d12
     gT0_0 = gI_0
-    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, T2_3, v4, value=1.0)
-    gT1_0.addcmul_(v1, v2, value=1.0)
-    gT1_0.addcmul_(v1, v9, value=-1.0)
-    gT1_0.addcmul_(v10, v6, value=0.3333333333333333)
-    gT1_0.addcmul_(v5, v6, value=1.0)
-    gT1_0.addcmul_(v6, v7, value=1.0)
-    gT1_0.addcmul_(v6, v8, value=1.0)
-    gT1_0.addcmul_(T2_0, v15, value=1.4142135623730951)
-    gT1_0.addcmul_(T2_4, v16, value=-1.4142135623730951)
-    gT1_0.addcmul_(gI_3, v14, value=1.4142135623730951)
-    gT1_0.addcmul_(T2_2, v25, value=0.5773502691896257)
-    gT1_0.addcmul_(v21, v6, value=1.1547005383792515)
-    gT1_0.addcmul_(v28, v3, value=-1.1547005383792515)
-    gT1_0.addcmul_(T1_0, v20, value=-0.816496580927726)
-    del v14
-    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, T2_0, v4, value=1.0)
-    gT1_1.addcmul_(v1, v10, value=1.3333333333333333)
-    gT1_1.addcmul_(v1, v31, value=1.0)
-    gT1_1.addcmul_(v1, v7, value=1.0)
-    gT1_1.addcmul_(v2, v6, value=1.0)
-    gT1_1.addcmul_(v3, v30, value=1.0)
-    gT1_1.addcmul_(v6, v9, value=-1.0)
-    gT1_1.addcmul_(T2_1, v16, value=1.4142135623730951)
-    gT1_1.addcmul_(T2_3, v15, value=1.4142135623730951)
-    gT1_1.addcmul_(T2_2, v33, value=0.5773502691896257)
-    gT1_1.addcmul_(v3, v34, value=0.5773502691896257)
-    gT1_1.addcmul_(T1_1 * T2_2, gI_3, value=1.632993161855452)
-    del v4
-    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, T2_0, v25, value=1.0)
-    gT1_2.addcmul_(T2_1, v35, value=1.0)
-    gT1_2.addcmul_(v1, v30, value=1.0)
-    gT1_2.addcmul_(v10, v3, value=0.3333333333333333)
-    gT1_2.addcmul_(v3, v31, value=1.0)
-    gT1_2.addcmul_(v3, v5, value=1.0)
-    gT1_2.addcmul_(v3, v8, value=1.0)
-    gT1_2.addcmul_(T2_0, v16, value=1.4142135623730951)
-    gT1_2.addcmul_(T2_4, v15, value=1.4142135623730951)
-    gT1_2.addcmul_(v1, v34, value=0.5773502691896257)
-    gT1_2.addcmul_(v21, v3, value=-1.1547005383792515)
-    gT1_2.addcmul_(v28, v6, value=-1.1547005383792515)
-    gT1_2.addcmul_(T1_2, v20, value=-0.816496580927726)
-    gT1_2.addcmul_(T1_1 * T2_3, gI_3, value=1.4142135623730951)
-    del v1, v3, v6, v20, v34
-    gT2_0 = torch.addcmul(T1_1 * v35, T1_2, v25, value=1.0)
-    gT2_0.addcmul_(T2_0, gI_2, value=2.0)
-    gT2_0.addcmul_(v37, v38, value=1.0)
-    gT2_0.addcmul_(v38, v39, value=1.0)
-    gT2_0.addcmul_(T1_0, v15, value=1.4142135623730951)
-    gT2_0.addcmul_(T2_3, v42, value=2.1213203435596424)
-    gT2_0.addcmul_(T2_2, v44, value=-1.1547005383792515)
-    gT2_0.addcmul_(gI_4, v28, value=-2.449489742783178)
-    del v25, v28, v38
-    gT2_1 = torch.addcmul(T1_2 * v35, T2_0, v45, value=1.0)
-    gT2_1.addcmul_(T2_1, gI_2, value=2.0)
-    gT2_1.addcmul_(T2_4, v48, value=-1.0)
-    gT2_1.addcmul_(v37, v46, value=1.0)
-    gT2_1.addcmul_(v46, v47, value=1.0)
-    gT2_1.addcmul_(T1_1, v16, value=1.4142135623730951)
-    gT2_1.addcmul_(gI_4, v2, value=2.1213203435596424)
-    gT2_1.addcmul_(gI_4, v9, value=-2.1213203435596424)
-    gT2_1.addcmul_(T2_2, v48, value=0.5773502691896257)
-    gT2_1.addcmul_(T2_1, v50, value=1.224744871391589)
-    del v2, v9, v16, v35, v46
-    gT2_2 = torch.add(v53 * 0.3333333333333333, v54, alpha=0.3333333333333333)
-    gT2_2.add_(v57, alpha=0.5773502691896257)
-    gT2_2.add_(v58, alpha=0.5773502691896257)
-    gT2_2.add_(v60, alpha=0.5773502691896257)
-    gT2_2.add_(v61, alpha=-0.5773502691896257)
+    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, T2_0, a8, value=0.7071067811865476)
+    gT1_0.addcmul_(T2_1, a6, value=0.7071067811865476)
+    gT1_0.addcmul_(a7, d4, value=-0.7071067811865476)
+    gT1_0.addcmul_(d9, gI_3, value=-0.7071067811865476)
+    del d4, d9
+    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, T2_1, a7, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_3, a8, value=0.7071067811865476)
+    gT1_1.addcmul_(d10, gI_3, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_2, a6, value=0.816496580927726)
+    del d10
+    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, T2_0, a7, value=0.7071067811865476)
+    gT1_2.addcmul_(T2_3, a6, value=0.7071067811865476)
+    gT1_2.addcmul_(a8, d1, value=0.7071067811865476)
+    gT1_2.addcmul_(d8, gI_3, value=0.7071067811865476)
+    del a6, a7, a8, d1, d8
+    gT2_0 = torch.addcmul(a13 * 0.7071067811865476, T2_0, gI_2, value=2.0)
+    del a13
+    gT2_1 = torch.addcmul(a10 * 0.7071067811865476, T2_1, gI_2, value=2.0)
+    del a10
+    gT2_2 = torch.add(a11 * (-0.408248290463863), a14, alpha=-0.408248290463863)
+    gT2_2.add_(a9, alpha=0.816496580927726)
     gT2_2.addcmul_(T2_2, gI_2, value=2.0)
-    gT2_2.addcmul_(v47, v51, value=1.3333333333333333)
-    gT2_2.addcmul_(T2_0, v44, value=-1.1547005383792515)
-    gT2_2.addcmul_(gI_3, v37, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_3, v39, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_3, v47, value=0.816496580927726)
-    gT2_2.addcmul_(gI_4, v10, value=1.224744871391589)
-    gT2_2.addcmul_(gI_4, v31, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_4, v5, value=-1.224744871391589)
-    gT2_2.addcmul_(gI_4, v7, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_4, v8, value=-1.224744871391589)
-    del v5, v8, v10, v44, v51
-    gT2_3 = torch.addcmul(T1_2 * v33, T2_0, v48, value=1.0)
-    gT2_3.addcmul_(T2_3, gI_2, value=2.0)
-    gT2_3.addcmul_(T2_4, v45, value=1.0)
-    gT2_3.addcmul_(v39, v62, value=1.0)
-    gT2_3.addcmul_(v47, v62, value=1.0)
-    gT2_3.addcmul_(T1_1, v15, value=1.4142135623730951)
-    gT2_3.addcmul_(T2_0, v42, value=2.1213203435596424)
-    gT2_3.addcmul_(gI_4, v30, value=2.1213203435596424)
-    gT2_3.addcmul_(T2_2, v45, value=0.5773502691896257)
-    gT2_3.addcmul_(T2_3, v50, value=1.224744871391589)
-    del v15, v30, v33, v42, v45, v47, v48, v50, v62
-    gT2_4 = -v57 + v58
-    gT2_4.add_(v60)
-    gT2_4.add_(v61)
-    gT2_4.add_(v53, alpha=0.5773502691896257)
-    gT2_4.add_(v54, alpha=-0.5773502691896257)
+    del a9
+    gT2_3 = torch.addcmul(a12 * 0.7071067811865476, T2_3, gI_2, value=2.0)
+    del a12
+    gT2_4 = torch.add(a11 * (-0.7071067811865476), a14, alpha=0.7071067811865476)
     gT2_4.addcmul_(T2_4, gI_2, value=2.0)
-    gT2_4.addcmul_(gI_3, v37, value=-0.7071067811865476)
-    gT2_4.addcmul_(gI_3, v39, value=0.7071067811865476)
-    gT2_4.addcmul_(gI_4, v31, value=1.0606601717798212)
-    gT2_4.addcmul_(gI_4, v7, value=-1.0606601717798212)
-    gT2_4.addcmul_(gI_4, v21, value=-2.449489742783178)
-    del v7, v21, v31, v37, v39, v53, v54, v57, v58, v60, v61
+    del a11, a14
     return [gT0_0, gT1_0, gT1_1, gT1_2, gT2_0, gT2_1, gT2_2, gT2_3, gT2_4]
 
 

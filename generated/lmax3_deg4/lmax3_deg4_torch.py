@@ -32,7 +32,7 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I12  (column 11, degree 4): T1[a] T2[ab] T2[cd] T3[bcd]
     I13  (column 12, degree 4): T1[a] T2[bc] T2[bd] T3[acd]
 
-Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 948, invariants_vjp 2322 operations.
+Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 510, invariants_vjp 1257 operations.
 The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
 vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
 Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
@@ -152,1473 +152,551 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6,) = t
-    t0 = T1_0 * T1_0
-    t1 = T1_1 * T1_1
-    t2 = T1_2 * T1_2
-    t3 = T2_0 * T2_0
-    t4 = T2_1 * T2_1
-    t5 = T2_2 * T2_2
-    t6 = T2_3 * T2_3
-    t7 = T2_4 * T2_4
-    t8 = T3_0 * T3_0
-    t9 = T3_1 * T3_1
-    t10 = T3_2 * T3_2
-    t11 = T3_3 * T3_3
-    t12 = T3_4 * T3_4
-    t13 = T3_5 * T3_5
-    t14 = T3_6 * T3_6
-    t17 = T1_1 * T2_1
-    t18 = T1_2 * T2_0
-    t19 = T1_1 * T2_3
-    t29 = T2_4 * T3_2
-    t30 = T1_0 * T3_2
-    t34 = T1_2 * T3_4
-    t37 = T1_1 * T2_2
-    t38 = T2_0 * T3_6
-    t39 = T1_0 * T3_0
-    t41 = T3_0 * t18
-    t42 = T1_2 * T3_6
-    t45 = T1_0 * T2_1
-    t46 = T3_5 * t45
-    t48 = T2_3 * T3_1
-    t50 = T2_1 * T3_1
-    t51 = T1_2 * T2_3
-    t52 = T2_0 * T3_4
-    t55 = T1_2 * T2_4
-    t62 = T2_1 * T3_0
-    t63 = T2_1 * T3_2
-    t66 = T2_3 * T3_4
-    t67 = T2_3 * T3_6
-    t71 = T2_4 * T3_6
-    t77 = T1_0 * T1_0 * T1_0
-    t79 = T1_2 * T1_2 * T1_2
-    t84 = T1_1 * T3_3
-    t87 = T1_1 * T3_5
-    t88 = T1_0 * T2_0
-    t89 = T2_4 * t17
-    t93 = T1_0 * T2_2
-    t96 = T2_2 * T2_4
-    t104 = T1_0 * T3_1
-    t106 = T1_1 * T3_5
-    t107 = T1_2 * T3_1
-    t114 = T1_1 * T3_3
-    t115 = T3_0 * T3_2
-    t117 = T3_3 * T3_5
-    t118 = T3_4 * T3_6
-    t121 = T2_0 * t19
-    t122 = T2_4 * t19
-    t123 = T1_0 * T3_0
-    t124 = T1_2 * T3_6
-    t126 = T2_3 * t88
-    t127 = T2_4 * t45
-    t128 = T2_1 * t18
-    t129 = T2_3 * t55
-    t131 = t45 * t66
-    t133 = t17 * t52
-    t134 = T3_2 * t121
-    t135 = t17 * t29
-    t136 = T3_4 * t122
-    t137 = t51 * t63
-    t138 = T1_0 * T2_2
-    t140 = T2_1 * T3_5
-    t142 = T3_1 * t138
-    t144 = T2_0 * t37
-    t146 = T2_4 * t37
-    t147 = T1_2 * T2_2
-    t148 = T2_1 * T3_1
-    t149 = T3_5 * t147
-    t151 = T2_2 * T3_6
-    t152 = T2_4 * t39
-    t153 = T2_2 * T3_3
-    t155 = T1_0 * T2_1
-    t159 = T1_0 * T2_2
-    t161 = T3_2 * t17
-    t162 = T3_4 * t19
-    t163 = T3_2 * t18
-    t164 = T3_4 * t55
-    t166 = T2_1 * t88
-    t169 = T2_4 * t104
-    t171 = T2_3 * T3_1
-    t173 = T2_3 * t18
-    t178 = t30 * t4
-    t182 = t34 * t6
-    t189 = T2_1 * T3_5
-    t193 = T2_2 * T3_6
-    t196 = T1_0 * T2_2
+    d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
+    d0.addcmul_(T1_2, T1_2, value=1.0)
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d7.addcmul_(T2_2, T2_2, value=1.0)
+    d7.addcmul_(T2_3, T2_3, value=1.0)
+    d7.addcmul_(T2_4, T2_4, value=1.0)
+    d8 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
+    d9 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
+    d10 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
+    d11 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
+    d14 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
+    d15 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    d18 = torch.addcmul(T3_0 * T3_0, T3_1, T3_1, value=1.0)
+    d18.addcmul_(T3_2, T3_2, value=1.0)
+    d18.addcmul_(T3_3, T3_3, value=1.0)
+    d18.addcmul_(T3_4, T3_4, value=1.0)
+    d18.addcmul_(T3_5, T3_5, value=1.0)
+    d18.addcmul_(T3_6, T3_6, value=1.0)
+    d19 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d19.addcmul_(T1_2, d1, value=1.0)
+    d20 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d20.addcmul_(T1_2, T2_0, value=-1.0)
+    d21 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d21.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d22 = torch.addcmul(T1_0 * d20, T1_1, d21, value=-1.0)
+    d22.addcmul_(T1_2, d19, value=-1.0)
+    d23 = torch.addcmul(T2_2 * T3_4, T2_3, d10, value=-1.0606601717798212)
+    d23.addcmul_(T2_1, T3_1, value=1.3693063937629153)
+    d23.addcmul_(T2_0, d9, value=1.6770509831248424)
+    d23.addcmul_(d1, d8, value=0.8385254915624212)
+    d23.addcmul_(d11, d4, value=0.8385254915624212)
+    d24 = torch.addcmul(T2_2 * T3_2, T2_1, d15, value=-1.0606601717798212)
+    d24.addcmul_(T2_3, T3_1, value=1.3693063937629153)
+    d24.addcmul_(T2_0, d11, value=-1.6770509831248424)
+    d24.addcmul_(d1, d9, value=0.8385254915624212)
+    d24.addcmul_(d14, d4, value=0.8385254915624212)
+    d25 = torch.addcmul(T2_2 * T3_3, T2_1, T3_2, value=1.4142135623730951)
+    d25.addcmul_(T2_3, T3_4, value=1.4142135623730951)
+    d25.addcmul_(d1, d10, value=-0.4330127018922193)
+    d25.addcmul_(d15, d4, value=0.4330127018922193)
+    d25.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    d26 = torch.addcmul(T1_0 * d24, T1_2, d23, value=1.0)
+    d26.addcmul_(T1_1, d25, value=1.224744871391589)
+    d27 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d27.addcmul_(d1, d1, value=1.0)
+    d28 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d28.addcmul_(T2_1, T2_3, value=1.0)
+    d29 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d29.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d30 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d30.addcmul_(d4, d4, value=1.0)
+    d31 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d31.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d32 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d32.addcmul_(T2_3, T2_3, value=1.0)
+    d33 = torch.addcmul(T2_0 * d28, T2_1, d31, value=1.0)
+    d33.addcmul_(T2_3, d29, value=1.0)
+    d33.addcmul_(d1, d27, value=0.5)
+    d33.addcmul_(d30, d4, value=-0.5)
+    d33.addcmul_(T2_2, d32, value=0.5773502691896257)
+    d34 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
+    d34.addcmul_(d10, d10, value=0.6)
+    d34.addcmul_(d11, d11, value=0.75)
+    d34.addcmul_(d8, d8, value=0.75)
+    d34.addcmul_(d9, d9, value=1.5)
+    d35 = torch.addcmul(T3_2 * T3_4, d11, d14, value=0.9375)
+    d35.addcmul_(d11, d9, value=-1.875)
+    d35.addcmul_(d8, d9, value=0.9375)
+    d35.addcmul_(T3_1, d10, value=-0.9682458365518543)
+    d35.addcmul_(T3_1, d15, value=-0.9682458365518543)
+    d36 = torch.addcmul(T3_1 * T3_2, d10, d8, value=-0.375)
+    d36.addcmul_(d11, d15, value=0.375)
+    d36.addcmul_(T3_1, d9, value=0.9682458365518543)
+    d36.addcmul_(T3_3, T3_4, value=0.7745966692414834)
+    d36.addcmul_(T3_4, d10, value=-0.7745966692414834)
+    d37 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=0.8)
+    d37.addcmul_(d11, d11, value=1.5)
+    d37.addcmul_(d14, d14, value=0.75)
+    d37.addcmul_(d15, d15, value=0.6)
+    d37.addcmul_(d9, d9, value=0.75)
+    d38 = torch.addcmul(T3_1 * T3_4, d10, d9, value=-0.375)
+    d38.addcmul_(d14, d15, value=0.375)
+    d38.addcmul_(T3_1, d11, value=-0.9682458365518543)
+    d38.addcmul_(T3_2, T3_3, value=0.7745966692414834)
+    d38.addcmul_(T3_2, d15, value=-0.7745966692414834)
+    d39 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=1.6)
+    d39.addcmul_(T3_3, T3_3, value=1.2)
+    d39.addcmul_(T3_4, T3_4, value=1.6)
+    d39.addcmul_(d10, d10, value=0.3)
+    d39.addcmul_(d15, d15, value=0.3)
+    d40 = torch.addcmul(T2_0 * d35, d1, d34, value=0.625)
+    d40.addcmul_(d37, d4, value=-0.625)
+    d40.addcmul_(T2_1, d38, value=1.5811388300841898)
+    d40.addcmul_(T2_3, d36, value=1.5811388300841898)
+    d40.addcmul_(T2_2, d39, value=0.7216878364870322)
+    del d1, d4
+    d41 = torch.addcmul(T1_0 * d9, T1_2, d8, value=1.0)
+    d41.addcmul_(T1_1, d10, value=-0.6324555320336759)
+    del d8
+    d42 = torch.addcmul(T1_0 * d11, T1_2, d9, value=-1.0)
+    d42.addcmul_(T1_1, T3_1, value=-0.816496580927726)
+    del d9
+    d43 = torch.addcmul(T1_2 * d10, T1_0, T3_1, value=-1.2909944487358056)
+    d43.addcmul_(T1_1, T3_4, value=-1.632993161855452)
+    del d10
+    d44 = torch.addcmul(T1_0 * d14, T1_2, d11, value=1.0)
+    d44.addcmul_(T1_1, d15, value=0.6324555320336759)
+    del d11, d14
+    d45 = torch.addcmul(T1_0 * d15, T1_2, T3_1, value=-1.2909944487358056)
+    d45.addcmul_(T1_1, T3_2, value=-1.632993161855452)
+    del d15
+    d46 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
+    d46.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    d47 = torch.addcmul(T1_0 * d42, T1_2, d41, value=-1.0)
+    d47.addcmul_(T1_1, d43, value=0.6324555320336759)
+    d48 = torch.addcmul(T1_0 * d44, T1_2, d42, value=1.0)
+    d48.addcmul_(T1_1, d45, value=0.6324555320336759)
+    d49 = torch.addcmul(T1_0 * d45, T1_1, d46, value=-2.0)
+    d49.addcmul_(T1_2, d43, value=1.0)
+    d50 = torch.addcmul(T1_0 * d48, T1_2, d47, value=1.0)
+    d50.addcmul_(T1_1, d49, value=0.6324555320336759)
+    del d47, d48, d49
+    d51 = torch.addcmul(d19 * d19, d20, d20, value=1.0)
+    d51.addcmul_(d21, d21, value=1.0)
+    d52 = torch.addcmul(T1_0 * d35, T1_2, d34, value=1.25)
+    d52.addcmul_(T1_1, d36, value=1.5811388300841898)
+    del d34
+    d53 = torch.addcmul(T1_0 * d37, T1_2, d35, value=0.8)
+    d53.addcmul_(T1_1, d38, value=1.2649110640673518)
+    del d35, d37
+    d54 = torch.addcmul(T1_1 * d39, T1_0, d38, value=1.2649110640673518)
+    d54.addcmul_(T1_2, d36, value=1.2649110640673518)
+    del d36, d38, d39
+    d55 = torch.addcmul(T1_0 * d53, T1_1, d54, value=1.0)
+    d55.addcmul_(T1_2, d52, value=0.8)
+    del d52, d53, d54
+    d56 = torch.addcmul(d21 * d25, d19, d23, value=0.816496580927726)
+    d56.addcmul_(d20, d24, value=-0.816496580927726)
+    del d19, d20, d21, d23, d24, d25
+    d57 = torch.addcmul(d27 * d41, d28, d42, value=-2.0)
+    d57.addcmul_(d30, d44, value=-1.0)
+    d57.addcmul_(d29, d43, value=-1.2649110640673518)
+    d57.addcmul_(d31, d45, value=-1.2649110640673518)
+    d57.addcmul_(d32, d46, value=1.2649110640673518)
+    del d27, d28, d29, d30, d31, d32, d41, d42, d43, d44, d45, d46
     I_0 = T0_0
-    I_1 = t0 + t1
-    I_1.add_(t2)
-    I_2 = t3 + t4
-    I_2.add_(t5)
-    I_2.add_(t6)
-    I_2.add_(t7)
-    I_3 = t10 + t11
-    I_3.add_(t12)
-    I_3.add_(t13)
-    I_3.add_(t14)
-    I_3.add_(t8)
-    I_3.add_(t9)
-    I_4 = torch.addcmul(T1_0 * t17 * 1.4142135623730951, T1_0, t18, value=1.4142135623730951)
-    I_4.addcmul_(T1_2, t19, value=1.4142135623730951)
-    I_4.addcmul_(T2_4, t0, value=-0.7071067811865476)
-    I_4.addcmul_(T2_4, t2, value=0.7071067811865476)
-    I_4.addcmul_(T2_2, t0, value=-0.408248290463863)
-    I_4.addcmul_(T2_2, t1, value=0.816496580927726)
-    I_4.addcmul_(T2_2, t2, value=-0.408248290463863)
-    I_5 = torch.add(t41 * 0.7071067811865476, t46, alpha=-0.5773502691896257)
-    I_5.addcmul_(T2_2, t30, value=0.6324555320336759)
-    I_5.addcmul_(T2_2, t34, value=0.6324555320336759)
-    I_5.addcmul_(T3_3, t37, value=0.7745966692414834)
-    I_5.addcmul_(T1_0, t38, value=-0.7071067811865476)
-    I_5.addcmul_(T2_4, t39, value=0.7071067811865476)
-    I_5.addcmul_(T2_4, t42, value=0.7071067811865476)
-    I_5.addcmul_(T1_0, t48, value=0.5773502691896257)
-    I_5.addcmul_(T1_2, t50, value=0.5773502691896257)
-    I_5.addcmul_(T3_5, t51, value=0.5773502691896257)
-    I_5.addcmul_(T1_0, t29, value=0.18257418583505536)
-    I_5.addcmul_(T1_0, t52, value=-0.18257418583505536)
-    I_5.addcmul_(T3_2, t17, value=0.7302967433402214)
-    I_5.addcmul_(T3_2, t18, value=-0.18257418583505536)
-    I_5.addcmul_(T3_4, t19, value=0.7302967433402214)
-    I_5.addcmul_(T3_4, t55, value=-0.18257418583505536)
-    I_5.addcmul_(T3_3, t45, value=-0.4472135954999579)
-    I_5.addcmul_(T3_3, t51, value=-0.4472135954999579)
-    I_5.addcmul_(T1_1 * T2_0, T3_1, value=0.5773502691896257)
-    I_5.addcmul_(T1_1 * T2_4, T3_5, value=0.5773502691896257)
-    del t37
-    I_6 = torch.addcmul(T2_2 * T2_2 * T2_2 * 0.408248290463863, T2_4, t4, value=-1.0606601717798212)
-    I_6.addcmul_(T2_4, t6, value=1.0606601717798212)
-    I_6.addcmul_(T2_2, t3, value=-1.224744871391589)
-    I_6.addcmul_(T2_2, t4, value=0.6123724356957945)
-    I_6.addcmul_(T2_2, t6, value=0.6123724356957945)
-    I_6.addcmul_(T2_2, t7, value=-1.224744871391589)
-    I_6.addcmul_(T2_0 * T2_1, T2_3, value=2.1213203435596424)
-    I_7 = torch.addcmul(T2_4 * t10 * (-0.282842712474619), T2_4, t12, value=0.282842712474619)
-    I_7.addcmul_(T3_2, t52, value=0.565685424949238)
-    I_7.addcmul_(T3_0, t48, value=0.5773502691896257)
-    I_7.addcmul_(T3_3, t63, value=0.2309401076758503)
-    I_7.addcmul_(T3_3, t66, value=0.2309401076758503)
-    I_7.addcmul_(T3_5, t62, value=0.5773502691896257)
-    I_7.addcmul_(T3_5, t67, value=0.5773502691896257)
-    I_7.addcmul_(T3_6, t50, value=-0.5773502691896257)
-    I_7.addcmul_(T3_0, t29, value=-0.3651483716701107)
-    I_7.addcmul_(T3_0, t52, value=-0.3651483716701107)
-    I_7.addcmul_(T3_2, t38, value=0.3651483716701107)
-    I_7.addcmul_(T3_4, t71, value=-0.3651483716701107)
-    I_7.addcmul_(T3_5, t63, value=-0.4472135954999579)
-    I_7.addcmul_(T3_5, t66, value=0.4472135954999579)
-    I_7.addcmul_(T2_2, t10, value=0.2449489742783178)
-    I_7.addcmul_(T2_2, t11, value=0.32659863237109044)
-    I_7.addcmul_(T2_2, t12, value=0.2449489742783178)
-    I_7.addcmul_(T2_2, t14, value=-0.408248290463863)
-    I_7.addcmul_(T2_2, t8, value=-0.408248290463863)
-    I_7.addcmul_(T2_0 * T3_1, T3_3, value=-0.7302967433402214)
-    I_7.addcmul_(T2_4 * T3_3, T3_5, value=-0.7302967433402214)
-    I_7.addcmul_(T2_1 * T3_1, T3_4, value=0.4472135954999579)
-    I_7.addcmul_(T2_3 * T3_1, T3_2, value=0.4472135954999579)
-    del t38, t48, t50, t63, t66
-    I_8 = torch.addcmul(T3_0 * t77 * (-0.5), T3_6, t79, value=0.5)
-    I_8.addcmul_(t0, t42, value=-1.5)
-    I_8.addcmul_(T1_1 * T1_1 * T1_1, T3_3, value=0.6324555320336759)
-    I_8.addcmul_(t0, t84, value=-0.9486832980505138)
-    I_8.addcmul_(t2, t84, value=-0.9486832980505138)
-    I_8.addcmul_(T3_2, t77, value=-0.3872983346207417)
-    I_8.addcmul_(T3_4, t79, value=-0.3872983346207417)
-    I_8.addcmul_(t0, t87, value=-1.224744871391589)
-    I_8.addcmul_(T1_0 * T3_0, t2, value=1.5)
-    I_8.addcmul_(T1_0 * T3_2, t1, value=1.5491933384829668)
-    I_8.addcmul_(T1_0 * T3_2, t2, value=-0.3872983346207417)
-    I_8.addcmul_(T1_2 * T3_4, t0, value=-0.3872983346207417)
-    I_8.addcmul_(T1_2 * T3_4, t1, value=1.5491933384829668)
-    I_8.addcmul_(T1_1 * T3_5, t2, value=1.224744871391589)
-    I_8.addcmul_(T1_0 * T1_1 * T1_2, T3_1, value=2.449489742783178)
-    del t77, t79
-    I_9 = torch.addcmul(-(T1_0 * t89), t0, t3, value=0.5)
-    I_9.addcmul_(t0, t4, value=0.5)
-    I_9.addcmul_(t0, t5, value=0.16666666666666666)
-    I_9.addcmul_(t0, t7, value=0.5)
-    I_9.addcmul_(t1, t4, value=0.5)
-    I_9.addcmul_(t1, t5, value=0.6666666666666666)
-    I_9.addcmul_(t1, t6, value=0.5)
-    I_9.addcmul_(t17, t18, value=1.0)
-    I_9.addcmul_(t19, t55, value=1.0)
-    I_9.addcmul_(t19, t88, value=1.0)
-    I_9.addcmul_(t2, t3, value=0.5)
-    I_9.addcmul_(t2, t5, value=0.16666666666666666)
-    I_9.addcmul_(t2, t6, value=0.5)
-    I_9.addcmul_(t2, t7, value=0.5)
-    I_9.addcmul_(t45, t51, value=1.0)
-    I_9.addcmul_(t0, t96, value=0.5773502691896257)
-    I_9.addcmul_(t17, t93, value=0.5773502691896257)
-    I_9.addcmul_(t18, t93, value=-1.1547005383792515)
-    I_9.addcmul_(t2, t96, value=-0.5773502691896257)
-    I_9.addcmul_(T1_2 * T2_2, t19, value=0.5773502691896257)
-    del t19, t93, t96
-    I_10 = torch.addcmul(t0 * t10 * 0.43333333333333335, t0, t11, value=0.2)
-    I_10.addcmul_(t0, t12, value=0.03333333333333333)
-    I_10.addcmul_(t0, t13, value=0.3333333333333333)
-    I_10.addcmul_(t0, t14, value=0.5)
-    I_10.addcmul_(t0, t8, value=0.5)
-    I_10.addcmul_(t0, t9, value=0.3333333333333333)
-    I_10.addcmul_(t1, t10, value=0.5333333333333333)
-    I_10.addcmul_(t1, t11, value=0.6)
-    I_10.addcmul_(t1, t12, value=0.5333333333333333)
-    I_10.addcmul_(t1, t13, value=0.3333333333333333)
-    I_10.addcmul_(t1, t9, value=0.3333333333333333)
-    I_10.addcmul_(t10, t2, value=0.03333333333333333)
-    I_10.addcmul_(t11, t2, value=0.2)
-    I_10.addcmul_(t12, t2, value=0.43333333333333335)
-    I_10.addcmul_(t13, t2, value=0.3333333333333333)
-    I_10.addcmul_(t14, t2, value=0.5)
-    I_10.addcmul_(t2, t8, value=0.5)
-    I_10.addcmul_(t2, t9, value=0.3333333333333333)
-    I_10.addcmul_(t30, t34, value=0.8)
-    I_10.addcmul_(t106, t30, value=-0.6324555320336759)
-    I_10.addcmul_(t106, t34, value=0.6324555320336759)
-    I_10.addcmul_(t0, t115, value=0.25819888974716115)
-    I_10.addcmul_(t0, t117, value=0.5163977794943223)
-    I_10.addcmul_(t0, t118, value=0.25819888974716115)
-    I_10.addcmul_(t115, t2, value=-0.25819888974716115)
-    I_10.addcmul_(t117, t2, value=-0.5163977794943223)
-    I_10.addcmul_(t118, t2, value=-0.25819888974716115)
-    I_10.addcmul_(t30, t42, value=0.5163977794943223)
-    I_10.addcmul_(t34, t39, value=-0.5163977794943223)
-    I_10.addcmul_(t114, t30, value=0.32659863237109044)
-    I_10.addcmul_(t114, t34, value=0.32659863237109044)
-    I_10.addcmul_(t39, t87, value=0.816496580927726)
-    I_10.addcmul_(t42, t87, value=0.816496580927726)
-    I_10.addcmul_(T1_1 * T3_2, t107, value=0.6324555320336759)
-    I_10.addcmul_(T1_1 * T3_4, t104, value=0.6324555320336759)
-    I_10.addcmul_(T1_2 * T3_3, t104, value=-1.0327955589886446)
-    I_10.addcmul_(T1_1 * T3_0, t107, value=0.816496580927726)
-    I_10.addcmul_(T1_1 * T3_6, t104, value=-0.816496580927726)
-    del t0, t1, t2, t8, t9, t10, t11, t12, t13, t14, t104, t106, t107, t114, t115, t117, t118
-    I_11 = torch.add(t131 * 0.5163977794943223, t133, alpha=-0.12909944487358058)
-    I_11.add_(t134, alpha=-0.12909944487358058)
-    I_11.add_(t135, alpha=0.12909944487358058)
-    I_11.add_(t136, alpha=-0.12909944487358058)
-    I_11.add_(t137, alpha=0.5163977794943223)
-    I_11.add_(t178, alpha=0.5163977794943223)
-    I_11.add_(t182, alpha=0.5163977794943223)
-    I_11.addcmul_(T2_4, t41, value=1.0)
-    I_11.addcmul_(T3_0, t121, value=0.5)
-    I_11.addcmul_(T3_0, t89, value=0.5)
-    I_11.addcmul_(T3_6, t122, value=0.5)
-    I_11.addcmul_(t123, t3, value=0.5)
-    I_11.addcmul_(t123, t7, value=-0.5)
-    I_11.addcmul_(t124, t3, value=-0.5)
-    I_11.addcmul_(t124, t7, value=0.5)
-    I_11.addcmul_(t71, t88, value=1.0)
-    I_11.addcmul_(T3_3, t126, value=-0.31622776601683794)
-    I_11.addcmul_(T3_3, t127, value=0.31622776601683794)
-    I_11.addcmul_(T3_3, t128, value=-0.31622776601683794)
-    I_11.addcmul_(T3_3, t129, value=-0.31622776601683794)
-    I_11.addcmul_(t4, t84, value=-0.31622776601683794)
-    I_11.addcmul_(t6, t84, value=-0.31622776601683794)
-    I_11.addcmul_(t3, t30, value=-0.12909944487358058)
-    I_11.addcmul_(t3, t34, value=-0.12909944487358058)
-    I_11.addcmul_(t30, t5, value=-0.25819888974716115)
-    I_11.addcmul_(t30, t7, value=-0.12909944487358058)
-    I_11.addcmul_(t34, t5, value=-0.25819888974716115)
-    I_11.addcmul_(t34, t7, value=-0.12909944487358058)
-    I_11.addcmul_(T2_3, t142, value=-0.23570226039551584)
-    I_11.addcmul_(T2_3, t149, value=-0.23570226039551584)
-    I_11.addcmul_(T3_1, t144, value=0.4714045207910317)
-    I_11.addcmul_(T3_5, t146, value=0.4714045207910317)
-    I_11.addcmul_(t138, t140, value=0.23570226039551584)
-    I_11.addcmul_(t147, t148, value=-0.23570226039551584)
-    I_11.addcmul_(T2_2, t152, value=-0.28867513459481287)
-    I_11.addcmul_(T2_2, t41, value=-0.28867513459481287)
-    I_11.addcmul_(t151, t55, value=-0.28867513459481287)
-    I_11.addcmul_(t151, t88, value=0.28867513459481287)
-    I_11.addcmul_(t153, t155, value=0.7302967433402214)
-    I_11.addcmul_(t153, t51, value=0.7302967433402214)
-    I_11.addcmul_(T2_2, t161, value=1.043498389499902)
-    I_11.addcmul_(T2_2, t162, value=1.043498389499902)
-    I_11.addcmul_(T2_2, t163, value=0.521749194749951)
-    I_11.addcmul_(T2_2, t164, value=0.521749194749951)
-    I_11.addcmul_(t159, t29, value=-0.521749194749951)
-    I_11.addcmul_(t159, t52, value=0.521749194749951)
-    I_11.addcmul_(T2_3, t169, value=-0.408248290463863)
-    I_11.addcmul_(T2_4, t46, value=0.816496580927726)
-    I_11.addcmul_(T3_1, t166, value=0.816496580927726)
-    I_11.addcmul_(T3_1, t173, value=0.816496580927726)
-    I_11.addcmul_(T3_5, t129, value=0.816496580927726)
-    I_11.addcmul_(t140, t18, value=-0.408248290463863)
-    I_11.addcmul_(t148, t55, value=0.408248290463863)
-    I_11.addcmul_(t17, t171, value=0.816496580927726)
-    I_11.addcmul_(t4, t87, value=-0.408248290463863)
-    I_11.addcmul_(t6, t87, value=0.408248290463863)
-    I_11.addcmul_(T2_0 * T3_6, t17, value=-0.5)
-    I_11.addcmul_(T1_1 * T3_3, t5, value=0.6324555320336759)
-    I_11.addcmul_(T2_3 * T3_5, t88, value=0.408248290463863)
-    del t71, t89, t121, t122, t123, t124, t140, t148, t151, t159
-    I_12 = torch.add(t131 * (-0.12909944487358058), t133, alpha=0.5163977794943223)
-    I_12.add_(t134, alpha=0.5163977794943223)
-    I_12.add_(t135, alpha=-0.5163977794943223)
-    I_12.add_(t136, alpha=0.5163977794943223)
-    I_12.add_(t137, alpha=-0.12909944487358058)
-    I_12.add_(t178, alpha=0.06454972243679029)
-    I_12.add_(t182, alpha=0.06454972243679029)
-    I_12.addcmul_(t39, t4, value=-0.25)
-    I_12.addcmul_(t39, t6, value=0.25)
-    I_12.addcmul_(t4, t42, value=-0.25)
-    I_12.addcmul_(t42, t6, value=0.25)
-    I_12.addcmul_(t45, t67, value=-0.5)
-    I_12.addcmul_(t51, t62, value=0.5)
-    I_12.addcmul_(T3_3, t126, value=-0.31622776601683794)
-    I_12.addcmul_(T3_3, t127, value=0.31622776601683794)
-    I_12.addcmul_(T3_3, t128, value=-0.31622776601683794)
-    I_12.addcmul_(T3_3, t129, value=-0.31622776601683794)
-    I_12.addcmul_(t3, t84, value=-0.31622776601683794)
-    I_12.addcmul_(t4, t84, value=0.15811388300841897)
-    I_12.addcmul_(t5, t84, value=0.31622776601683794)
-    I_12.addcmul_(t6, t84, value=0.15811388300841897)
-    I_12.addcmul_(t7, t84, value=-0.31622776601683794)
-    I_12.addcmul_(t3, t30, value=-0.25819888974716115)
-    I_12.addcmul_(t3, t34, value=-0.25819888974716115)
-    I_12.addcmul_(t30, t5, value=0.25819888974716115)
-    I_12.addcmul_(t30, t6, value=0.19364916731037085)
-    I_12.addcmul_(t30, t7, value=-0.25819888974716115)
-    I_12.addcmul_(t34, t4, value=0.19364916731037085)
-    I_12.addcmul_(t34, t5, value=0.25819888974716115)
-    I_12.addcmul_(t34, t7, value=-0.25819888974716115)
-    I_12.addcmul_(T2_3, t142, value=0.23570226039551584)
-    I_12.addcmul_(T2_3, t149, value=0.23570226039551584)
-    I_12.addcmul_(T3_1, t144, value=-0.4714045207910317)
-    I_12.addcmul_(T3_5, t146, value=-0.4714045207910317)
-    I_12.addcmul_(t138, t189, value=-0.23570226039551584)
-    I_12.addcmul_(T2_2, t152, value=-0.5773502691896257)
-    I_12.addcmul_(T2_2, t41, value=-0.5773502691896257)
-    I_12.addcmul_(t193, t55, value=-0.5773502691896257)
-    I_12.addcmul_(t193, t88, value=0.5773502691896257)
-    I_12.addcmul_(t153, t155, value=-0.18257418583505536)
-    I_12.addcmul_(t153, t51, value=-0.18257418583505536)
-    I_12.addcmul_(T2_2, t161, value=0.29814239699997197)
-    I_12.addcmul_(T2_2, t162, value=0.29814239699997197)
-    I_12.addcmul_(T2_2, t163, value=0.14907119849998599)
-    I_12.addcmul_(T2_2, t164, value=0.14907119849998599)
-    I_12.addcmul_(t196, t29, value=-0.14907119849998599)
-    I_12.addcmul_(t196, t52, value=0.14907119849998599)
-    I_12.addcmul_(T2_3, t169, value=0.408248290463863)
-    I_12.addcmul_(T2_4, t46, value=0.408248290463863)
-    I_12.addcmul_(T3_1, t166, value=0.408248290463863)
-    I_12.addcmul_(T3_1, t173, value=0.408248290463863)
-    I_12.addcmul_(T3_5, t126, value=-0.408248290463863)
-    I_12.addcmul_(T3_5, t129, value=0.408248290463863)
-    I_12.addcmul_(t17, t171, value=0.408248290463863)
-    I_12.addcmul_(t18, t189, value=0.408248290463863)
-    I_12.addcmul_(t4, t87, value=-0.2041241452319315)
-    I_12.addcmul_(t6, t87, value=0.2041241452319315)
-    I_12.addcmul_(T2_1 * T3_1, t147, value=0.23570226039551584)
-    I_12.addcmul_(T2_1 * T3_1, t55, value=-0.408248290463863)
-    del t3, t4, t5, t6, t7, t17, t18, t29, t30, t34, t39, t41, t42, t45, t46, t51, t52, t55, t62, t67, t84, t87, t88, t126, t127, t128, t129, t131, t133, t134, t135, t136, t137, t138, t142, t144, t146, t147, t149, t152, t153, t155, t161, t162, t163, t164, t166, t169, t171, t173, t178, t182, t189, t193, t196
+    I_1 = d0
+    del d0
+    I_2 = d7
+    del d7
+    I_3 = d18
+    del d18
+    I_4 = d22 * (-0.7071067811865476)
+    del d22
+    I_5 = d26 * 0.4216370213557839
+    del d26
+    I_6 = d33 * 0.7071067811865476
+    del d33
+    I_7 = d40 * 0.37712361663282534
+    del d40
+    I_8 = d50 * (-0.5)
+    del d50
+    I_9 = d51 * 0.5
+    del d51
+    I_10 = d55 * 0.3333333333333333
+    del d55
+    I_11 = d56 * 0.3651483716701107
+    del d56
+    I_12 = d57 * 0.25
+    del d57
     return [I_0, I_1, I_2, I_3, I_4, I_5, I_6, I_7, I_8, I_9, I_10, I_11, I_12]
 
 
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5, gI_6, gI_7, gI_8, gI_9, gI_10, gI_11, gI_12,) = args
-    v1 = T1_1 * gI_9
-    v2 = T2_0 * T2_3
-    v3 = T1_2 * gI_9
-    v4 = T2_1 * v3
-    v5 = T2_0 * gI_11
-    v6 = T2_4 * T3_6
-    v7 = T2_0 * T2_0
-    v8 = T1_0 * gI_9
-    v9 = T2_1 * T2_1
-    v10 = T2_4 * T2_4
-    v11 = T3_0 * T3_0
-    v12 = T1_0 * gI_10
-    v13 = T3_6 * T3_6
-    v14 = T1_0 * T3_6
-    v15 = T1_2 * gI_8
-    v17 = T2_1 * T2_4
-    v18 = T1_2 * gI_10
-    v19 = T3_2 * T3_4
-    v21 = T2_1 * T2_3
-    v23 = T3_6 * gI_12
-    v24 = T2_2 * T2_2
-    v26 = T3_1 * T3_1
-    v28 = T3_2 * T3_2
-    v29 = T3_3 * T3_3
-    v31 = T3_4 * T3_4
-    v32 = T3_5 * T3_5
-    v33 = T1_0 * T1_0
-    v35 = T3_0 * gI_8
-    v36 = T1_2 * T1_2
-    v38 = T3_0 * gI_11
-    v40 = T3_0 * gI_12
-    v41 = T2_3 * T2_3
-    v44 = T1_1 * T2_1
-    v45 = T1_2 * gI_4
-    v46 = T2_2 * gI_5
-    v50 = T1_0 * gI_4
-    v51 = T2_0 * gI_5
-    v53 = T2_4 * gI_5
-    v56 = T2_1 * gI_5
-    v61 = T2_3 * gI_5
-    v72 = T2_2 * gI_4
-    v74 = T3_1 * v15
-    v75 = T1_0 * gI_8
-    v77 = T1_1 * T3_3
-    v78 = T1_1 * gI_10
-    v80 = T3_1 * T3_4
-    v81 = T3_2 * T3_5
-    v83 = T3_3 * gI_11
-    v84 = T3_3 * gI_12
-    v87 = T3_4 * gI_8
-    v88 = T1_0 * T1_2
-    v91 = T3_0 * T3_2
-    v94 = T3_3 * v12
-    v97 = T3_4 * T3_6
-    v98 = T3_0 * T3_4
-    v99 = T3_1 * v18
-    v100 = T3_2 * T3_6
-    v101 = T3_4 * v21
-    v105 = T2_1 * T2_2
-    v107 = T3_5 * gI_11
-    v109 = T3_5 * gI_12
-    v110 = T2_2 * T2_3
-    v111 = T3_1 * gI_11
-    v113 = T3_1 * gI_12
-    v114 = T2_2 * T2_4
-    v117 = T2_1 * v1
-    v119 = T2_0 * T2_2
-    v121 = T3_6 * v5
-    v124 = T3_6 * gI_12
-    v125 = T3_0 * gI_11
-    v127 = T3_0 * gI_12
-    v128 = T2_1 * T2_2
-    v131 = T3_3 * gI_11
-    v132 = T3_3 * gI_12
-    v134 = T2_2 * v5
-    v139 = T3_4 * gI_12
-    v140 = T3_2 * gI_11
-    v144 = T3_2 * gI_12
-    v145 = T1_1 * T3_5
-    v146 = T3_0 * gI_10
-    v148 = T3_6 * gI_10
-    v149 = T1_1 * T3_1
-    v153 = T3_2 * T3_3
-    v155 = T2_1 * v5
-    v157 = T2_0 * T2_1
-    v159 = T3_1 * gI_12
-    v162 = T3_5 * v2
-    v165 = T3_5 * gI_11
-    v166 = T3_5 * gI_12
-    v167 = T2_3 * T2_4
-    v169 = T3_2 * gI_8
-    v171 = T1_1 * T1_1
-    v174 = T3_2 * gI_11
-    v177 = T3_2 * gI_12
-    v179 = T3_2 * gI_12
-    v181 = gI_11 * v24
-    v183 = T3_6 * gI_11
-    v184 = T2_0 * v183
-    v185 = gI_11 * v6
-    v194 = T3_5 * v18
-    v197 = T3_4 * gI_12
-    v201 = T3_4 * gI_11
-    v205 = T3_5 * gI_11
-    v207 = T2_2 * T2_3
-    v210 = T3_2 * gI_12
-    v211 = T2_2 * T2_3
-    v212 = T3_4 * gI_11
-    v215 = T3_4 * gI_12
-    v217 = T3_0 * v12
-    v219 = T3_6 * v12
-    v220 = T3_3 * T3_4
-    v221 = T3_6 * v18
-    v224 = T3_3 * gI_8
-    v226 = gI_11 * v9
-    v227 = gI_12 * v9
-    v229 = gI_11 * v41
-    v230 = gI_12 * v41
-    v232 = gI_8 * v33
-    v233 = gI_8 * v36
-    v235 = gI_12 * v41
-    v236 = T2_3 * v8
-    v237 = T3_0 * v5
-    v238 = T1_0 * T3_0
-    v239 = T3_0 * gI_12
-    v240 = T3_6 * gI_8
-    v241 = T3_6 * gI_12
-    v242 = T1_1 * T2_3
-    v247 = gI_11 * v6
-    v248 = T2_2 * gI_12
-    v253 = T3_4 * gI_12
-    v257 = T1_2 * T2_4
-    v258 = T2_0 * gI_9
-    v259 = T1_2 * gI_5
-    v264 = T1_1 * gI_5
-    v265 = T1_0 * gI_5
-    v269 = T3_0 * gI_7
-    v270 = T3_1 * gI_7
-    v271 = T3_6 * gI_7
-    v273 = T1_0 * T2_3
-    v274 = T1_1 * T2_0
-    v276 = T1_2 * T2_1
-    v277 = T1_0 * v5
-    v278 = T1_0 * T2_0
-    v279 = T1_2 * v5
-    v280 = T1_2 * T2_0
-    v281 = T1_1 * T2_2
-    v282 = T1_2 * v8
-    v283 = T2_2 * gI_11
-    v284 = T1_2 * T2_2
-    v285 = T1_2 * T2_2
-    v286 = T1_0 * T2_2
-    v287 = T3_4 * gI_11
-    v289 = T1_0 * T2_1
-    v290 = T3_5 * gI_11
-    v291 = T1_2 * T2_3
-    v292 = T1_2 * v1
-    v293 = T2_1 * gI_9
-    v294 = T1_1 * v8
-    v296 = gI_12 * v14
-    v297 = T1_1 * v38
-    v298 = T2_3 * v239
-    v299 = T3_5 * gI_7
-    v300 = T3_1 * gI_7
-    v301 = T3_2 * gI_7
-    v307 = T2_2 * gI_6
-    v308 = T1_0 * T2_4
-    v309 = gI_11 * v44
-    v311 = T3_4 * v273
-    v312 = T1_1 * v5
-    v313 = T1_1 * T2_4
-    v315 = T1_0 * T2_2
-    v316 = T2_2 * gI_9
-    v318 = v316 * v33
-    v319 = v316 * v36
-    v326 = T2_2 * gI_11
-    v327 = T3_4 * gI_11
-    v331 = T2_4 * T3_5
-    v332 = T1_1 * v331
-    v336 = v44 * v8
-    v337 = T1_0 * v121
-    v339 = v125 * v308
-    v340 = T2_3 * v292
-    v341 = T1_2 * v237
-    v342 = T1_2 * v247
-    v343 = T1_2 * gI_12
-    v344 = T2_4 * gI_9
-    v345 = v33 * v344
-    v346 = v344 * v36
-    del v344
-    v347 = T2_3 * gI_9
-    v348 = T3_4 * gI_7
-    v349 = T3_4 * gI_12
-    v350 = gI_11 * v291
-    v351 = T3_3 * gI_7
-    v355 = T1_2 * T3_6
-    v357 = T1_0 * T1_0 * T1_0
-    v358 = v146 * v33
-    v359 = v146 * v36
-    v360 = T1_1 * gI_11
-    v361 = gI_11 * v44
-    v362 = T2_3 * v276
-    v363 = T1_0 * v36
-    v364 = T1_0 * gI_11
-    v365 = T1_0 * gI_12
-    v367 = T3_4 * gI_7
-    v368 = T3_2 * gI_7
-    v369 = T2_2 * gI_7
-    v371 = T1_2 * v12
-    v372 = gI_10 * v33
-    v373 = T3_2 * v372
-    v375 = T3_2 * gI_10
-    v377 = v36 * v375
-    v379 = T3_1 * gI_10
-    v383 = T2_1 * gI_7
-    v384 = T2_3 * gI_7
-    v387 = T1_1 * v12
-    v388 = T1_1 * v18
-    v390 = T1_2 * v12
-    v391 = T1_0 * gI_11
-    v392 = T1_1 * gI_12
-    v393 = T2_2 * v276
-    v396 = T2_0 * gI_12
-    v397 = T1_0 * gI_12
-    v398 = T1_1 * v18
-    v400 = T2_3 * v44
-    v401 = T1_2 * gI_11
-    v402 = T1_2 * gI_12
-    v403 = T1_2 * gI_11
-    v404 = T1_2 * v12
-    v407 = T3_4 * gI_7
-    v408 = T3_2 * gI_7
-    v409 = T2_1 * gI_7
-    v418 = T1_1 * gI_11
-    v420 = T1_1 * gI_12
-    v421 = T2_4 * v44
-    v424 = T2_2 * gI_12
-    v425 = T2_2 * gI_12
-    v427 = gI_12 * v119
-    v428 = gI_8 * v171
-    v430 = T1_0 * gI_11
-    v432 = T1_0 * gI_12
-    v433 = T1_0 * gI_11
-    v434 = T1_0 * gI_12
-    v435 = T1_2 * v61
-    v437 = v2 * v391
-    v440 = T1_2 * gI_12
-    v441 = T2_2 * gI_12
-    v442 = T1_1 * gI_8
-    v444 = T1_1 * gI_12
-    v445 = gI_10 * v36
-    v446 = T3_4 * v372
-    v447 = T3_4 * gI_10
-    v448 = T2_3 * gI_7
-    v449 = T1_2 * T1_2 * T1_2
-    v450 = T1_2 * v33
-    v451 = v148 * v33
-    v452 = T1_2 * gI_11
-    v454 = T1_2 * gI_12
-    v455 = v148 * v36
-    v457 = T2_2 * v289
-    v458 = T1_0 * gI_12
-    v462 = T1_2 * gI_11
-    v463 = T1_2 * gI_12
+    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d8 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
+    d9 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
+    d10 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
+    d11 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
+    d14 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
+    d15 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    d19 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
+    d19.addcmul_(T1_2, d1, value=1.0)
+    d20 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d20.addcmul_(T1_2, T2_0, value=-1.0)
+    d21 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
+    d21.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    d23 = torch.addcmul(T2_2 * T3_4, T2_3, d10, value=-1.0606601717798212)
+    d23.addcmul_(T2_1, T3_1, value=1.3693063937629153)
+    d23.addcmul_(T2_0, d9, value=1.6770509831248424)
+    d23.addcmul_(d1, d8, value=0.8385254915624212)
+    d23.addcmul_(d11, d4, value=0.8385254915624212)
+    d24 = torch.addcmul(T2_2 * T3_2, T2_1, d15, value=-1.0606601717798212)
+    d24.addcmul_(T2_3, T3_1, value=1.3693063937629153)
+    d24.addcmul_(T2_0, d11, value=-1.6770509831248424)
+    d24.addcmul_(d1, d9, value=0.8385254915624212)
+    d24.addcmul_(d14, d4, value=0.8385254915624212)
+    d25 = torch.addcmul(T2_2 * T3_3, T2_1, T3_2, value=1.4142135623730951)
+    d25.addcmul_(T2_3, T3_4, value=1.4142135623730951)
+    d25.addcmul_(d1, d10, value=-0.4330127018922193)
+    d25.addcmul_(d15, d4, value=0.4330127018922193)
+    d25.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    d27 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
+    d27.addcmul_(d1, d1, value=1.0)
+    d28 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d28.addcmul_(T2_1, T2_3, value=1.0)
+    d29 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d29.addcmul_(T2_2, T2_3, value=1.1547005383792515)
+    d30 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d30.addcmul_(d4, d4, value=1.0)
+    d31 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d31.addcmul_(T2_1, T2_2, value=1.1547005383792515)
+    d32 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
+    d32.addcmul_(T2_3, T2_3, value=1.0)
+    d34 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
+    d34.addcmul_(d10, d10, value=0.6)
+    d34.addcmul_(d11, d11, value=0.75)
+    d34.addcmul_(d8, d8, value=0.75)
+    d34.addcmul_(d9, d9, value=1.5)
+    d35 = torch.addcmul(T3_2 * T3_4, d11, d14, value=0.9375)
+    d35.addcmul_(d11, d9, value=-1.875)
+    d35.addcmul_(d8, d9, value=0.9375)
+    d35.addcmul_(T3_1, d10, value=-0.9682458365518543)
+    d35.addcmul_(T3_1, d15, value=-0.9682458365518543)
+    d36 = torch.addcmul(T3_1 * T3_2, d10, d8, value=-0.375)
+    d36.addcmul_(d11, d15, value=0.375)
+    d36.addcmul_(T3_1, d9, value=0.9682458365518543)
+    d36.addcmul_(T3_3, T3_4, value=0.7745966692414834)
+    d36.addcmul_(T3_4, d10, value=-0.7745966692414834)
+    d37 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=0.8)
+    d37.addcmul_(d11, d11, value=1.5)
+    d37.addcmul_(d14, d14, value=0.75)
+    d37.addcmul_(d15, d15, value=0.6)
+    d37.addcmul_(d9, d9, value=0.75)
+    d38 = torch.addcmul(T3_1 * T3_4, d10, d9, value=-0.375)
+    d38.addcmul_(d14, d15, value=0.375)
+    d38.addcmul_(T3_1, d11, value=-0.9682458365518543)
+    d38.addcmul_(T3_2, T3_3, value=0.7745966692414834)
+    d38.addcmul_(T3_2, d15, value=-0.7745966692414834)
+    d39 = torch.addcmul(T3_1 * T3_1, T3_2, T3_2, value=1.6)
+    d39.addcmul_(T3_3, T3_3, value=1.2)
+    d39.addcmul_(T3_4, T3_4, value=1.6)
+    d39.addcmul_(d10, d10, value=0.3)
+    d39.addcmul_(d15, d15, value=0.3)
+    d41 = torch.addcmul(T1_0 * d9, T1_2, d8, value=1.0)
+    d41.addcmul_(T1_1, d10, value=-0.6324555320336759)
+    d42 = torch.addcmul(T1_0 * d11, T1_2, d9, value=-1.0)
+    d42.addcmul_(T1_1, T3_1, value=-0.816496580927726)
+    d43 = torch.addcmul(T1_2 * d10, T1_0, T3_1, value=-1.2909944487358056)
+    d43.addcmul_(T1_1, T3_4, value=-1.632993161855452)
+    d44 = torch.addcmul(T1_0 * d14, T1_2, d11, value=1.0)
+    d44.addcmul_(T1_1, d15, value=0.6324555320336759)
+    d45 = torch.addcmul(T1_0 * d15, T1_2, T3_1, value=-1.2909944487358056)
+    d45.addcmul_(T1_1, T3_2, value=-1.632993161855452)
+    d46 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
+    d46.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    d47 = torch.addcmul(T1_0 * d42, T1_2, d41, value=-1.0)
+    d47.addcmul_(T1_1, d43, value=0.6324555320336759)
+    d48 = torch.addcmul(T1_0 * d44, T1_2, d42, value=1.0)
+    d48.addcmul_(T1_1, d45, value=0.6324555320336759)
+    d49 = torch.addcmul(T1_0 * d45, T1_1, d46, value=-2.0)
+    d49.addcmul_(T1_2, d43, value=1.0)
+    d52 = torch.addcmul(T1_0 * d35, T1_2, d34, value=1.25)
+    d52.addcmul_(T1_1, d36, value=1.5811388300841898)
+    d53 = torch.addcmul(T1_0 * d37, T1_2, d35, value=0.8)
+    d53.addcmul_(T1_1, d38, value=1.2649110640673518)
+    d54 = torch.addcmul(T1_1 * d39, T1_0, d38, value=1.2649110640673518)
+    d54.addcmul_(T1_2, d36, value=1.2649110640673518)
+    a0 = T1_1 * gI_10
+    a1 = T1_0 * gI_10
+    a2 = T1_2 * gI_10
+    a3 = T1_1 * gI_8
+    a4 = T1_0 * gI_8
+    a5 = T1_2 * gI_8
+    a6 = torch.addcmul(T1_1 * a3, d32, gI_12, value=0.5)
+    a7 = torch.addcmul(T1_0 * a3, T1_1, a4, value=1.0)
+    a7.addcmul_(d31, gI_12, value=1.0)
+    a8 = torch.addcmul(T1_0 * a4, d30, gI_12, value=0.5)
+    a9 = torch.addcmul(T1_1 * a5, T1_2, a3, value=1.0)
+    a9.addcmul_(d29, gI_12, value=1.0)
+    a10 = torch.addcmul(T1_0 * a5, T1_2, a4, value=1.0)
+    a10.addcmul_(d28, gI_12, value=1.0)
+    a11 = torch.addcmul(T1_2 * a5, d27, gI_12, value=0.5)
+    a12 = torch.addcmul(T1_1 * a0, T2_2, gI_7, value=0.816496580927726)
+    a13 = torch.addcmul(T1_0 * a0, T1_1, a1, value=1.0)
+    a13.addcmul_(T2_1, gI_7, value=1.4142135623730951)
+    a14 = torch.addcmul(T1_0 * a1, d4, gI_7, value=-0.7071067811865476)
+    a15 = torch.addcmul(T1_1 * a2, T1_2, a0, value=1.0)
+    a15.addcmul_(T2_3, gI_7, value=1.4142135623730951)
+    a16 = torch.addcmul(T1_0 * a2, T1_2, a1, value=1.0)
+    a16.addcmul_(T2_0, gI_7, value=1.4142135623730951)
+    a17 = torch.addcmul(T1_2 * a2, d1, gI_7, value=0.7071067811865476)
+    a18 = torch.addcmul(d46 * gI_12, T2_2, gI_6, value=1.2909944487358056)
+    a19 = torch.addcmul(d45 * gI_12, T2_1, gI_6, value=-2.23606797749979)
+    a20 = torch.addcmul(d44 * gI_12, d4, gI_6, value=1.4142135623730951)
+    a21 = torch.addcmul(d43 * gI_12, T2_3, gI_6, value=-2.23606797749979)
+    a22 = torch.addcmul(d42 * gI_12, T2_0, gI_6, value=-1.4142135623730951)
+    a23 = torch.addcmul(d41 * gI_12, d1, gI_6, value=1.4142135623730951)
+    a24 = torch.addcmul(T1_1 * gI_5, d21, gI_11, value=0.7071067811865476)
+    a25 = torch.addcmul(T1_0 * gI_5, d20, gI_11, value=-0.7071067811865476)
+    a26 = torch.addcmul(T1_2 * gI_5, d19, gI_11, value=0.7071067811865476)
+    a27 = torch.addcmul(T1_1 * gI_4, d25, gI_11, value=0.5163977794943223)
+    a27.addcmul_(d21, gI_9, value=1.4142135623730951)
+    a28 = torch.addcmul(T1_0 * gI_4, d24, gI_11, value=0.4216370213557839)
+    a28.addcmul_(d20, gI_9, value=-1.4142135623730951)
+    a29 = torch.addcmul(T1_2 * gI_4, d23, gI_11, value=0.4216370213557839)
+    a29.addcmul_(d19, gI_9, value=1.4142135623730951)
+    a30 = torch.addcmul(T1_1 * a6, T3_3, a12, value=1.2649110640673518)
+    a30.addcmul_(T3_2, a13, value=0.5163977794943223)
+    a30.addcmul_(T3_4, a15, value=0.5163977794943223)
+    a30.addcmul_(T2_2, a24, value=0.816496580927726)
+    a31 = torch.addcmul(T1_0 * a6, T1_1, a7, value=1.0)
+    a31.addcmul_(a13, (T3_3 * (-1.6865480854231356) + d15 * 1.6865480854231356), value=-0.375)
+    a31.addcmul_(T3_2, a12, value=2.0655911179772892)
+    a31.addcmul_(T3_2, a14, value=1.0327955589886446)
+    a31.addcmul_(T3_4, a16, value=0.5163977794943223)
+    a31.addcmul_(T2_1, a24, value=1.4142135623730951)
+    a31.addcmul_(T2_2, a25, value=0.816496580927726)
+    a31.addcmul_(T3_1, a15, value=0.816496580927726)
+    a32 = torch.addcmul(T1_0 * a7, T1_1, a8, value=1.0)
+    a32.addcmul_(a13, (-d14 + T3_2 * 2.0655911179772892), value=0.5)
+    a32.addcmul_(a15, d11, value=-0.5)
+    a32.addcmul_(a12, d15, value=-0.6324555320336759)
+    a32.addcmul_(a14, d15, value=-1.2649110640673518)
+    a32.addcmul_(T2_1, a25, value=1.4142135623730951)
+    a32.addcmul_(a24, d4, value=-0.7071067811865476)
+    a32.addcmul_(T3_1, a16, value=0.816496580927726)
+    a33 = torch.addcmul(T1_0 * a8, a14, d14, value=-1.0)
+    a33.addcmul_(a16, d11, value=-0.5)
+    a33.addcmul_(a13, d15, value=-0.31622776601683794)
+    a33.addcmul_(a25, d4, value=-0.7071067811865476)
+    a34 = torch.addcmul(T1_1 * a9, T1_2, a6, value=1.0)
+    a34.addcmul_(a15, (T3_3 * (-3.1622776601683795) + d10 * 3.1622776601683795), value=-0.2)
+    a34.addcmul_(T3_2, a16, value=0.5163977794943223)
+    a34.addcmul_(T3_4, a12, value=2.0655911179772892)
+    a34.addcmul_(T3_4, a17, value=1.0327955589886446)
+    a34.addcmul_(T2_3, a24, value=1.4142135623730951)
+    a34.addcmul_(T2_2, a26, value=0.816496580927726)
+    a34.addcmul_(T3_1, a13, value=0.816496580927726)
+    a35 = torch.addcmul(T1_0 * a9, T1_1, a10, value=1.0)
+    a35.addcmul_(T1_2, a7, value=1.0)
+    a35.addcmul_(a13, (d11 * 3.3333333333333335 - T3_4 * 3.442651863295482), value=-0.3)
+    a35.addcmul_(a15, (d9 * (-6.25) - T3_2 * 6.454972243679028), value=-0.16)
+    a35.addcmul_(a16, (d10 * 3.1622776601683795 + d15 * 3.1622776601683795), value=-0.2)
+    a35.addcmul_(T2_0, a24, value=1.4142135623730951)
+    a35.addcmul_(T2_1, a26, value=1.4142135623730951)
+    a35.addcmul_(T2_3, a25, value=1.4142135623730951)
+    a35.addcmul_(T3_1, a12, value=1.632993161855452)
+    a35.addcmul_(T3_1, a14, value=1.632993161855452)
+    a35.addcmul_(T3_1, a17, value=1.632993161855452)
+    a36 = torch.addcmul(T1_0 * a10, T1_2, a8, value=1.0)
+    a36.addcmul_(a14, d11, value=-2.0)
+    a36.addcmul_(a16, (d14 * (-7.5) + d9 * 15.0), value=0.06666666666666667)
+    a36.addcmul_(a17, d11, value=-1.0)
+    a36.addcmul_(a15, d15, value=-0.31622776601683794)
+    a36.addcmul_(T2_0, a25, value=1.4142135623730951)
+    a36.addcmul_(a26, d4, value=-0.7071067811865476)
+    a36.addcmul_(T3_1, a13, value=0.816496580927726)
+    a37 = torch.addcmul(T1_1 * a11, T1_2, a9, value=1.0)
+    a37.addcmul_(a13, d9, value=0.5)
+    a37.addcmul_(a15, (d8 * 1.875 + T3_4 * 3.872983346207417), value=0.26666666666666666)
+    a37.addcmul_(a12, d10, value=-0.6324555320336759)
+    a37.addcmul_(a17, d10, value=-1.2649110640673518)
+    a37.addcmul_(T2_3, a26, value=1.4142135623730951)
+    a37.addcmul_(a24, d1, value=0.7071067811865476)
+    a37.addcmul_(T3_1, a16, value=0.816496580927726)
+    del a12
+    a38 = torch.addcmul(T1_0 * a11, T1_2, a10, value=1.0)
+    a38.addcmul_(a14, d9, value=1.0)
+    a38.addcmul_(a16, (d11 * 15.0 - d8 * 7.5), value=-0.06666666666666667)
+    a38.addcmul_(a17, d9, value=2.0)
+    a38.addcmul_(a13, d10, value=-0.31622776601683794)
+    a38.addcmul_(T2_0, a26, value=1.4142135623730951)
+    a38.addcmul_(a25, d1, value=0.7071067811865476)
+    a38.addcmul_(T3_1, a15, value=0.816496580927726)
+    del a13, a14
+    a39 = torch.addcmul(T1_2 * a11, a16, d9, value=0.5)
+    a39.addcmul_(a17, d8, value=1.0)
+    a39.addcmul_(a15, d10, value=-0.31622776601683794)
+    a39.addcmul_(a26, d1, value=0.7071067811865476)
+    del a15, a16, a17
+    a40 = torch.addcmul(T1_1 * a27, d32, gI_6, value=0.5)
+    a40.addcmul_(d39, gI_7, value=0.3333333333333333)
+    a40.addcmul_(T3_3, a24, value=0.6324555320336759)
+    a40.addcmul_(T2_2, a18, value=1.0327955589886446)
+    a40.addcmul_(T3_2, a25, value=0.5163977794943223)
+    a40.addcmul_(T3_4, a26, value=0.5163977794943223)
+    a40.addcmul_(T2_1, a19, value=-0.4472135954999579)
+    a40.addcmul_(T2_3, a21, value=-0.4472135954999579)
+    del d32
+    a41 = torch.addcmul(T1_0 * a27, T1_1, a28, value=1.0)
+    a41.addcmul_(d31, gI_6, value=1.0)
+    a41.addcmul_(a19, (d4 * (-1.4142135623730951) + T2_2 * 1.632993161855452), value=-0.31622776601683794)
+    a41.addcmul_(a25, d15, value=-0.6324555320336759)
+    a41.addcmul_(d38, gI_7, value=0.8432740427115678)
+    a41.addcmul_(T3_2, a24, value=1.0327955589886446)
+    a41.addcmul_(T2_1, a20, value=-0.7071067811865476)
+    a41.addcmul_(T2_3, a22, value=-0.7071067811865476)
+    a41.addcmul_(T2_0, a21, value=-0.4472135954999579)
+    a41.addcmul_(T2_1, a18, value=0.8944271909999159)
+    a41.addcmul_(T3_1, a26, value=0.816496580927726)
+    del d31
+    a42 = torch.addcmul(T1_0 * a28, a25, d14, value=-0.5)
+    a42.addcmul_(a26, d11, value=-0.5)
+    a42.addcmul_(d30, gI_6, value=0.5)
+    a42.addcmul_(d37, gI_7, value=0.3333333333333333)
+    a42.addcmul_(a24, d15, value=-0.31622776601683794)
+    a42.addcmul_(T2_0, a22, value=-0.7071067811865476)
+    a42.addcmul_(a20, d4, value=0.7071067811865476)
+    a42.addcmul_(T2_1, a19, value=-0.4472135954999579)
+    del d30
+    a43 = torch.addcmul(T1_1 * a29, T1_2, a27, value=1.0)
+    a43.addcmul_(d29, gI_6, value=1.0)
+    a43.addcmul_(a21, (d1 * 1.4142135623730951 + T2_2 * 1.632993161855452), value=-0.31622776601683794)
+    a43.addcmul_(a26, d10, value=-0.6324555320336759)
+    a43.addcmul_(d36, gI_7, value=0.8432740427115678)
+    a43.addcmul_(T3_4, a24, value=1.0327955589886446)
+    a43.addcmul_(T2_1, a22, value=-0.7071067811865476)
+    a43.addcmul_(T2_3, a23, value=0.7071067811865476)
+    a43.addcmul_(T2_0, a19, value=-0.4472135954999579)
+    a43.addcmul_(T2_3, a18, value=0.8944271909999159)
+    a43.addcmul_(T3_1, a25, value=0.816496580927726)
+    del a18, d29
+    a44 = torch.addcmul(T1_0 * a29, T1_2, a28, value=1.0)
+    a44.addcmul_(a22, (d1 * 1.4142135623730951 - d4 * 1.4142135623730951), value=-0.5)
+    a44.addcmul_(a25, d11, value=-1.0)
+    a44.addcmul_(a26, d9, value=1.0)
+    a44.addcmul_(d28, gI_6, value=1.0)
+    a44.addcmul_(d35, gI_7, value=0.5333333333333333)
+    a44.addcmul_(T2_0, a20, value=-0.7071067811865476)
+    a44.addcmul_(T2_0, a23, value=0.7071067811865476)
+    a44.addcmul_(T2_1, a21, value=-0.4472135954999579)
+    a44.addcmul_(T2_3, a19, value=-0.4472135954999579)
+    a44.addcmul_(T3_1, a24, value=0.816496580927726)
+    del a19, a20, d28
+    a45 = torch.addcmul(T1_2 * a29, a25, d9, value=0.5)
+    a45.addcmul_(a26, d8, value=0.5)
+    a45.addcmul_(d27, gI_6, value=0.5)
+    a45.addcmul_(d34, gI_7, value=0.3333333333333333)
+    a45.addcmul_(a24, d10, value=-0.31622776601683794)
+    a45.addcmul_(T2_0, a22, value=-0.7071067811865476)
+    a45.addcmul_(a23, d1, value=0.7071067811865476)
+    a45.addcmul_(T2_3, a21, value=-0.4472135954999579)
+    del a21, a22, a23, a24, a25, a26, d27
     gT0_0 = gI_0
-    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, T2_3, v4, value=1.0)
-    gT1_0.addcmul_(v1, v17, value=-1.0)
-    gT1_0.addcmul_(v1, v2, value=1.0)
-    gT1_0.addcmul_(v10, v38, value=-0.5)
-    gT1_0.addcmul_(v10, v8, value=1.0)
-    gT1_0.addcmul_(v11, v12, value=1.0)
-    gT1_0.addcmul_(v12, v13, value=1.0)
-    gT1_0.addcmul_(v12, v26, value=0.6666666666666666)
-    gT1_0.addcmul_(v12, v28, value=0.8666666666666667)
-    gT1_0.addcmul_(v12, v29, value=0.4)
-    gT1_0.addcmul_(v12, v31, value=0.06666666666666667)
-    gT1_0.addcmul_(v12, v32, value=0.6666666666666666)
-    gT1_0.addcmul_(v14, v15, value=-3.0)
-    gT1_0.addcmul_(v18, v19, value=0.8)
-    gT1_0.addcmul_(v21, v23, value=-0.5)
-    gT1_0.addcmul_(v24, v8, value=0.3333333333333333)
-    gT1_0.addcmul_(v33, v35, value=-1.5)
-    gT1_0.addcmul_(v35, v36, value=1.5)
-    gT1_0.addcmul_(v38, v7, value=0.5)
-    gT1_0.addcmul_(v40, v41, value=0.25)
-    gT1_0.addcmul_(v40, v9, value=-0.25)
-    gT1_0.addcmul_(v5, v6, value=1.0)
-    gT1_0.addcmul_(v7, v8, value=1.0)
-    gT1_0.addcmul_(v8, v9, value=1.0)
-    gT1_0.addcmul_(T3_2, v46, value=0.6324555320336759)
-    gT1_0.addcmul_(v17, v83, value=0.31622776601683794)
-    gT1_0.addcmul_(v17, v84, value=0.31622776601683794)
-    gT1_0.addcmul_(v2, v83, value=-0.31622776601683794)
-    gT1_0.addcmul_(v2, v84, value=-0.31622776601683794)
-    gT1_0.addcmul_(v75, v77, value=-1.8973665961010275)
-    gT1_0.addcmul_(v78, v80, value=0.6324555320336759)
-    gT1_0.addcmul_(v78, v81, value=-0.6324555320336759)
-    gT1_0.addcmul_(T3_2, v181, value=-0.25819888974716115)
-    gT1_0.addcmul_(T3_3, v99, value=-1.0327955589886446)
-    gT1_0.addcmul_(T3_5, v94, value=1.0327955589886446)
-    gT1_0.addcmul_(gI_11, v101, value=0.5163977794943223)
-    gT1_0.addcmul_(gI_12, v101, value=-0.12909944487358058)
-    gT1_0.addcmul_(v10, v174, value=-0.12909944487358058)
-    gT1_0.addcmul_(v10, v177, value=-0.25819888974716115)
-    gT1_0.addcmul_(v100, v18, value=0.5163977794943223)
-    gT1_0.addcmul_(v12, v91, value=0.5163977794943223)
-    gT1_0.addcmul_(v12, v97, value=0.5163977794943223)
-    gT1_0.addcmul_(v169, v171, value=1.5491933384829668)
-    gT1_0.addcmul_(v169, v33, value=-1.161895003862225)
-    gT1_0.addcmul_(v174, v7, value=-0.12909944487358058)
-    gT1_0.addcmul_(v174, v9, value=0.5163977794943223)
-    gT1_0.addcmul_(v177, v24, value=0.25819888974716115)
-    gT1_0.addcmul_(v177, v7, value=-0.25819888974716115)
-    gT1_0.addcmul_(v179, v41, value=0.19364916731037085)
-    gT1_0.addcmul_(v179, v9, value=0.06454972243679029)
-    gT1_0.addcmul_(v18, v98, value=-0.5163977794943223)
-    gT1_0.addcmul_(v87, v88, value=-0.7745966692414834)
-    gT1_0.addcmul_(T2_0, v45, value=1.4142135623730951)
-    gT1_0.addcmul_(T2_4, v50, value=-1.4142135623730951)
-    gT1_0.addcmul_(T3_0, v53, value=0.7071067811865476)
-    gT1_0.addcmul_(T3_6, v51, value=-0.7071067811865476)
-    gT1_0.addcmul_(gI_4, v44, value=1.4142135623730951)
-    gT1_0.addcmul_(v105, v107, value=0.23570226039551584)
-    gT1_0.addcmul_(v105, v109, value=-0.23570226039551584)
-    gT1_0.addcmul_(v110, v111, value=-0.23570226039551584)
-    gT1_0.addcmul_(v110, v113, value=0.23570226039551584)
-    gT1_0.addcmul_(T2_2, v117, value=0.5773502691896257)
-    gT1_0.addcmul_(T2_2, v121, value=0.28867513459481287)
-    gT1_0.addcmul_(T3_1, v61, value=0.5773502691896257)
-    gT1_0.addcmul_(T3_5, v56, value=-0.5773502691896257)
-    gT1_0.addcmul_(v114, v125, value=-0.28867513459481287)
-    gT1_0.addcmul_(v114, v127, value=-0.5773502691896257)
-    gT1_0.addcmul_(v114, v8, value=1.1547005383792515)
-    gT1_0.addcmul_(v119, v124, value=0.5773502691896257)
-    gT1_0.addcmul_(v119, v3, value=-1.1547005383792515)
-    gT1_0.addcmul_(T3_2, v53, value=0.18257418583505536)
-    gT1_0.addcmul_(T3_4, v51, value=-0.18257418583505536)
-    gT1_0.addcmul_(v128, v131, value=0.7302967433402214)
-    gT1_0.addcmul_(v128, v132, value=-0.18257418583505536)
-    gT1_0.addcmul_(T3_3, v56, value=-0.4472135954999579)
-    gT1_0.addcmul_(T3_4, v134, value=0.521749194749951)
-    gT1_0.addcmul_(v114, v140, value=-0.521749194749951)
-    gT1_0.addcmul_(v114, v144, value=-0.14907119849998599)
-    gT1_0.addcmul_(v119, v139, value=0.14907119849998599)
-    gT1_0.addcmul_(T1_0, v72, value=-0.816496580927726)
-    gT1_0.addcmul_(T1_1, v74, value=2.449489742783178)
-    gT1_0.addcmul_(T3_1, v155, value=0.816496580927726)
-    gT1_0.addcmul_(gI_11, v162, value=0.408248290463863)
-    gT1_0.addcmul_(gI_12, v162, value=-0.408248290463863)
-    gT1_0.addcmul_(v111, v167, value=-0.408248290463863)
-    gT1_0.addcmul_(v145, v146, value=0.816496580927726)
-    gT1_0.addcmul_(v145, v75, value=-2.449489742783178)
-    gT1_0.addcmul_(v148, v149, value=-0.816496580927726)
-    gT1_0.addcmul_(v153, v78, value=0.32659863237109044)
-    gT1_0.addcmul_(v157, v159, value=0.408248290463863)
-    gT1_0.addcmul_(v159, v167, value=0.408248290463863)
-    gT1_0.addcmul_(v165, v17, value=0.816496580927726)
-    gT1_0.addcmul_(v166, v17, value=0.408248290463863)
-    gT1_0.addcmul_(T3_2 * gI_8, v36, value=-0.3872983346207417)
-    del v35, v40, v101, v162, v177
-    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, T2_0, v4, value=1.0)
-    gT1_1.addcmul_(T2_1, v184, value=-0.5)
-    gT1_1.addcmul_(T2_3, v185, value=0.5)
-    gT1_1.addcmul_(v1, v24, value=1.3333333333333333)
-    gT1_1.addcmul_(v1, v41, value=1.0)
-    gT1_1.addcmul_(v1, v9, value=1.0)
-    gT1_1.addcmul_(v167, v3, value=1.0)
-    gT1_1.addcmul_(v17, v38, value=0.5)
-    gT1_1.addcmul_(v17, v8, value=-1.0)
-    gT1_1.addcmul_(v2, v38, value=0.5)
-    gT1_1.addcmul_(v2, v8, value=1.0)
-    gT1_1.addcmul_(v26, v78, value=0.6666666666666666)
-    gT1_1.addcmul_(v28, v78, value=1.0666666666666667)
-    gT1_1.addcmul_(v29, v78, value=1.2)
-    gT1_1.addcmul_(v31, v78, value=1.0666666666666667)
-    gT1_1.addcmul_(v32, v78, value=0.6666666666666666)
-    gT1_1.addcmul_(T3_2, v99, value=0.6324555320336759)
-    gT1_1.addcmul_(T3_3, v181, value=0.6324555320336759)
-    gT1_1.addcmul_(T3_3, v226, value=-0.31622776601683794)
-    gT1_1.addcmul_(T3_3, v227, value=0.15811388300841897)
-    gT1_1.addcmul_(T3_3, v229, value=-0.31622776601683794)
-    gT1_1.addcmul_(T3_3, v230, value=0.15811388300841897)
-    gT1_1.addcmul_(T3_4, v194, value=0.6324555320336759)
-    gT1_1.addcmul_(v10, v84, value=-0.31622776601683794)
-    gT1_1.addcmul_(v12, v80, value=0.6324555320336759)
-    gT1_1.addcmul_(v12, v81, value=-0.6324555320336759)
-    gT1_1.addcmul_(v171, v224, value=1.8973665961010275)
-    gT1_1.addcmul_(v224, v33, value=-0.9486832980505138)
-    gT1_1.addcmul_(v224, v36, value=-0.9486832980505138)
-    gT1_1.addcmul_(v24, v84, value=0.31622776601683794)
-    gT1_1.addcmul_(v7, v84, value=-0.31622776601683794)
-    gT1_1.addcmul_(T3_3, v46, value=0.7745966692414834)
-    gT1_1.addcmul_(T3_4, v155, value=-0.12909944487358058)
-    gT1_1.addcmul_(v157, v197, value=0.5163977794943223)
-    gT1_1.addcmul_(v167, v197, value=0.5163977794943223)
-    gT1_1.addcmul_(v167, v201, value=-0.12909944487358058)
-    gT1_1.addcmul_(v17, v174, value=0.12909944487358058)
-    gT1_1.addcmul_(v17, v179, value=-0.5163977794943223)
-    gT1_1.addcmul_(v174, v2, value=-0.12909944487358058)
-    gT1_1.addcmul_(v179, v2, value=0.5163977794943223)
-    gT1_1.addcmul_(T2_1, v50, value=1.4142135623730951)
-    gT1_1.addcmul_(T2_3, v45, value=1.4142135623730951)
-    gT1_1.addcmul_(T3_1, v134, value=0.4714045207910317)
-    gT1_1.addcmul_(v109, v114, value=-0.4714045207910317)
-    gT1_1.addcmul_(v113, v119, value=-0.4714045207910317)
-    gT1_1.addcmul_(v114, v205, value=0.4714045207910317)
-    gT1_1.addcmul_(T3_1, v51, value=0.5773502691896257)
-    gT1_1.addcmul_(T3_5, v53, value=0.5773502691896257)
-    gT1_1.addcmul_(v128, v8, value=0.5773502691896257)
-    gT1_1.addcmul_(v207, v3, value=0.5773502691896257)
-    gT1_1.addcmul_(T3_2, v56, value=0.7302967433402214)
-    gT1_1.addcmul_(T3_4, v61, value=0.7302967433402214)
-    gT1_1.addcmul_(v128, v140, value=1.043498389499902)
-    gT1_1.addcmul_(v128, v210, value=0.29814239699997197)
-    gT1_1.addcmul_(v211, v212, value=1.043498389499902)
-    gT1_1.addcmul_(v211, v215, value=0.29814239699997197)
-    gT1_1.addcmul_(T1_0, v74, value=2.449489742783178)
-    gT1_1.addcmul_(T3_0, v99, value=0.816496580927726)
-    gT1_1.addcmul_(T3_1, v219, value=-0.816496580927726)
-    gT1_1.addcmul_(T3_5, v217, value=0.816496580927726)
-    gT1_1.addcmul_(T3_5, v221, value=0.816496580927726)
-    gT1_1.addcmul_(T3_5, v226, value=-0.408248290463863)
-    gT1_1.addcmul_(T3_5, v227, value=-0.2041241452319315)
-    gT1_1.addcmul_(T3_5, v229, value=0.408248290463863)
-    gT1_1.addcmul_(T3_5, v232, value=-1.224744871391589)
-    gT1_1.addcmul_(T3_5, v233, value=1.224744871391589)
-    gT1_1.addcmul_(T3_5, v235, value=0.2041241452319315)
-    gT1_1.addcmul_(v111, v21, value=0.816496580927726)
-    gT1_1.addcmul_(v12, v153, value=0.32659863237109044)
-    gT1_1.addcmul_(v159, v21, value=0.408248290463863)
-    gT1_1.addcmul_(v18, v220, value=0.32659863237109044)
-    gT1_1.addcmul_(T1_0 * T1_1, v169, value=3.0983866769659336)
-    gT1_1.addcmul_(T1_1 * T1_2, v87, value=3.0983866769659336)
-    gT1_1.addcmul_(T1_1 * T2_2, gI_4, value=1.632993161855452)
-    del v4, v74, v80, v81, v128, v153, v224
-    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, T2_0, v117, value=1.0)
-    gT1_2.addcmul_(T2_1, v236, value=1.0)
-    gT1_2.addcmul_(T2_4, v237, value=1.0)
-    gT1_2.addcmul_(v1, v167, value=1.0)
-    gT1_2.addcmul_(v10, v183, value=0.5)
-    gT1_2.addcmul_(v10, v3, value=1.0)
-    gT1_2.addcmul_(v11, v18, value=1.0)
-    gT1_2.addcmul_(v12, v19, value=0.8)
-    gT1_2.addcmul_(v13, v18, value=1.0)
-    gT1_2.addcmul_(v15, v238, value=3.0)
-    gT1_2.addcmul_(v18, v26, value=0.6666666666666666)
-    gT1_2.addcmul_(v18, v28, value=0.06666666666666667)
-    gT1_2.addcmul_(v18, v29, value=0.4)
-    gT1_2.addcmul_(v18, v31, value=0.8666666666666667)
-    gT1_2.addcmul_(v18, v32, value=0.6666666666666666)
-    gT1_2.addcmul_(v183, v7, value=-0.5)
-    gT1_2.addcmul_(v21, v239, value=0.5)
-    gT1_2.addcmul_(v24, v3, value=0.3333333333333333)
-    gT1_2.addcmul_(v240, v33, value=-1.5)
-    gT1_2.addcmul_(v240, v36, value=1.5)
-    gT1_2.addcmul_(v241, v41, value=0.25)
-    gT1_2.addcmul_(v241, v9, value=-0.25)
-    gT1_2.addcmul_(v3, v41, value=1.0)
-    gT1_2.addcmul_(v3, v7, value=1.0)
-    gT1_2.addcmul_(T3_3, v155, value=-0.31622776601683794)
-    gT1_2.addcmul_(T3_4, v46, value=0.6324555320336759)
-    gT1_2.addcmul_(v15, v77, value=-1.8973665961010275)
-    gT1_2.addcmul_(v157, v84, value=-0.31622776601683794)
-    gT1_2.addcmul_(v167, v83, value=-0.31622776601683794)
-    gT1_2.addcmul_(v167, v84, value=-0.31622776601683794)
-    gT1_2.addcmul_(T3_1, v94, value=-1.0327955589886446)
-    gT1_2.addcmul_(T3_3, v194, value=-1.0327955589886446)
-    gT1_2.addcmul_(T3_4, v181, value=-0.25819888974716115)
-    gT1_2.addcmul_(T3_4, v227, value=0.19364916731037085)
-    gT1_2.addcmul_(T3_4, v229, value=0.5163977794943223)
-    gT1_2.addcmul_(T3_4, v235, value=0.06454972243679029)
-    gT1_2.addcmul_(v10, v201, value=-0.12909944487358058)
-    gT1_2.addcmul_(v10, v253, value=-0.25819888974716115)
-    gT1_2.addcmul_(v100, v12, value=0.5163977794943223)
-    gT1_2.addcmul_(v12, v98, value=-0.5163977794943223)
-    gT1_2.addcmul_(v169, v88, value=-0.7745966692414834)
-    gT1_2.addcmul_(v171, v87, value=1.5491933384829668)
-    gT1_2.addcmul_(v174, v21, value=0.5163977794943223)
-    gT1_2.addcmul_(v179, v21, value=-0.12909944487358058)
-    gT1_2.addcmul_(v18, v91, value=-0.5163977794943223)
-    gT1_2.addcmul_(v18, v97, value=-0.5163977794943223)
-    gT1_2.addcmul_(v201, v7, value=-0.12909944487358058)
-    gT1_2.addcmul_(v24, v253, value=0.25819888974716115)
-    gT1_2.addcmul_(v253, v7, value=-0.25819888974716115)
-    gT1_2.addcmul_(v36, v87, value=-1.161895003862225)
-    gT1_2.addcmul_(T2_0, v50, value=1.4142135623730951)
-    gT1_2.addcmul_(T2_4, v45, value=1.4142135623730951)
-    gT1_2.addcmul_(T3_0, v51, value=0.7071067811865476)
-    gT1_2.addcmul_(gI_4, v242, value=1.4142135623730951)
-    gT1_2.addcmul_(gI_5, v6, value=0.7071067811865476)
-    gT1_2.addcmul_(v105, v111, value=-0.23570226039551584)
-    gT1_2.addcmul_(v105, v113, value=0.23570226039551584)
-    gT1_2.addcmul_(v107, v110, value=-0.23570226039551584)
-    gT1_2.addcmul_(v109, v110, value=0.23570226039551584)
-    gT1_2.addcmul_(T2_2, v237, value=-0.28867513459481287)
-    gT1_2.addcmul_(T2_2, v247, value=-0.28867513459481287)
-    gT1_2.addcmul_(T3_1, v56, value=0.5773502691896257)
-    gT1_2.addcmul_(T3_5, v61, value=0.5773502691896257)
-    gT1_2.addcmul_(v1, v207, value=0.5773502691896257)
-    gT1_2.addcmul_(v114, v3, value=-1.1547005383792515)
-    gT1_2.addcmul_(v119, v127, value=-0.5773502691896257)
-    gT1_2.addcmul_(v119, v8, value=-1.1547005383792515)
-    gT1_2.addcmul_(v248, v6, value=-0.5773502691896257)
-    gT1_2.addcmul_(T3_2, v51, value=-0.18257418583505536)
-    gT1_2.addcmul_(T3_4, v53, value=-0.18257418583505536)
-    gT1_2.addcmul_(v131, v211, value=0.7302967433402214)
-    gT1_2.addcmul_(v132, v211, value=-0.18257418583505536)
-    gT1_2.addcmul_(T3_2, v134, value=0.521749194749951)
-    gT1_2.addcmul_(T3_3, v61, value=-0.4472135954999579)
-    gT1_2.addcmul_(v114, v212, value=0.521749194749951)
-    gT1_2.addcmul_(v119, v144, value=0.14907119849998599)
-    gT1_2.addcmul_(T1_2, v72, value=-0.816496580927726)
-    gT1_2.addcmul_(T3_5, v155, value=-0.408248290463863)
-    gT1_2.addcmul_(v111, v17, value=0.408248290463863)
-    gT1_2.addcmul_(v111, v2, value=0.816496580927726)
-    gT1_2.addcmul_(v145, v148, value=0.816496580927726)
-    gT1_2.addcmul_(v145, v15, value=2.449489742783178)
-    gT1_2.addcmul_(v146, v149, value=0.816496580927726)
-    gT1_2.addcmul_(v149, v75, value=2.449489742783178)
-    gT1_2.addcmul_(v157, v166, value=0.408248290463863)
-    gT1_2.addcmul_(v159, v17, value=-0.408248290463863)
-    gT1_2.addcmul_(v159, v2, value=0.408248290463863)
-    gT1_2.addcmul_(v165, v167, value=0.816496580927726)
-    gT1_2.addcmul_(v166, v167, value=0.408248290463863)
-    gT1_2.addcmul_(v220, v78, value=0.32659863237109044)
-    gT1_2.addcmul_(T3_1 * T3_2, v78, value=0.6324555320336759)
-    gT1_2.addcmul_(T3_4 * T3_5, v78, value=0.6324555320336759)
-    gT1_2.addcmul_(T3_4 * gI_8, v33, value=-0.3872983346207417)
-    gT1_2.addcmul_(T3_4 * gI_12, v114, value=0.14907119849998599)
-    del v3, v26, v32, v72, v75, v77, v78, v87, v88, v91, v94, v97, v98, v100, v105, v146, v148, v169, v207, v211, v220, v240, v241, v253
-    gT2_0 = torch.addcmul(T1_0 * v237, T1_0, v247, value=1.0)
-    gT2_0.addcmul_(T1_1, v236, value=1.0)
-    gT2_0.addcmul_(T1_2, v117, value=1.0)
-    gT2_0.addcmul_(T1_2, v121, value=-1.0)
-    gT2_0.addcmul_(T2_0, gI_2, value=2.0)
-    gT2_0.addcmul_(v125, v257, value=1.0)
-    gT2_0.addcmul_(v183, v44, value=-0.5)
-    gT2_0.addcmul_(v242, v38, value=0.5)
-    gT2_0.addcmul_(v258, v33, value=1.0)
-    gT2_0.addcmul_(v258, v36, value=1.0)
-    gT2_0.addcmul_(v132, v274, value=-0.6324555320336759)
-    gT2_0.addcmul_(v273, v83, value=-0.31622776601683794)
-    gT2_0.addcmul_(v273, v84, value=-0.31622776601683794)
-    gT2_0.addcmul_(v276, v83, value=-0.31622776601683794)
-    gT2_0.addcmul_(v276, v84, value=-0.31622776601683794)
-    gT2_0.addcmul_(T3_2, v277, value=-0.25819888974716115)
-    gT2_0.addcmul_(T3_4, v279, value=-0.25819888974716115)
-    gT2_0.addcmul_(v174, v242, value=-0.12909944487358058)
-    gT2_0.addcmul_(v179, v242, value=0.5163977794943223)
-    gT2_0.addcmul_(v179, v278, value=-0.5163977794943223)
-    gT2_0.addcmul_(v197, v280, value=-0.5163977794943223)
-    gT2_0.addcmul_(v197, v44, value=0.5163977794943223)
-    gT2_0.addcmul_(v201, v44, value=-0.12909944487358058)
-    gT2_0.addcmul_(T1_0, v45, value=1.4142135623730951)
-    gT2_0.addcmul_(T3_0, v259, value=0.7071067811865476)
-    gT2_0.addcmul_(gI_5, v14, value=-0.7071067811865476)
-    gT2_0.addcmul_(gI_6, v21, value=2.1213203435596424)
-    gT2_0.addcmul_(gI_7, v19, value=0.565685424949238)
-    gT2_0.addcmul_(v111, v281, value=0.4714045207910317)
-    gT2_0.addcmul_(v113, v281, value=-0.4714045207910317)
-    gT2_0.addcmul_(T2_2, v282, value=-1.1547005383792515)
-    gT2_0.addcmul_(T3_1, v264, value=0.5773502691896257)
-    gT2_0.addcmul_(v125, v284, value=-0.28867513459481287)
-    gT2_0.addcmul_(v127, v285, value=-0.5773502691896257)
-    gT2_0.addcmul_(v14, v248, value=0.5773502691896257)
-    gT2_0.addcmul_(v14, v283, value=0.28867513459481287)
-    gT2_0.addcmul_(T3_2, v259, value=-0.18257418583505536)
-    gT2_0.addcmul_(T3_2, v271, value=0.3651483716701107)
-    gT2_0.addcmul_(T3_3, v270, value=-0.7302967433402214)
-    gT2_0.addcmul_(T3_4, v265, value=-0.18257418583505536)
-    gT2_0.addcmul_(T3_4, v269, value=-0.3651483716701107)
-    gT2_0.addcmul_(v139, v286, value=0.14907119849998599)
-    gT2_0.addcmul_(v140, v285, value=0.521749194749951)
-    gT2_0.addcmul_(v144, v285, value=0.14907119849998599)
-    gT2_0.addcmul_(v286, v287, value=0.521749194749951)
-    gT2_0.addcmul_(gI_6, v119, value=-2.449489742783178)
-    gT2_0.addcmul_(v111, v291, value=0.816496580927726)
-    gT2_0.addcmul_(v159, v289, value=0.408248290463863)
-    gT2_0.addcmul_(v159, v291, value=0.408248290463863)
-    gT2_0.addcmul_(v166, v273, value=-0.408248290463863)
-    gT2_0.addcmul_(v166, v276, value=0.408248290463863)
-    gT2_0.addcmul_(v273, v290, value=0.408248290463863)
-    gT2_0.addcmul_(v276, v290, value=-0.408248290463863)
-    gT2_0.addcmul_(T1_0 * T2_1, v111, value=0.816496580927726)
-    del v19, v117, v121, v237, v247, v258, v290
-    gT2_1 = torch.addcmul(T1_1 * v184 * (-0.5), T1_2, v236, value=1.0)
-    gT2_1.addcmul_(T1_2, v298, value=0.5)
-    gT2_1.addcmul_(T2_0, v292, value=1.0)
-    gT2_1.addcmul_(T2_1, gI_2, value=2.0)
-    gT2_1.addcmul_(T2_3, v296, value=-0.5)
-    gT2_1.addcmul_(T2_4, v294, value=-1.0)
-    gT2_1.addcmul_(T2_4, v297, value=0.5)
-    gT2_1.addcmul_(v171, v293, value=1.0)
-    gT2_1.addcmul_(v23, v276, value=-0.5)
-    gT2_1.addcmul_(v239, v289, value=-0.5)
-    gT2_1.addcmul_(v293, v33, value=1.0)
-    gT2_1.addcmul_(T3_3, v279, value=-0.31622776601683794)
-    gT2_1.addcmul_(T3_3, v309, value=-0.6324555320336759)
-    gT2_1.addcmul_(v280, v84, value=-0.31622776601683794)
-    gT2_1.addcmul_(v308, v83, value=0.31622776601683794)
-    gT2_1.addcmul_(v308, v84, value=0.31622776601683794)
-    gT2_1.addcmul_(v44, v84, value=0.31622776601683794)
-    gT2_1.addcmul_(T3_4, v312, value=-0.12909944487358058)
-    gT2_1.addcmul_(gI_11, v311, value=0.5163977794943223)
-    gT2_1.addcmul_(gI_12, v311, value=-0.12909944487358058)
-    gT2_1.addcmul_(v174, v289, value=1.0327955589886446)
-    gT2_1.addcmul_(v174, v291, value=0.5163977794943223)
-    gT2_1.addcmul_(v174, v313, value=0.12909944487358058)
-    gT2_1.addcmul_(v179, v289, value=0.12909944487358058)
-    gT2_1.addcmul_(v179, v291, value=-0.12909944487358058)
-    gT2_1.addcmul_(v179, v313, value=-0.5163977794943223)
-    gT2_1.addcmul_(v197, v274, value=0.5163977794943223)
-    gT2_1.addcmul_(v197, v276, value=0.3872983346207417)
-    gT2_1.addcmul_(T1_1, v50, value=1.4142135623730951)
-    gT2_1.addcmul_(gI_6, v17, value=-2.1213203435596424)
-    gT2_1.addcmul_(gI_6, v2, value=2.1213203435596424)
-    gT2_1.addcmul_(v107, v315, value=0.23570226039551584)
-    gT2_1.addcmul_(v109, v315, value=-0.23570226039551584)
-    gT2_1.addcmul_(v111, v284, value=-0.23570226039551584)
-    gT2_1.addcmul_(v113, v284, value=0.23570226039551584)
-    gT2_1.addcmul_(T2_2, v294, value=0.5773502691896257)
-    gT2_1.addcmul_(T3_0, v299, value=0.5773502691896257)
-    gT2_1.addcmul_(T3_1, v259, value=0.5773502691896257)
-    gT2_1.addcmul_(T3_3, v301, value=0.2309401076758503)
-    gT2_1.addcmul_(T3_5, v265, value=-0.5773502691896257)
-    gT2_1.addcmul_(T3_6, v300, value=-0.5773502691896257)
-    gT2_1.addcmul_(T3_2, v264, value=0.7302967433402214)
-    gT2_1.addcmul_(v131, v286, value=0.7302967433402214)
-    gT2_1.addcmul_(v132, v286, value=-0.18257418583505536)
-    gT2_1.addcmul_(T3_3, v265, value=-0.4472135954999579)
-    gT2_1.addcmul_(T3_4, v270, value=0.4472135954999579)
-    gT2_1.addcmul_(T3_5, v301, value=-0.4472135954999579)
-    gT2_1.addcmul_(v140, v281, value=1.043498389499902)
-    gT2_1.addcmul_(v210, v281, value=0.29814239699997197)
-    gT2_1.addcmul_(T2_1, v307, value=1.224744871391589)
-    gT2_1.addcmul_(T3_5, v279, value=-0.408248290463863)
-    gT2_1.addcmul_(v111, v242, value=0.816496580927726)
-    gT2_1.addcmul_(v111, v257, value=0.408248290463863)
-    gT2_1.addcmul_(v159, v242, value=0.408248290463863)
-    gT2_1.addcmul_(v159, v257, value=-0.408248290463863)
-    gT2_1.addcmul_(v159, v278, value=0.408248290463863)
-    gT2_1.addcmul_(v165, v308, value=0.816496580927726)
-    gT2_1.addcmul_(v165, v44, value=-0.816496580927726)
-    gT2_1.addcmul_(v166, v280, value=0.408248290463863)
-    gT2_1.addcmul_(v166, v308, value=0.408248290463863)
-    gT2_1.addcmul_(v166, v44, value=-0.408248290463863)
-    gT2_1.addcmul_(T1_0 * T3_1, v5, value=0.816496580927726)
-    del v50, v184, v236, v293, v311
-    gT2_2 = torch.add(v318 * 0.3333333333333333, v319, alpha=0.3333333333333333)
-    gT2_2.add_(v336, alpha=0.5773502691896257)
-    gT2_2.add_(v337, alpha=0.28867513459481287)
-    gT2_2.add_(v339, alpha=-0.28867513459481287)
-    gT2_2.add_(v340, alpha=0.5773502691896257)
-    gT2_2.add_(v341, alpha=-0.28867513459481287)
-    gT2_2.add_(v342, alpha=-0.28867513459481287)
-    gT2_2.add_(v345, alpha=0.5773502691896257)
-    gT2_2.add_(v346, alpha=-0.5773502691896257)
+    gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, a1, d37, value=0.3333333333333333)
+    gT1_0.addcmul_(a10, d11, value=-0.5)
+    gT1_0.addcmul_(a11, d9, value=0.5)
+    gT1_0.addcmul_(a2, d35, value=0.26666666666666666)
+    gT1_0.addcmul_(a4, d44, value=-0.5)
+    gT1_0.addcmul_(a5, d42, value=-0.5)
+    gT1_0.addcmul_(a8, d14, value=-0.5)
+    gT1_0.addcmul_(d48, gI_8, value=-0.5)
+    gT1_0.addcmul_(d53, gI_10, value=0.3333333333333333)
+    gT1_0.addcmul_(a0, d38, value=0.4216370213557839)
+    gT1_0.addcmul_(a3, d45, value=-0.31622776601683794)
+    gT1_0.addcmul_(a7, d15, value=-0.31622776601683794)
+    gT1_0.addcmul_(d24, gI_5, value=0.4216370213557839)
+    gT1_0.addcmul_(T3_2, a6, value=0.5163977794943223)
+    gT1_0.addcmul_(T2_0, a29, value=0.7071067811865476)
+    gT1_0.addcmul_(T2_1, a27, value=0.7071067811865476)
+    gT1_0.addcmul_(a28, d4, value=-0.7071067811865476)
+    gT1_0.addcmul_(d20, gI_4, value=-0.7071067811865476)
+    gT1_0.addcmul_(T3_1, a9, value=0.408248290463863)
+    del d4, d14, d20, d24, d37, d44, d48, d53
+    gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, a0, d39, value=0.3333333333333333)
+    gT1_1.addcmul_(d54, gI_10, value=0.3333333333333333)
+    gT1_1.addcmul_(T3_3, a6, value=0.6324555320336759)
+    gT1_1.addcmul_(a1, d38, value=0.4216370213557839)
+    gT1_1.addcmul_(a11, d10, value=-0.31622776601683794)
+    gT1_1.addcmul_(a2, d36, value=0.4216370213557839)
+    gT1_1.addcmul_(a3, d46, value=0.6324555320336759)
+    gT1_1.addcmul_(a4, d45, value=-0.31622776601683794)
+    gT1_1.addcmul_(a5, d43, value=-0.31622776601683794)
+    gT1_1.addcmul_(a8, d15, value=-0.31622776601683794)
+    gT1_1.addcmul_(d49, gI_8, value=-0.31622776601683794)
+    gT1_1.addcmul_(T3_2, a7, value=0.5163977794943223)
+    gT1_1.addcmul_(T3_4, a9, value=0.5163977794943223)
+    gT1_1.addcmul_(d25, gI_5, value=0.5163977794943223)
+    gT1_1.addcmul_(T2_1, a28, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_3, a29, value=0.7071067811865476)
+    gT1_1.addcmul_(d21, gI_4, value=0.7071067811865476)
+    gT1_1.addcmul_(T2_2, a27, value=0.816496580927726)
+    gT1_1.addcmul_(T3_1, a10, value=0.408248290463863)
+    del d15, d21, d25, d38, d39, d45, d46, d49, d54
+    gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, a1, d35, value=0.26666666666666666)
+    gT1_2.addcmul_(a10, d9, value=0.5)
+    gT1_2.addcmul_(a11, d8, value=0.5)
+    gT1_2.addcmul_(a2, d34, value=0.3333333333333333)
+    gT1_2.addcmul_(a4, d42, value=-0.5)
+    gT1_2.addcmul_(a5, d41, value=0.5)
+    gT1_2.addcmul_(a8, d11, value=-0.5)
+    gT1_2.addcmul_(d47, gI_8, value=-0.5)
+    gT1_2.addcmul_(d52, gI_10, value=0.26666666666666666)
+    gT1_2.addcmul_(a0, d36, value=0.4216370213557839)
+    gT1_2.addcmul_(a3, d43, value=-0.31622776601683794)
+    gT1_2.addcmul_(a9, d10, value=-0.31622776601683794)
+    gT1_2.addcmul_(d23, gI_5, value=0.4216370213557839)
+    gT1_2.addcmul_(T3_4, a6, value=0.5163977794943223)
+    gT1_2.addcmul_(T2_0, a28, value=0.7071067811865476)
+    gT1_2.addcmul_(T2_3, a27, value=0.7071067811865476)
+    gT1_2.addcmul_(a29, d1, value=0.7071067811865476)
+    gT1_2.addcmul_(d19, gI_4, value=0.7071067811865476)
+    gT1_2.addcmul_(T3_1, a7, value=0.408248290463863)
+    del a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a27, a28, a29, d1, d8, d9, d10, d11, d19, d23, d34, d35, d36, d41, d42, d43, d47, d52
+    gT2_0 = torch.addcmul(a44 * 0.7071067811865476, T2_0, gI_2, value=2.0)
+    del a44
+    gT2_1 = torch.addcmul(a41 * 0.7071067811865476, T2_1, gI_2, value=2.0)
+    del a41
+    gT2_2 = torch.add(a40 * 0.816496580927726, a42, alpha=-0.408248290463863)
+    gT2_2.add_(a45, alpha=-0.408248290463863)
     gT2_2.addcmul_(T2_2, gI_2, value=2.0)
-    gT2_2.addcmul_(v171, v316, value=1.3333333333333333)
-    gT2_2.addcmul_(T3_2, v265, value=0.6324555320336759)
-    gT2_2.addcmul_(T3_4, v259, value=0.6324555320336759)
-    gT2_2.addcmul_(v132, v281, value=0.6324555320336759)
-    gT2_2.addcmul_(T3_3, v264, value=0.7745966692414834)
-    gT2_2.addcmul_(v174, v286, value=-0.5163977794943223)
-    gT2_2.addcmul_(v179, v286, value=0.5163977794943223)
-    gT2_2.addcmul_(v197, v285, value=0.5163977794943223)
-    gT2_2.addcmul_(v285, v327, value=-0.5163977794943223)
-    gT2_2.addcmul_(T3_1, v312, value=0.4714045207910317)
-    gT2_2.addcmul_(gI_11, v332, value=0.4714045207910317)
-    gT2_2.addcmul_(gI_12, v332, value=-0.4714045207910317)
-    gT2_2.addcmul_(v107, v289, value=0.23570226039551584)
-    gT2_2.addcmul_(v107, v291, value=-0.23570226039551584)
-    gT2_2.addcmul_(v109, v289, value=-0.23570226039551584)
-    gT2_2.addcmul_(v109, v291, value=0.23570226039551584)
-    gT2_2.addcmul_(v111, v273, value=-0.23570226039551584)
-    gT2_2.addcmul_(v111, v276, value=-0.23570226039551584)
-    gT2_2.addcmul_(v113, v273, value=0.23570226039551584)
-    gT2_2.addcmul_(v113, v274, value=-0.4714045207910317)
-    gT2_2.addcmul_(v113, v276, value=0.23570226039551584)
-    gT2_2.addcmul_(T2_0, v282, value=-1.1547005383792515)
-    gT2_2.addcmul_(v127, v280, value=-0.5773502691896257)
-    gT2_2.addcmul_(v127, v308, value=-0.5773502691896257)
-    gT2_2.addcmul_(v343, v6, value=-0.5773502691896257)
-    gT2_2.addcmul_(v131, v289, value=0.7302967433402214)
-    gT2_2.addcmul_(v131, v291, value=0.7302967433402214)
-    gT2_2.addcmul_(v132, v289, value=-0.18257418583505536)
-    gT2_2.addcmul_(v132, v291, value=-0.18257418583505536)
-    gT2_2.addcmul_(T3_2, v279, value=0.521749194749951)
-    gT2_2.addcmul_(T3_4, v277, value=0.521749194749951)
-    gT2_2.addcmul_(v139, v257, value=0.14907119849998599)
-    gT2_2.addcmul_(v139, v278, value=0.14907119849998599)
-    gT2_2.addcmul_(v140, v308, value=-0.521749194749951)
-    gT2_2.addcmul_(v140, v44, value=1.043498389499902)
-    gT2_2.addcmul_(v144, v280, value=0.14907119849998599)
-    gT2_2.addcmul_(v144, v308, value=-0.14907119849998599)
-    gT2_2.addcmul_(v210, v44, value=0.29814239699997197)
-    gT2_2.addcmul_(v212, v242, value=1.043498389499902)
-    gT2_2.addcmul_(v215, v242, value=0.29814239699997197)
-    gT2_2.addcmul_(v257, v287, value=0.521749194749951)
-    gT2_2.addcmul_(gI_4, v171, value=0.816496580927726)
-    gT2_2.addcmul_(gI_4, v33, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_4, v36, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_6, v10, value=-1.224744871391589)
-    gT2_2.addcmul_(gI_6, v24, value=1.224744871391589)
-    gT2_2.addcmul_(gI_6, v41, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_6, v7, value=-1.224744871391589)
-    gT2_2.addcmul_(gI_6, v9, value=0.6123724356957945)
-    gT2_2.addcmul_(gI_7, v11, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_7, v13, value=-0.408248290463863)
-    gT2_2.addcmul_(gI_7, v28, value=0.2449489742783178)
-    gT2_2.addcmul_(gI_7, v29, value=0.32659863237109044)
-    gT2_2.addcmul_(gI_7, v31, value=0.2449489742783178)
-    gT2_2.addcmul_(T1_1 * T3_3, v326, value=1.2649110640673518)
-    gT2_2.addcmul_(T2_0 * gI_12, v14, value=0.5773502691896257)
-    del v11, v13, v14, v29, v127, v210, v282, v316, v332
-    gT2_3 = torch.addcmul(T1_0 * v298 * 0.5, T1_1, v185, value=0.5)
-    gT2_3.addcmul_(T2_0, v294, value=1.0)
-    gT2_3.addcmul_(T2_0, v297, value=0.5)
-    gT2_3.addcmul_(T2_1, v296, value=-0.5)
-    gT2_3.addcmul_(T2_3, gI_2, value=2.0)
-    gT2_3.addcmul_(v1, v257, value=1.0)
-    gT2_3.addcmul_(v171, v347, value=1.0)
-    gT2_3.addcmul_(v23, v291, value=0.5)
-    gT2_3.addcmul_(v239, v276, value=0.5)
-    gT2_3.addcmul_(v276, v8, value=1.0)
-    gT2_3.addcmul_(v347, v36, value=1.0)
-    gT2_3.addcmul_(T3_3, v277, value=-0.31622776601683794)
-    gT2_3.addcmul_(v242, v84, value=0.31622776601683794)
-    gT2_3.addcmul_(v257, v83, value=-0.31622776601683794)
-    gT2_3.addcmul_(v257, v84, value=-0.31622776601683794)
-    gT2_3.addcmul_(v278, v84, value=-0.31622776601683794)
-    gT2_3.addcmul_(T3_2, v312, value=-0.12909944487358058)
-    gT2_3.addcmul_(T3_4, v350, value=1.0327955589886446)
-    gT2_3.addcmul_(v174, v276, value=0.5163977794943223)
-    gT2_3.addcmul_(v179, v273, value=0.3872983346207417)
-    gT2_3.addcmul_(v179, v274, value=0.5163977794943223)
-    gT2_3.addcmul_(v179, v276, value=-0.12909944487358058)
-    gT2_3.addcmul_(v197, v313, value=0.5163977794943223)
-    gT2_3.addcmul_(v201, v313, value=-0.12909944487358058)
-    gT2_3.addcmul_(v289, v327, value=0.5163977794943223)
-    gT2_3.addcmul_(v289, v349, value=-0.12909944487358058)
-    gT2_3.addcmul_(v291, v349, value=0.12909944487358058)
-    gT2_3.addcmul_(T1_1, v45, value=1.4142135623730951)
-    gT2_3.addcmul_(gI_6, v157, value=2.1213203435596424)
-    gT2_3.addcmul_(gI_6, v167, value=2.1213203435596424)
-    gT2_3.addcmul_(v107, v284, value=-0.23570226039551584)
-    gT2_3.addcmul_(v109, v284, value=0.23570226039551584)
-    gT2_3.addcmul_(v111, v315, value=-0.23570226039551584)
-    gT2_3.addcmul_(v113, v315, value=0.23570226039551584)
-    gT2_3.addcmul_(T2_2, v292, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_0, v300, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_1, v265, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_3, v348, value=0.2309401076758503)
-    gT2_3.addcmul_(T3_5, v259, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_6, v299, value=0.5773502691896257)
-    gT2_3.addcmul_(T3_4, v264, value=0.7302967433402214)
-    gT2_3.addcmul_(v131, v285, value=0.7302967433402214)
-    gT2_3.addcmul_(v132, v285, value=-0.18257418583505536)
-    gT2_3.addcmul_(T3_2, v270, value=0.4472135954999579)
-    gT2_3.addcmul_(T3_3, v259, value=-0.4472135954999579)
-    gT2_3.addcmul_(T3_5, v348, value=0.4472135954999579)
-    gT2_3.addcmul_(v212, v281, value=1.043498389499902)
-    gT2_3.addcmul_(v215, v281, value=0.29814239699997197)
-    gT2_3.addcmul_(T2_3, v307, value=1.224744871391589)
-    gT2_3.addcmul_(T3_1, v279, value=0.816496580927726)
-    gT2_3.addcmul_(T3_5, v277, value=0.408248290463863)
-    gT2_3.addcmul_(v111, v308, value=-0.408248290463863)
-    gT2_3.addcmul_(v111, v44, value=0.816496580927726)
-    gT2_3.addcmul_(v159, v280, value=0.408248290463863)
-    gT2_3.addcmul_(v159, v308, value=0.408248290463863)
-    gT2_3.addcmul_(v159, v44, value=0.408248290463863)
-    gT2_3.addcmul_(v165, v242, value=0.816496580927726)
-    gT2_3.addcmul_(v165, v257, value=0.816496580927726)
-    gT2_3.addcmul_(v166, v242, value=0.408248290463863)
-    gT2_3.addcmul_(v166, v257, value=0.408248290463863)
-    gT2_3.addcmul_(v166, v278, value=-0.408248290463863)
-    gT2_3.addcmul_(T3_3 * gI_11, v242, value=-0.6324555320336759)
-    del v1, v8, v23, v45, v107, v113, v131, v157, v185, v212, v215, v239, v274, v278, v280, v284, v292, v294, v296, v297, v298, v307, v312, v327, v347, v349
-    gT2_4 = -v336 + v337
-    gT2_4.sub_(v339)
-    gT2_4.add_(v340)
-    gT2_4.add_(v341)
-    gT2_4.add_(v342)
-    gT2_4.add_(v345)
-    gT2_4.add_(v346)
-    gT2_4.add_(v318, alpha=0.5773502691896257)
-    gT2_4.add_(v319, alpha=-0.5773502691896257)
+    del a40
+    gT2_3 = torch.addcmul(a43 * 0.7071067811865476, T2_3, gI_2, value=2.0)
+    del a43
+    gT2_4 = torch.add(a42 * (-0.7071067811865476), a45, alpha=0.7071067811865476)
     gT2_4.addcmul_(T2_4, gI_2, value=2.0)
-    gT2_4.addcmul_(v183, v242, value=0.5)
-    gT2_4.addcmul_(v38, v44, value=0.5)
-    gT2_4.addcmul_(v132, v313, value=-0.6324555320336759)
-    gT2_4.addcmul_(v289, v83, value=0.31622776601683794)
-    gT2_4.addcmul_(v289, v84, value=0.31622776601683794)
-    gT2_4.addcmul_(v291, v83, value=-0.31622776601683794)
-    gT2_4.addcmul_(v291, v84, value=-0.31622776601683794)
-    gT2_4.addcmul_(v174, v44, value=0.12909944487358058)
-    gT2_4.addcmul_(v179, v308, value=-0.5163977794943223)
-    gT2_4.addcmul_(v179, v44, value=-0.5163977794943223)
-    gT2_4.addcmul_(v197, v242, value=0.5163977794943223)
-    gT2_4.addcmul_(v197, v257, value=-0.5163977794943223)
-    gT2_4.addcmul_(v201, v242, value=-0.12909944487358058)
-    gT2_4.addcmul_(T3_0, v265, value=0.7071067811865476)
-    gT2_4.addcmul_(T3_6, v259, value=0.7071067811865476)
-    gT2_4.addcmul_(gI_4, v33, value=-0.7071067811865476)
-    gT2_4.addcmul_(gI_4, v36, value=0.7071067811865476)
-    gT2_4.addcmul_(gI_6, v41, value=1.0606601717798212)
-    gT2_4.addcmul_(gI_6, v9, value=-1.0606601717798212)
-    gT2_4.addcmul_(gI_7, v28, value=-0.282842712474619)
-    gT2_4.addcmul_(gI_7, v31, value=0.282842712474619)
-    gT2_4.addcmul_(v109, v281, value=-0.4714045207910317)
-    gT2_4.addcmul_(v205, v281, value=0.4714045207910317)
-    gT2_4.addcmul_(T3_5, v264, value=0.5773502691896257)
-    gT2_4.addcmul_(v124, v285, value=-0.5773502691896257)
-    gT2_4.addcmul_(v125, v315, value=-0.28867513459481287)
-    gT2_4.addcmul_(v238, v248, value=-0.5773502691896257)
-    gT2_4.addcmul_(v283, v355, value=-0.28867513459481287)
-    gT2_4.addcmul_(T3_2, v265, value=0.18257418583505536)
-    gT2_4.addcmul_(T3_2, v269, value=-0.3651483716701107)
-    gT2_4.addcmul_(T3_4, v259, value=-0.18257418583505536)
-    gT2_4.addcmul_(T3_4, v271, value=-0.3651483716701107)
-    gT2_4.addcmul_(T3_5, v351, value=-0.7302967433402214)
-    gT2_4.addcmul_(v139, v285, value=0.14907119849998599)
-    gT2_4.addcmul_(v140, v286, value=-0.521749194749951)
-    gT2_4.addcmul_(v144, v286, value=-0.14907119849998599)
-    gT2_4.addcmul_(v285, v287, value=0.521749194749951)
-    gT2_4.addcmul_(gI_6, v114, value=-2.449489742783178)
-    gT2_4.addcmul_(v111, v273, value=-0.408248290463863)
-    gT2_4.addcmul_(v111, v276, value=0.408248290463863)
-    gT2_4.addcmul_(v159, v273, value=0.408248290463863)
-    gT2_4.addcmul_(v159, v276, value=-0.408248290463863)
-    gT2_4.addcmul_(v165, v289, value=0.816496580927726)
-    gT2_4.addcmul_(v165, v291, value=0.816496580927726)
-    gT2_4.addcmul_(v166, v289, value=0.408248290463863)
-    gT2_4.addcmul_(v166, v291, value=0.408248290463863)
-    gT2_4.addcmul_(T3_2 * gI_11, v308, value=-0.25819888974716115)
-    gT2_4.addcmul_(T3_4 * gI_11, v257, value=-0.25819888974716115)
-    del v28, v31, v38, v83, v84, v109, v111, v124, v125, v132, v139, v140, v144, v159, v165, v166, v174, v179, v183, v197, v201, v205, v238, v259, v264, v265, v273, v281, v285, v286, v287, v313, v315, v318, v319, v336, v337, v339, v340, v341, v342, v345, v346
-    gT3_0 = v358 + v359
-    gT3_0.add_(v373, alpha=0.25819888974716115)
-    gT3_0.add_(v377, alpha=-0.25819888974716115)
-    gT3_0.addcmul_(T2_4, v361, value=0.5)
+    del a42, a45
+    gT3_0 = torch.add(a33 * (-0.5), a38, alpha=0.5)
     gT3_0.addcmul_(T3_0, gI_3, value=2.0)
-    gT3_0.addcmul_(gI_12, v362, value=0.5)
-    gT3_0.addcmul_(gI_8, v357, value=-0.5)
-    gT3_0.addcmul_(gI_8, v363, value=1.5)
-    gT3_0.addcmul_(v10, v364, value=-0.5)
-    gT3_0.addcmul_(v2, v360, value=0.5)
-    gT3_0.addcmul_(v257, v5, value=1.0)
-    gT3_0.addcmul_(v364, v7, value=0.5)
-    gT3_0.addcmul_(v365, v41, value=0.25)
-    gT3_0.addcmul_(v365, v9, value=-0.25)
-    gT3_0.addcmul_(T3_4, v371, value=-0.5163977794943223)
-    gT3_0.addcmul_(T1_2, v51, value=0.7071067811865476)
-    gT3_0.addcmul_(gI_5, v308, value=0.7071067811865476)
-    gT3_0.addcmul_(T2_1, v299, value=0.5773502691896257)
-    gT3_0.addcmul_(T2_2, v279, value=-0.28867513459481287)
-    gT3_0.addcmul_(T2_3, v300, value=0.5773502691896257)
-    gT3_0.addcmul_(v119, v343, value=-0.5773502691896257)
-    gT3_0.addcmul_(v248, v308, value=-0.5773502691896257)
-    gT3_0.addcmul_(v283, v308, value=-0.28867513459481287)
-    gT3_0.addcmul_(T2_0, v367, value=-0.3651483716701107)
-    gT3_0.addcmul_(T2_4, v368, value=-0.3651483716701107)
-    gT3_0.addcmul_(T3_0, v369, value=-0.816496580927726)
-    gT3_0.addcmul_(v12, v145, value=0.816496580927726)
-    gT3_0.addcmul_(v149, v18, value=0.816496580927726)
-    del v279, v343, v364, v365
-    gT3_1 = torch.addcmul(T3_1 * gI_3 * 2.0, T3_1, v372, value=0.6666666666666666)
-    gT3_1.addcmul_(v171, v379, value=0.6666666666666666)
-    gT3_1.addcmul_(v36, v379, value=0.6666666666666666)
-    gT3_1.addcmul_(T3_2, v388, value=0.6324555320336759)
-    gT3_1.addcmul_(T3_4, v387, value=0.6324555320336759)
-    gT3_1.addcmul_(T3_3, v390, value=-1.0327955589886446)
-    gT3_1.addcmul_(T1_1, v134, value=0.4714045207910317)
-    gT3_1.addcmul_(gI_11, v393, value=-0.23570226039551584)
-    gT3_1.addcmul_(gI_12, v393, value=0.23570226039551584)
-    gT3_1.addcmul_(v110, v391, value=-0.23570226039551584)
-    gT3_1.addcmul_(v119, v392, value=-0.4714045207910317)
-    gT3_1.addcmul_(T1_0, v61, value=0.5773502691896257)
-    gT3_1.addcmul_(T1_1, v51, value=0.5773502691896257)
-    gT3_1.addcmul_(T3_0, v384, value=0.5773502691896257)
-    gT3_1.addcmul_(T3_6, v383, value=-0.5773502691896257)
-    gT3_1.addcmul_(gI_5, v276, value=0.5773502691896257)
-    gT3_1.addcmul_(T2_0, v351, value=-0.7302967433402214)
-    gT3_1.addcmul_(T2_1, v348, value=0.4472135954999579)
-    gT3_1.addcmul_(T2_3, v301, value=0.4472135954999579)
-    gT3_1.addcmul_(T1_0, v155, value=0.816496580927726)
-    gT3_1.addcmul_(T1_1, v219, value=-0.816496580927726)
-    gT3_1.addcmul_(T3_0, v398, value=0.816496580927726)
-    gT3_1.addcmul_(gI_11, v400, value=0.816496580927726)
-    gT3_1.addcmul_(gI_12, v400, value=0.408248290463863)
-    gT3_1.addcmul_(v167, v391, value=-0.408248290463863)
-    gT3_1.addcmul_(v167, v397, value=0.408248290463863)
-    gT3_1.addcmul_(v17, v402, value=-0.408248290463863)
-    gT3_1.addcmul_(v17, v403, value=0.408248290463863)
-    gT3_1.addcmul_(v2, v401, value=0.816496580927726)
-    gT3_1.addcmul_(v2, v402, value=0.408248290463863)
-    gT3_1.addcmul_(v289, v396, value=0.408248290463863)
-    gT3_1.addcmul_(T1_0 * gI_12, v110, value=0.23570226039551584)
-    gT3_1.addcmul_(T1_0 * T1_1, v15, value=2.449489742783178)
-    del v15, v61, v110, v155, v219, v379, v391, v393, v400, v402
-    gT3_2 = torch.add(v373 * 0.8666666666666667, v377, alpha=0.06666666666666667)
-    gT3_2.add_(v358, alpha=0.25819888974716115)
-    gT3_2.add_(v359, alpha=-0.25819888974716115)
+    gT3_1 = torch.addcmul(a35 * 0.408248290463863, T3_1, gI_3, value=2.0)
+    del a35
+    gT3_2 = torch.add(a31 * 0.5163977794943223, a33, alpha=-0.3872983346207417)
+    gT3_2.add_(a38, alpha=-0.12909944487358058)
     gT3_2.addcmul_(T3_2, gI_3, value=2.0)
-    gT3_2.addcmul_(T3_4, v404, value=0.8)
-    gT3_2.addcmul_(v171, v375, value=1.0666666666666667)
-    gT3_2.addcmul_(T1_0, v46, value=0.6324555320336759)
-    gT3_2.addcmul_(T1_1, v99, value=0.6324555320336759)
-    gT3_2.addcmul_(T3_5, v387, value=-0.6324555320336759)
-    gT3_2.addcmul_(T1_0, v181, value=-0.25819888974716115)
-    gT3_2.addcmul_(T1_0, v230, value=0.19364916731037085)
-    gT3_2.addcmul_(T1_0, v428, value=1.5491933384829668)
-    gT3_2.addcmul_(gI_11, v362, value=0.5163977794943223)
-    gT3_2.addcmul_(gI_11, v421, value=0.12909944487358058)
-    gT3_2.addcmul_(gI_12, v362, value=-0.12909944487358058)
-    gT3_2.addcmul_(gI_12, v421, value=-0.5163977794943223)
-    gT3_2.addcmul_(gI_8, v357, value=-0.3872983346207417)
-    gT3_2.addcmul_(gI_8, v363, value=-0.3872983346207417)
-    gT3_2.addcmul_(v10, v430, value=-0.12909944487358058)
-    gT3_2.addcmul_(v10, v432, value=-0.25819888974716115)
-    gT3_2.addcmul_(v12, v355, value=0.5163977794943223)
-    gT3_2.addcmul_(v2, v418, value=-0.12909944487358058)
-    gT3_2.addcmul_(v2, v420, value=0.5163977794943223)
-    gT3_2.addcmul_(v24, v432, value=0.25819888974716115)
-    gT3_2.addcmul_(v430, v7, value=-0.12909944487358058)
-    gT3_2.addcmul_(v432, v7, value=-0.25819888974716115)
-    gT3_2.addcmul_(v433, v9, value=0.5163977794943223)
-    gT3_2.addcmul_(v434, v9, value=0.06454972243679029)
-    gT3_2.addcmul_(T2_0, v407, value=0.565685424949238)
-    gT3_2.addcmul_(T2_4, v408, value=-0.565685424949238)
-    gT3_2.addcmul_(T3_3, v409, value=0.2309401076758503)
-    gT3_2.addcmul_(T1_2, v51, value=-0.18257418583505536)
-    gT3_2.addcmul_(T2_0, v271, value=0.3651483716701107)
-    gT3_2.addcmul_(T2_4, v269, value=-0.3651483716701107)
-    gT3_2.addcmul_(gI_5, v308, value=0.18257418583505536)
-    gT3_2.addcmul_(gI_5, v44, value=0.7302967433402214)
-    gT3_2.addcmul_(T1_2, v134, value=0.521749194749951)
-    gT3_2.addcmul_(T1_2, v427, value=0.14907119849998599)
-    gT3_2.addcmul_(T2_2, v309, value=1.043498389499902)
-    gT3_2.addcmul_(T2_3, v270, value=0.4472135954999579)
-    gT3_2.addcmul_(T3_5, v409, value=-0.4472135954999579)
-    gT3_2.addcmul_(v308, v326, value=-0.521749194749951)
-    gT3_2.addcmul_(v308, v424, value=-0.14907119849998599)
-    gT3_2.addcmul_(v425, v44, value=0.29814239699997197)
-    gT3_2.addcmul_(T3_2, v369, value=0.4898979485566356)
-    gT3_2.addcmul_(T1_1 * T3_3, v12, value=0.32659863237109044)
-    del v99, v230, v271, v309, v355, v357, v358, v359, v362, v363, v373, v375, v377, v409, v421, v430, v432
-    gT3_3 = torch.add(v437 * (-0.31622776601683794), v435, alpha=-0.4472135954999579)
+    del a31, a33, a38
+    gT3_3 = torch.add(a30 * 0.6324555320336759, a32, alpha=-0.31622776601683794)
+    gT3_3.add_(a37, alpha=-0.31622776601683794)
     gT3_3.addcmul_(T3_3, gI_3, value=2.0)
-    gT3_3.addcmul_(T1_1, v226, value=-0.31622776601683794)
-    gT3_3.addcmul_(T1_1, v229, value=-0.31622776601683794)
-    gT3_3.addcmul_(T1_1 * T1_1 * T1_1, gI_8, value=0.6324555320336759)
-    gT3_3.addcmul_(v10, v444, value=-0.31622776601683794)
-    gT3_3.addcmul_(v167, v403, value=-0.31622776601683794)
-    gT3_3.addcmul_(v167, v440, value=-0.31622776601683794)
-    gT3_3.addcmul_(v2, v397, value=-0.31622776601683794)
-    gT3_3.addcmul_(v276, v5, value=-0.31622776601683794)
-    gT3_3.addcmul_(v33, v442, value=-0.9486832980505138)
-    gT3_3.addcmul_(v36, v442, value=-0.9486832980505138)
-    gT3_3.addcmul_(v444, v7, value=-0.31622776601683794)
-    gT3_3.addcmul_(T3_1, v390, value=-1.0327955589886446)
-    gT3_3.addcmul_(T3_5, v445, value=-0.5163977794943223)
-    gT3_3.addcmul_(T2_0, v270, value=-0.7302967433402214)
-    gT3_3.addcmul_(gI_7, v331, value=-0.7302967433402214)
-    gT3_3.addcmul_(v289, v441, value=-0.18257418583505536)
-    gT3_3.addcmul_(v291, v441, value=-0.18257418583505536)
-    gT3_3.addcmul_(T1_0, v56, value=-0.4472135954999579)
-    gT3_3.addcmul_(T3_3 * gI_10, v171, value=1.2)
-    gT3_3.addcmul_(T3_3 * gI_10, v33, value=0.4)
-    gT3_3.addcmul_(T3_3 * gI_10, v36, value=0.4)
-    gT3_3.addcmul_(T1_1 * gI_11, v24, value=0.6324555320336759)
-    gT3_3.addcmul_(T1_1 * gI_12, v24, value=0.31622776601683794)
-    gT3_3.addcmul_(T1_1 * gI_12, v41, value=0.15811388300841897)
-    gT3_3.addcmul_(T1_1 * gI_12, v9, value=0.15811388300841897)
-    gT3_3.addcmul_(T2_0 * gI_12, v276, value=-0.31622776601683794)
-    gT3_3.addcmul_(T1_1 * T2_2, gI_5, value=0.7745966692414834)
-    gT3_3.addcmul_(T3_5 * gI_10, v33, value=0.5163977794943223)
-    gT3_3.addcmul_(T2_1 * T3_2, gI_7, value=0.2309401076758503)
-    gT3_3.addcmul_(T2_3 * T3_4, gI_7, value=0.2309401076758503)
-    gT3_3.addcmul_(T2_2 * T3_3, gI_7, value=0.6531972647421809)
-    gT3_3.addcmul_(T1_0 * T2_1 * T2_4, gI_11, value=0.31622776601683794)
-    gT3_3.addcmul_(T1_0 * T2_1 * T2_4, gI_12, value=0.31622776601683794)
-    gT3_3.addcmul_(T1_0 * T2_1 * T2_2, gI_11, value=0.7302967433402214)
-    gT3_3.addcmul_(T1_2 * T2_2 * T2_3, gI_11, value=0.7302967433402214)
-    gT3_3.addcmul_(T1_0 * T1_1 * T3_2, gI_10, value=0.32659863237109044)
-    gT3_3.addcmul_(T1_1 * T1_2 * T3_4, gI_10, value=0.32659863237109044)
-    del v33, v289, v331, v390, v397, v403, v441, v442, v444
-    gT3_4 = torch.add(v446 * 0.06666666666666667, v451, alpha=0.25819888974716115)
-    gT3_4.add_(v455, alpha=-0.25819888974716115)
-    gT3_4.addcmul_(T3_2, v404, value=0.8)
+    del a30
+    gT3_4 = torch.add(a34 * 0.5163977794943223, a36, alpha=-0.12909944487358058)
+    gT3_4.add_(a39, alpha=-0.3872983346207417)
     gT3_4.addcmul_(T3_4, gI_3, value=2.0)
-    gT3_4.addcmul_(T3_4, v445, value=0.8666666666666667)
-    gT3_4.addcmul_(v171, v447, value=1.0666666666666667)
-    gT3_4.addcmul_(T1_1, v194, value=0.6324555320336759)
-    gT3_4.addcmul_(T1_2, v46, value=0.6324555320336759)
-    gT3_4.addcmul_(T3_1, v387, value=0.6324555320336759)
-    gT3_4.addcmul_(T1_2, v181, value=-0.25819888974716115)
-    gT3_4.addcmul_(T1_2, v227, value=0.19364916731037085)
-    gT3_4.addcmul_(T1_2, v229, value=0.5163977794943223)
-    gT3_4.addcmul_(T1_2, v235, value=0.06454972243679029)
-    gT3_4.addcmul_(T1_2, v428, value=1.5491933384829668)
-    gT3_4.addcmul_(gI_8, v449, value=-0.3872983346207417)
-    gT3_4.addcmul_(gI_8, v450, value=-0.3872983346207417)
-    gT3_4.addcmul_(v10, v452, value=-0.12909944487358058)
-    gT3_4.addcmul_(v10, v454, value=-0.25819888974716115)
-    gT3_4.addcmul_(v167, v418, value=-0.12909944487358058)
-    gT3_4.addcmul_(v167, v420, value=0.5163977794943223)
-    gT3_4.addcmul_(v21, v433, value=0.5163977794943223)
-    gT3_4.addcmul_(v21, v434, value=-0.12909944487358058)
-    gT3_4.addcmul_(v24, v454, value=0.25819888974716115)
-    gT3_4.addcmul_(v44, v5, value=-0.12909944487358058)
-    gT3_4.addcmul_(v452, v7, value=-0.12909944487358058)
-    gT3_4.addcmul_(v454, v7, value=-0.25819888974716115)
-    gT3_4.addcmul_(T2_0, v408, value=0.565685424949238)
-    gT3_4.addcmul_(T2_4, v407, value=0.565685424949238)
-    gT3_4.addcmul_(T3_3, v448, value=0.2309401076758503)
-    gT3_4.addcmul_(T1_0, v51, value=-0.18257418583505536)
-    gT3_4.addcmul_(T2_0, v269, value=-0.3651483716701107)
-    gT3_4.addcmul_(gI_5, v242, value=0.7302967433402214)
-    gT3_4.addcmul_(gI_5, v257, value=-0.18257418583505536)
-    gT3_4.addcmul_(gI_7, v6, value=-0.3651483716701107)
-    gT3_4.addcmul_(T1_0, v134, value=0.521749194749951)
-    gT3_4.addcmul_(T1_0, v427, value=0.14907119849998599)
-    gT3_4.addcmul_(T2_1, v270, value=0.4472135954999579)
-    gT3_4.addcmul_(T3_5, v448, value=0.4472135954999579)
-    gT3_4.addcmul_(v242, v326, value=1.043498389499902)
-    gT3_4.addcmul_(v242, v425, value=0.29814239699997197)
-    gT3_4.addcmul_(v257, v326, value=0.521749194749951)
-    gT3_4.addcmul_(v257, v424, value=0.14907119849998599)
-    gT3_4.addcmul_(T3_3, v398, value=0.32659863237109044)
-    gT3_4.addcmul_(T3_4, v369, value=0.4898979485566356)
-    gT3_4.addcmul_(T1_2 * T3_0, v12, value=-0.5163977794943223)
-    gT3_4.addcmul_(T2_0 * gI_12, v44, value=0.5163977794943223)
-    del v6, v24, v44, v46, v134, v181, v194, v242, v269, v270, v326, v398, v404, v407, v408, v418, v420, v424, v425, v427, v428, v433, v434, v448, v452, v454
-    gT3_5 = torch.add(v435 * 0.5773502691896257, v437, alpha=0.408248290463863)
+    del a34
+    gT3_5 = torch.add(a32 * (-0.408248290463863), a37, alpha=0.408248290463863)
     gT3_5.addcmul_(T3_5, gI_3, value=2.0)
-    gT3_5.addcmul_(T3_5, v372, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_5, v445, value=0.6666666666666666)
-    gT3_5.addcmul_(T3_2, v387, value=-0.6324555320336759)
-    gT3_5.addcmul_(T3_4, v388, value=0.6324555320336759)
-    gT3_5.addcmul_(T3_3, v372, value=0.5163977794943223)
-    gT3_5.addcmul_(T3_3, v445, value=-0.5163977794943223)
-    gT3_5.addcmul_(T2_2, v350, value=-0.23570226039551584)
-    gT3_5.addcmul_(gI_11, v457, value=0.23570226039551584)
-    gT3_5.addcmul_(gI_12, v457, value=-0.23570226039551584)
-    gT3_5.addcmul_(v114, v392, value=-0.4714045207910317)
-    gT3_5.addcmul_(T1_0, v56, value=-0.5773502691896257)
-    gT3_5.addcmul_(T1_1, v53, value=0.5773502691896257)
-    gT3_5.addcmul_(T3_0, v383, value=0.5773502691896257)
-    gT3_5.addcmul_(T3_6, v384, value=0.5773502691896257)
-    gT3_5.addcmul_(T2_4, v351, value=-0.7302967433402214)
-    gT3_5.addcmul_(T2_1, v301, value=-0.4472135954999579)
-    gT3_5.addcmul_(T2_3, v348, value=0.4472135954999579)
-    gT3_5.addcmul_(T1_1, v217, value=0.816496580927726)
-    gT3_5.addcmul_(T1_1, v221, value=0.816496580927726)
-    gT3_5.addcmul_(T1_1, v226, value=-0.408248290463863)
-    gT3_5.addcmul_(T1_1, v227, value=-0.2041241452319315)
-    gT3_5.addcmul_(T1_1, v229, value=0.408248290463863)
-    gT3_5.addcmul_(T1_1, v232, value=-1.224744871391589)
-    gT3_5.addcmul_(T1_1, v233, value=1.224744871391589)
-    gT3_5.addcmul_(T1_1, v235, value=0.2041241452319315)
-    gT3_5.addcmul_(v167, v401, value=0.816496580927726)
-    gT3_5.addcmul_(v167, v440, value=0.408248290463863)
-    gT3_5.addcmul_(v17, v458, value=0.408248290463863)
-    gT3_5.addcmul_(v2, v458, value=-0.408248290463863)
-    gT3_5.addcmul_(v276, v396, value=0.408248290463863)
-    gT3_5.addcmul_(v276, v5, value=-0.408248290463863)
-    gT3_5.addcmul_(T3_5 * gI_10, v171, value=0.6666666666666666)
-    gT3_5.addcmul_(T1_1 * gI_11, v114, value=0.4714045207910317)
-    gT3_5.addcmul_(T2_2 * gI_12, v291, value=0.23570226039551584)
-    gT3_5.addcmul_(T1_0 * gI_11, v17, value=0.816496580927726)
-    del v2, v17, v53, v56, v114, v171, v217, v221, v226, v227, v229, v232, v233, v235, v276, v291, v301, v348, v350, v351, v372, v383, v384, v387, v388, v392, v396, v401, v435, v437, v440, v445, v457, v458
-    gT3_6 = v451 + v455
-    gT3_6.add_(v446, alpha=0.25819888974716115)
-    gT3_6.addcmul_(T2_0, v361, value=-0.5)
+    del a32, a37
+    gT3_6 = torch.add(a36 * (-0.5), a39, alpha=0.5)
     gT3_6.addcmul_(T3_6, gI_3, value=2.0)
-    gT3_6.addcmul_(gI_8, v449, value=0.5)
-    gT3_6.addcmul_(gI_8, v450, value=-1.5)
-    gT3_6.addcmul_(v10, v462, value=0.5)
-    gT3_6.addcmul_(v167, v360, value=0.5)
-    gT3_6.addcmul_(v308, v5, value=1.0)
-    gT3_6.addcmul_(v41, v463, value=0.25)
-    gT3_6.addcmul_(v462, v7, value=-0.5)
-    gT3_6.addcmul_(v463, v9, value=-0.25)
-    gT3_6.addcmul_(T3_2, v371, value=0.5163977794943223)
-    gT3_6.addcmul_(v36, v447, value=-0.25819888974716115)
-    gT3_6.addcmul_(T1_0, v51, value=-0.7071067811865476)
-    gT3_6.addcmul_(gI_5, v257, value=0.7071067811865476)
-    gT3_6.addcmul_(T2_1, v300, value=-0.5773502691896257)
-    gT3_6.addcmul_(T2_2, v277, value=0.28867513459481287)
-    gT3_6.addcmul_(T2_3, v299, value=0.5773502691896257)
-    gT3_6.addcmul_(v248, v257, value=-0.5773502691896257)
-    gT3_6.addcmul_(v257, v283, value=-0.28867513459481287)
-    gT3_6.addcmul_(T2_0, v368, value=0.3651483716701107)
-    gT3_6.addcmul_(T2_4, v367, value=-0.3651483716701107)
-    gT3_6.addcmul_(T3_6, v369, value=-0.816496580927726)
-    gT3_6.addcmul_(v12, v149, value=-0.816496580927726)
-    gT3_6.addcmul_(v145, v18, value=0.816496580927726)
-    gT3_6.addcmul_(T1_0 * gI_12, v21, value=-0.5)
-    gT3_6.addcmul_(T1_0 * gI_12, v119, value=0.5773502691896257)
-    del v5, v7, v9, v10, v12, v18, v21, v36, v41, v51, v119, v145, v149, v167, v248, v257, v277, v283, v299, v300, v308, v360, v361, v367, v368, v369, v371, v446, v447, v449, v450, v451, v455, v462, v463
+    del a36, a39
     return [gT0_0, gT1_0, gT1_1, gT1_2, gT2_0, gT2_1, gT2_2, gT2_3, gT2_4, gT3_0, gT3_1, gT3_2, gT3_3, gT3_4, gT3_5, gT3_6]
 
 

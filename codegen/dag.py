@@ -1,0 +1,237 @@
+"""Contraction DAGs: an invariant evaluated as a chain of pairwise contractions of Cartesian tensors.
+
+A high-degree invariant expanded in the block coordinates has thousands of monomials (the degree-10 invariant
+of T3 has over a thousand); as a chain of pairwise contractions (the einsum of its graph, in the order of
+symbolic/contract.py) it costs a few hundred multiply-adds. Here every tensor entry of every step is a named
+temporary, and entries are hash-consed: an entry equal to one computed before (the same partial contraction
+in another invariant, or the mirror entry M_ba of a symmetric M_ab) is that temporary again, so the DAG is
+shared within and across invariants.
+
+Entries start from the Cartesian blocks T_{c,l}[i..] = sum_m c_{l,m} E_{l,m}[i..], with E_{l,m} = F_{l,m} /
+sqrt(n_m) exact (stf.rational_basis). The reverse sweep (`Dag.vjp`) is exact too: it differentiates each
+statement (a sum of products of two entries) symbolically, so sum_k gI_k ∂I_k/∂T is never expanded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.core.sorting import default_sort_key
+
+from cartinv.symbolic import stf
+from cartinv.symbolic.basisfile import Basis
+from cartinv.symbolic.contract import pairwise_plan
+
+Statement = tuple[str, sp.Expr]
+
+
+def _split_coeff(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """expr = coeff * rest with rest monic: a product without its number, or a sum over its first term's number."""
+    if expr.is_Add:
+        first = sorted(sp.Add.make_args(expr), key=default_sort_key)[0]
+        coeff = first.as_coeff_Mul()[0]
+        return coeff, sp.Add(*[t / coeff for t in sp.Add.make_args(expr)]) if coeff != 1 else expr
+    return expr.as_coeff_Mul()
+
+
+class _Interner:
+    """Hash-consing of expressions into named temporaries: one temporary per distinct monic expression."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.names: dict[sp.Expr, sp.Symbol] = {}
+        self.statements: list[Statement] = []
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        """A symbol, a number or number * symbol equal to expr (new temporary only for a new expression)."""
+        if expr.is_Number or expr.is_Symbol:
+            return expr
+        coeff, rest = _split_coeff(expr)
+        if rest.is_Symbol:
+            return expr
+        symbol = self.names.get(rest)
+        if symbol is None:
+            symbol = sp.Symbol(f"{self.prefix}{len(self.statements)}")
+            self.names[rest] = symbol
+            self.statements.append((symbol.name, rest))
+        return coeff * symbol
+
+
+Tensor = dict  # full index tuple -> entry (number, symbol, or number * symbol)
+
+
+@dataclass(frozen=True)
+class Dag:
+    """Temporaries (in order) and one output expression per invariant index it covers."""
+
+    statements: tuple[Statement, ...]
+    outputs: tuple[tuple[int, sp.Expr], ...]
+
+    def op_count(self) -> int:
+        return int(sum(sp.count_ops(e) for _, e in self.statements) + sum(sp.count_ops(e) for _, e in self.outputs))
+
+    def vjp(self, grad_name, coordinate_names: list[str], prefix: str = "a") -> tuple[list[Statement], dict]:
+        """Reverse sweep: statements for the adjoints and {coordinate name: adjoint expression} (0 omitted).
+
+        grad_name(k) names the incoming gradient of output k. Adjoints of temporaries are hash-consed like the
+        forward entries; each forward statement is differentiated once, with respect to each symbol it reads.
+        """
+        contributions: dict[str, list[sp.Expr]] = defaultdict(list)
+        for k, expr in self.outputs:
+            g = sp.Symbol(grad_name(k))
+            for s in sorted(expr.free_symbols, key=default_sort_key):
+                contributions[s.name].append(g * sp.diff(expr, s))
+        intern = _Interner(prefix)
+        for name, expr in reversed(self.statements):
+            terms = contributions.pop(name, None)
+            if not terms:
+                continue
+            adjoint = intern(sp.Add(*terms))
+            for s in sorted(expr.free_symbols, key=default_sort_key):
+                contributions[s.name].append(adjoint * sp.diff(expr, s))
+        grads = {n: sp.Add(*contributions[n]) for n in coordinate_names if contributions.get(n)}
+        stray = set(contributions) - set(coordinate_names)
+        if stray:
+            raise ValueError(f"adjoints left for names that are neither temporaries nor coordinates: {sorted(stray)}")
+        return intern.statements, grads
+
+
+class DagBuilder:
+    """Builds one Dag over a Basis's coordinates; invariants added to the same builder share entries."""
+
+    def __init__(self, basis: Basis, prefix: str = "d"):
+        self._coords: dict[tuple[int, int], list[sp.Symbol]] = defaultdict(list)
+        for c in basis.coordinates:
+            self._coords[(int(c["channel"]), int(c["l"]))].append(sp.Symbol(c["name"]))
+        self._intern = _Interner(prefix)
+        self._blocks: dict[tuple[int, int], Tensor] = {}
+        self._outputs: list[tuple[int, sp.Expr]] = []
+
+    def block(self, channel: int, l: int) -> Tensor:
+        """Cartesian entries of T_{channel,l}: each distinct (sorted) index tuple interned once."""
+        key = (channel, l)
+        if key not in self._blocks:
+            coords = self._coords.get(key)
+            if not coords or len(coords) != 2 * l + 1:
+                raise ValueError(f"the Basis has no coordinates for channel {channel}, order {l}")
+            tensors, norms = stf.rational_basis(l)
+            scales = [1 / sp.sqrt(n) for n in norms]
+            entries: Tensor = {}
+            for idx in itertools.product(range(3), repeat=l):
+                canon = tuple(sorted(idx))
+                if canon not in entries:
+                    expr = sp.Add(
+                        *[
+                            sp.Rational(t[canon].numerator, t[canon].denominator) * s * z
+                            for t, s, z in zip(tensors, scales, coords)
+                            if t[canon]
+                        ]
+                    )
+                    entries[canon] = self._intern(expr)
+                entries[idx] = entries[canon]
+            self._blocks[key] = entries
+        return self._blocks[key]
+
+    def add(self, k: int, einsum: str, orders, channels) -> None:
+        """Output k = the full contraction `einsum` of blocks (channels[i], orders[i])."""
+        inputs, _, output = einsum.partition("->")
+        subscripts = inputs.split(",")
+        if output or len(subscripts) != len(orders) or len(orders) != len(channels):
+            raise ValueError(f"invariant {k}: einsum {einsum!r} does not match orders {list(orders)}")
+        if len(subscripts) == 2 and sorted(subscripts[0]) == sorted(subscripts[1]):
+            # <T_a, T_b> of two blocks of one order is sum_m a_m b_m in orthonormal coordinates.
+            for c in channels:
+                self.block(int(c), int(orders[0]))  # the blocks exist (or a clear error)
+            a, b = (self._coords[(int(c), int(orders[0]))] for c in channels)
+            self._outputs.append((k, self._intern(sp.Add(*[x * y for x, y in zip(a, b)]))))
+            return
+        work = [(self.block(int(c), int(l)), s) for c, l, s in zip(channels, orders, subscripts)]
+        for i, j, res in pairwise_plan(subscripts, ""):
+            if j < 0:
+                (a, sa), = work
+                work = [(self._reduce(a, sa, res), res)]
+                continue
+            (a, sa), (b, sb) = work[i], work[j]
+            work = [w for n, w in enumerate(work) if n not in (i, j)] + [(self._pair(a, sa, b, sb, res), res)]
+        (a, sa), = work
+        if sa:
+            a = self._reduce(a, sa, "")
+        self._outputs.append((k, a[()]))
+
+    def _pair(self, a: Tensor, sa: str, b: Tensor, sb: str, res: str) -> Tensor:
+        summed = sorted(set(sa + sb) - set(res))
+        out: Tensor = {}
+        for open_idx in itertools.product(range(3), repeat=len(res)):
+            terms = []
+            for sum_idx in itertools.product(range(3), repeat=len(summed)):
+                value = dict(zip(res, open_idx)) | dict(zip(summed, sum_idx))
+                x = a[tuple(value[ch] for ch in sa)]
+                y = b[tuple(value[ch] for ch in sb)]
+                if x != 0 and y != 0:
+                    terms.append(x * y)
+            out[open_idx] = self._intern(sp.Add(*terms))
+        return out
+
+    def _reduce(self, a: Tensor, sa: str, res: str) -> Tensor:
+        out: Tensor = {}
+        for open_idx in itertools.product(range(3), repeat=len(res)):
+            terms = [
+                x
+                for idx, x in a.items()
+                if all(idx[sa.index(ch)] == v for ch, v in zip(res, open_idx))
+                and all(idx[p] == idx[sa.index(ch)] for p, ch in enumerate(sa))
+            ]
+            out[open_idx] = self._intern(sp.Add(*terms))
+        return out
+
+    def build(self) -> Dag:
+        """The Dag of every invariant added, pruned to the temporaries the outputs read."""
+        needed: set[str] = set()
+        for _, e in self._outputs:
+            needed |= {s.name for s in e.free_symbols}
+        kept = []
+        for name, expr in reversed(self._intern.statements):
+            if name in needed:
+                kept.append((name, expr))
+                needed |= {s.name for s in expr.free_symbols}
+        return Dag(tuple(reversed(kept)), tuple(self._outputs))
+
+
+def invariant_dag(basis: Basis, indices) -> Dag:
+    """The shared Dag of the Basis's invariants at `indices` (0-based)."""
+    builder = DagBuilder(basis)
+    for k in indices:
+        inv = basis.invariants[k]
+        builder.add(k, inv["einsum"], inv["orders"], inv["channels"])
+    return builder.build()
+
+
+def check_against_formulas(basis: Basis, graph: Dag, formulas: list[sp.Expr], seed: int = 2026) -> None:
+    """Raise ValueError unless every output of `graph` equals its formula, exactly, at a random point.
+
+    The point sets c_{l,m} = z_m sqrt(n_m) with random integers z_m (|z| < 2^20), where both the Cartesian
+    entries and the formulas are rational, so the comparison is between rational numbers. Two different
+    polynomials of degree d agree there with probability at most d / 2^21 (Schwartz-Zippel): this catches
+    a Basis file whose formula and contraction graph disagree.
+    """
+    rng = random.Random(seed)
+    point: dict[sp.Symbol, sp.Expr] = {}
+    for c in basis.coordinates:
+        _, norms = stf.rational_basis(int(c["l"]))
+        z = rng.randrange(-(1 << 20), 1 << 20)
+        point[sp.Symbol(c["name"])] = z * sp.sqrt(norms[int(c["m"]) + int(c["l"])])
+    values = dict(point)
+    for name, expr in graph.statements:
+        values[sp.Symbol(name)] = sp.expand(expr.xreplace(values))
+    for k, expr in graph.outputs:
+        got = sp.expand(expr.xreplace(values))
+        want = sp.expand(formulas[k].xreplace(point))
+        if not (got.is_Rational and want.is_Rational and got == want):
+            ident = basis.invariants[k]["id"]
+            raise ValueError(
+                f"invariant {ident}: its contraction {basis.invariants[k]['einsum']!r} and its formula disagree"
+            )
