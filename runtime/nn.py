@@ -33,18 +33,8 @@ def resolve_basis(basis_or_name):
 
 
 def invariant_degrees(basis) -> list[int]:
-    """Polynomial degree of every invariant of ``basis`` (its number of factors)."""
-    degrees = []
-    for inv in basis.invariants:
-        if "degree" in inv:
-            degrees.append(int(inv["degree"]))
-        else:  # ACE-kind entries without a graph: read the degree off the formula
-            import sympy as sp
-
-            names = {c["name"]: sp.Symbol(c["name"]) for c in basis.coordinates}
-            expr = sp.parse_expr(inv["formula"], local_dict=names)
-            degrees.append(int(sp.Poly(expr, *names.values()).total_degree()))
-    return degrees
+    """Polynomial degree of every invariant of ``basis`` (its number of factors; the Basis file records it)."""
+    return [int(inv["degree"]) for inv in basis.invariants]
 
 
 def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:

@@ -192,6 +192,8 @@ def validate(data, source: str = "<basis>") -> None:
         _need(isinstance(inv, dict), source, f"{where} must be an object")
         _check_graph(inv, where, source, n_ch, orders) if data["kind"] == "tensor" else None
         _need(isinstance(inv.get("formula"), str) and inv["formula"], source, f"{where} lacks a 'formula'")
+        _need(_is_int(inv.get("degree")) and inv["degree"] >= 1, source,
+              f"{where}: 'degree' must be a positive integer (the number of factors)")
         _need(inv["id"] not in ids, source, f"duplicate id {inv['id']!r}")
         ids.add(inv["id"])
     _need(_is_int(data["bound"]) and _is_int(data["rank"]), source, "'bound' and 'rank' must be integers")

@@ -33,6 +33,7 @@ def _tampered(basis, edit):
     (lambda d: d["invariants"][1].update(id="I1"), "duplicate id"),
     (lambda d: d["invariants"][1].update(orders=[1, 7]), "order outside"),
     (lambda d: d.update(kind="magic"), "'kind' must be one of"),
+    (lambda d: (d.update(kind="ace"), d["invariants"][2].pop("degree")), r"invariants\[2\]: 'degree' must be a positive"),
 ])
 def test_tampered_files_are_rejected_with_a_named_problem(basis_l3d4, edit, match):
     with pytest.raises(BasisFileError, match=match):
