@@ -295,15 +295,16 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
     blocks = request.blocks
     sel = _Selection(blocks, progress)
     full_bound = B.bound(blocks)
+    single_degrees: dict[Label, int] = {}
     if request.flexible:
-        degree_needed = _select_flexible(request, sel)
+        degree_needed, single_degrees = _select_flexible(request, sel)
     else:
         degree_needed = _select_greedy(request, sel, full_bound)
     rank = _Stratum(blocks)
     for _, g in sel.kept:
         rank.add(g)
     strata = _strata_report(blocks, sel.kept)
-    block_degrees = _block_degrees(request, sel)
+    block_degrees = _block_degrees(request, sel, single_degrees)
     return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, name)
 
 
@@ -345,10 +346,15 @@ def _label_sets(blocks):
     return [frozenset(c) for k in range(1, len(blocks) + 1) for c in itertools.combinations(blocks, k)]
 
 
-def _select_flexible(request, sel: _Selection) -> int:
-    """Complete on every stratum: label sets A by size; add graphs whose labels are exactly A until bound(A)."""
+def _select_flexible(request, sel: _Selection) -> tuple[int, dict[Label, int]]:
+    """Complete on every stratum: label sets A by size; add graphs whose labels are exactly A until bound(A).
+
+    Returns the highest degree kept and, for each single block, the degree at which its stratum was complete
+    (the same greedy as `_block_degrees`, which then need not run again).
+    """
     max_deg = request.searched_degree
     needed = 0
+    single_degrees: dict[Label, int] = {}
     for label_set in _label_sets(sel.blocks):
         target = B.bound(label_set)
         stratum = _Stratum(sel.blocks, frozenset(sel.blocks) - label_set)
@@ -373,7 +379,9 @@ def _select_flexible(request, sel: _Selection) -> int:
                     needed = max(needed, d)
                 else:
                     sel.drop(g)
-    return needed
+        if len(label_set) == 1 and d >= 1:
+            single_degrees[next(iter(label_set))] = d
+    return needed, single_degrees
 
 
 def _strata_report(blocks, kept) -> list[dict]:
@@ -389,11 +397,17 @@ def _strata_report(blocks, kept) -> list[dict]:
     return out
 
 
-def _block_degrees(request, sel: _Selection) -> list[dict]:
-    """For each block alone: the degree at which its pure invariants reach its bound (None if not by the cap)."""
+def _block_degrees(request, sel: _Selection, known: dict[Label, int]) -> list[dict]:
+    """For each block alone: the degree at which its pure invariants reach its bound (None if not by the cap).
+
+    `known` holds blocks whose degree the selection already found with this same greedy.
+    """
     out = []
     for b in sel.blocks:
         target = B.bound([b])
+        if b in known:
+            out.append({"block": list(b), "bound": target, "degree": known[b]})
+            continue
         st = _Stratum(sel.blocks, frozenset(sel.blocks) - {b})
         reached = None
         for d in range(1, request.max_degree + 1):
