@@ -57,7 +57,7 @@ def moments_scatter(module, r, centers, w, n_atoms):
     any order, at the price of a [P, G * CHANNELS, N_HARMONICS] temporary. Used for second derivatives only."""
     n_pairs = r.shape[0]
     y = module.harmonics(r / torch.linalg.vector_norm(r, dim=1, keepdim=True))
-    weights, groups = module._weights_matrix(w, n_pairs)
+    weights, groups = module.weights_matrix(w, n_pairs)
     outer = weights[:, :, None] * y[:, None, :]
     t = outer.new_zeros((n_atoms,) + tuple(outer.shape[1:])).index_add(0, centers, outer)
     return t.reshape(n_atoms, groups, module.N_COORDS)

@@ -1501,8 +1501,11 @@ class SegmentPlan:
         return _TakeSlots.apply(rows, self.atom_position, self.atom_order)
 
 
-def _weights_matrix(w, n_pairs):
-    """w [P, G, CHANNELS] (or [P, G] when CHANNELS == 1) -> [P, G * CHANNELS] and G."""
+def weights_matrix(w, n_pairs):
+    """w [P, G, CHANNELS] (or [P, G] when CHANNELS == 1) -> [P, G * CHANNELS] and G (shape checked).
+
+    Public: callers that scatter moments themselves (runtime/ops.py) use the same weight layout as moments().
+    """
     if w.dim() == 2 and CHANNELS == 1:
         groups = w.shape[1]
     elif w.dim() == 3 and w.shape[2] == CHANNELS:
@@ -1523,7 +1526,7 @@ def accumulate(Y, centers, w, n_atoms, plan=None):
     formed. Differentiable to any order in Y and w.
     """
     n_pairs = Y.shape[0]
-    weights, groups = _weights_matrix(w, n_pairs)
+    weights, groups = weights_matrix(w, n_pairs)
     if plan is None:
         plan = SegmentPlan(centers, n_atoms)
     per_atom = _SlotProduct.apply("moments", plan.gather(weights), plan.gather(Y), plan.buckets)
@@ -1548,7 +1551,7 @@ def moments_vjp(r, centers, w, n_atoms, gT, plan=None):
     can be differentiated again).
     """
     n_pairs = r.shape[0]
-    weights, groups = _weights_matrix(w, n_pairs)
+    weights, groups = weights_matrix(w, n_pairs)
     if plan is None:
         plan = SegmentPlan(centers, n_atoms)
     norm = torch.linalg.vector_norm(r, dim=1, keepdim=True)
