@@ -64,29 +64,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import saved
+
 __all__ = ["CartinvMLIAP", "export_lammps", "load_lammps", "check_elements", "pair_commands", "lammps_support",
            "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "cartinv-lammps-mliap-unified"
 FORMAT_VERSION = 1
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _cartinv_version() -> str:
-    import cartinv
-
-    return cartinv.__version__
-
-
-def _dtype_name(dtype) -> str:
-    if isinstance(dtype, str) and dtype in _DTYPES:
-        return dtype
-    for name, d in _DTYPES.items():
-        if d == dtype:
-            return name
-    raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-
 
 def _model_bytes(model) -> bytes:
     """The model's own save format (config, weights, cartinv version, basis hash) as bytes."""
@@ -153,7 +137,7 @@ class CartinvMLIAP:
 
         if not isinstance(model, CartinvPotential):
             raise TypeError(f"expected a CartinvPotential, got {type(model).__name__}")
-        dtype = model.dtype if dtype is None else _DTYPES[_dtype_name(dtype)]
+        dtype = model.dtype if dtype is None else saved.DTYPES[saved.dtype_name(dtype)]
         neighbor_cutoff = _n_layers(model) * model.cutoff if neighbor_cutoff is None else float(neighbor_cutoff)
         self._setup(_with_dtype(model, dtype).eval(), neighbor_cutoff, source="CartinvMLIAP")
 
@@ -270,34 +254,25 @@ class CartinvMLIAP:
     # ------------------------------------------------------------------ pickling (what LAMMPS loads)
     def __getstate__(self) -> dict:
         return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "cartinv_version": _cartinv_version(),
+            **saved.header(FORMAT, FORMAT_VERSION),
             "elements": list(self.element_types),
             "cutoff": float(self.model.cutoff),
             "neighbor_cutoff": self.neighbor_cutoff,
-            "dtype": _dtype_name(self.dtype),
+            "dtype": saved.dtype_name(self.dtype),
             "model": _model_bytes(self.model),
         }
 
     def __setstate__(self, state: dict) -> None:
         source = "cartinv LAMMPS model"
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{source}: not a file written by cartinv's export_lammps")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{source}: format version {state.get('format_version')!r} is not supported "
-                             f"(this cartinv reads version {FORMAT_VERSION})")
-        version = _cartinv_version()
-        if state.get("cartinv_version") != version:
-            raise ValueError(f"{source}: exported with cartinv {state.get('cartinv_version')}, this is cartinv "
-                             f"{version}; export the model again with this version (cartinv lammps-export)")
+        saved.check_header(state, source, FORMAT, FORMAT_VERSION, "not a file written by cartinv's export_lammps",
+                           "exported", "export the model again with this version (cartinv lammps-export)")
         model = _model_from_bytes(state["model"], source)
-        model = _with_dtype(model, _DTYPES[state["dtype"]]).eval()
+        model = _with_dtype(model, saved.DTYPES[state["dtype"]]).eval()
         self._setup(model, float(state["neighbor_cutoff"]), source)
 
     def __repr__(self) -> str:
         return (f"CartinvMLIAP(elements={self.element_types}, cutoff={self.model.cutoff}, "
-                f"rcutfac={self.rcutfac}, layers={self.n_layers}, dtype={_dtype_name(self.dtype)})")
+                f"rcutfac={self.rcutfac}, layers={self.n_layers}, dtype={saved.dtype_name(self.dtype)})")
 
 
 # ---------------------------------------------------------------------- export and helpers

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from . import saved
 from .nn import TensorInvariantLayer, resolve_basis
 
 __all__ = ["CartinvPotential", "pair_forces", "pair_virial", "FORMAT", "FORMAT_VERSION"]
@@ -29,7 +30,6 @@ FORMAT = "cartinv-potential"
 FORMAT_VERSION = 1
 
 _ACTIVATIONS = {"silu": torch.nn.SiLU, "softplus": torch.nn.Softplus, "tanh": torch.nn.Tanh}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def pair_forces(grad_rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, n_atoms: int) -> torch.Tensor:
@@ -45,19 +45,6 @@ def pair_virial(grad_rij: torch.Tensor, rij: torch.Tensor) -> torch.Tensor:
     """
     w = rij.transpose(0, 1) @ grad_rij
     return 0.5 * (w + w.transpose(0, 1))
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    for name, d in _DTYPES.items():
-        if d == dtype:
-            return name
-    raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-
-
-def _cartinv_version() -> str:
-    import cartinv
-
-    return cartinv.__version__
 
 
 class CartinvPotential(torch.nn.Module):
@@ -99,7 +86,7 @@ class CartinvPotential(torch.nn.Module):
             raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        _dtype_name(dtype)  # validates
+        saved.dtype_name(dtype)  # validates
         basis = resolve_basis(basis)
         self.elements = elements
         self.cutoff = float(cutoff)
@@ -147,7 +134,7 @@ class CartinvPotential(torch.nn.Module):
     def config(self) -> dict:
         """The constructor arguments (besides basis, backend and seed) that rebuild this model: a fresh dict."""
         return {**self._config, "hidden": list(self._config["hidden"]), "elements": list(self.elements),
-                "dtype": _dtype_name(self.dtype)}
+                "dtype": saved.dtype_name(self.dtype)}
 
     # ------------------------------------------------------------------ energy
     def set_energy_reference(self, e0, scale: float = 1.0) -> None:
@@ -210,9 +197,7 @@ class CartinvPotential(torch.nn.Module):
     def save(self, path) -> None:
         """Write config, weights, cartinv version, basis (JSON) and basis hash to ``path`` (torch.save)."""
         payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "cartinv_version": _cartinv_version(),
+            **saved.header(FORMAT, FORMAT_VERSION),
             "basis_name": self.basis_name,
             "basis_hash": self.basis.content_hash(),
             "basis_json": self.basis.to_json(),
@@ -233,15 +218,8 @@ class CartinvPotential(torch.nn.Module):
             raise
         except Exception as exc:  # torch raises various types for non-torch files
             raise ValueError(f"{path}: not a saved CartinvPotential ({type(exc).__name__}: {exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a saved CartinvPotential")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: file format version {payload.get('format_version')!r} is not supported "
-                             f"(this cartinv reads version {FORMAT_VERSION})")
-        version = _cartinv_version()
-        if payload["cartinv_version"] != version:
-            raise ValueError(f"{path}: saved with cartinv {payload['cartinv_version']}, this is cartinv {version}; "
-                             f"retrain or load it with the matching cartinv version")
+        saved.check_header(payload, str(path), FORMAT, FORMAT_VERSION, "not a saved CartinvPotential", "saved",
+                           "retrain or load it with the matching cartinv version")
         try:
             basis = loads(payload["basis_json"], source=f"{path} (basis)")
         except BasisFileError as exc:
@@ -255,7 +233,7 @@ class CartinvPotential(torch.nn.Module):
                 f"{current.content_hash()[:12]} in this cartinv; its invariant columns may differ, so the weights "
                 f"do not apply")
         cfg = dict(payload["config"])
-        dtype = _DTYPES[cfg.pop("dtype")]
+        dtype = saved.DTYPES[cfg.pop("dtype")]
         model = cls(cfg.pop("elements"), basis=basis, backend=backend, dtype=dtype, **cfg)
         missing, unexpected = model.load_state_dict(payload["weights"], strict=False)
         prefixes = tuple(model._invariant_prefixes())
