@@ -224,6 +224,16 @@ def single_particle_labels(nmax: int, lmax: int, species: int) -> list[Label]:
     return [(z, n, l) for z in range(species) for n in range(1, nmax + 1) for l in range(lmax + 1)]
 
 
+def block_layout(nmax: int, lmax: int, species: int) -> tuple[list[Label], dict[Label, int], int]:
+    """Blocks (channel, l) channel-major (the Basis coordinate order), each block's first coordinate, and the total."""
+    blocks = [(c, l) for c in range(species * nmax) for l in range(lmax + 1)]
+    offsets, off = {}, 0
+    for b in blocks:
+        offsets[b] = off
+        off += 2 * b[1] + 1
+    return blocks, offsets, off
+
+
 def enumerate_ace(nu: int, nmax: int, lmax: int, species: int = 1) -> list[AceFunction]:
     """The full ACE basis for these parameters, in ACE order (AceFunction.sort_key)."""
     check_request(nu, nmax, lmax, species)
@@ -313,12 +323,7 @@ class ModularAce:
 
     def __init__(self, nmax: int, lmax: int, species: int, prime: int):
         self.prime, self.nmax = prime, nmax
-        self.blocks = [(c, l) for c in range(species * nmax) for l in range(lmax + 1)]
-        self.offsets, off = {}, 0
-        for b in self.blocks:
-            self.offsets[b] = off
-            off += 2 * b[1] + 1
-        self.dim = off
+        self.blocks, self.offsets, self.dim = block_layout(nmax, lmax, species)
 
     def points(self, batch: int, seed) -> np.ndarray:
         rng = np.random.default_rng([SEED, self.prime, batch] + list(np.atleast_1d(seed)))
@@ -853,12 +858,7 @@ class AceEvaluator:
     def __init__(self, functions: list[AceFunction], nmax: int, lmax: int, species: int = 1):
         self.functions = list(functions)
         self.nmax = nmax
-        self.blocks = [(c, l) for c in range(species * nmax) for l in range(lmax + 1)]
-        self.offsets, off = {}, 0
-        for b in self.blocks:
-            self.offsets[b] = off
-            off += 2 * b[1] + 1
-        self.dim = off
+        self.blocks, self.offsets, self.dim = block_layout(nmax, lmax, species)
         self.scale = np.concatenate([np.full(2 * l + 1, float(lambda2(l)) ** 0.5) for _, l in self.blocks])
         self.groups = []
         for pattern, idx in _by_pattern(range(len(self.functions)), self.functions).items():
