@@ -190,15 +190,19 @@ class DagBuilder:
 
     def build(self) -> Dag:
         """The Dag of every invariant added, pruned to the temporaries the outputs read."""
-        needed: set[str] = set()
-        for _, e in self._outputs:
-            needed |= {s.name for s in e.free_symbols}
-        kept = []
-        for name, expr in reversed(self._intern.statements):
-            if name in needed:
-                kept.append((name, expr))
-                needed |= {s.name for s in expr.free_symbols}
-        return Dag(tuple(reversed(kept)), tuple(self._outputs))
+        kept = needed_statements(self._intern.statements, [e for _, e in self._outputs])
+        return Dag(kept, tuple(self._outputs))
+
+
+def needed_statements(statements, roots) -> tuple[Statement, ...]:
+    """The statements (in order) that the expressions `roots` read, directly or through other statements."""
+    needed = {s.name for e in roots for s in e.free_symbols}
+    kept = []
+    for name, expr in reversed(statements):
+        if name in needed:
+            kept.append((name, expr))
+            needed |= {s.name for s in expr.free_symbols}
+    return tuple(reversed(kept))
 
 
 def invariant_dag(basis: Basis, indices) -> Dag:

@@ -93,13 +93,7 @@ def invariants_vjp_program(basis: Basis) -> Program:
 
 def _prune(inputs, temps, outputs) -> Program:
     """A Program keeping only the temporaries that the outputs read (directly or through other temporaries)."""
-    needed = {s.name for _, e in outputs for s in e.free_symbols}
-    kept = []
-    for name, expr in reversed(temps):
-        if name in needed:
-            kept.append((name, expr))
-            needed |= {s.name for s in expr.free_symbols}
-    return Program(tuple(inputs), tuple(reversed(kept)), tuple(outputs))
+    return Program(tuple(inputs), dag.needed_statements(temps, [e for _, e in outputs]), tuple(outputs))
 
 
 def evaluation_split(basis: Basis) -> tuple[tuple[int, ...], tuple[int, ...]]:
