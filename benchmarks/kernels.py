@@ -6,6 +6,7 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
     cartinv   the generated module of a checked-in basis (default hiphop_lmax3_deg4: HIP-HOP-NN's 13
               contractions in hippynn's column order), called directly (no input validation), and through
               cartinv.load (with validation) as "cartinv+checks";
+    cartinv-cuda  (GPU runs) the fused CUDA kernels through cartinv.load(backend="cuda", check_values=False);
     naive     Y per pair, T = index_add of the [P, C, 16] outer products, full Cartesian STF tensors, one torch.einsum
               per invariant (autograd for the backward);
     hippynn   benchmarks/peers.hippynn_forward: hippynn's TensorExtractor, envsum and calc_invariants.
@@ -14,6 +15,10 @@ Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward 
 of sum(I * a) w.r.t. r and w (a fixed random [C, K]). Best of --repeats runs after one warm-up. Peak memory:
 on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated during one call
 (torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
+
+Roofline line (every run): the bytes of pair data a forward must read once (r, w, the CSR order and offsets),
+the device's copy bandwidth measured here (a large tensor copy: read + write), the time that reading takes at
+that bandwidth, and the fused forward (cartinv-cuda on a GPU, else cartinv) as a multiple of it.
 
     python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
     python benchmarks/kernels.py --quick    # a small run (seconds)
@@ -142,6 +147,28 @@ def peak_bytes(fn, args, coeff, backward, device):
     return peak
 
 
+def copy_bandwidth(device, nbytes=1 << 30, repeats=5) -> float:
+    """Bytes per second moved by the best of `repeats` copies of an nbytes buffer (counting read and write)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    del src, dst
+    return 2 * nbytes / best
+
+
+def pair_bytes(inputs) -> int:
+    """Bytes a forward has to read once: r [P, 3], w [P, C], the CSR order [P] and offsets [n_atoms + 1] (int64)."""
+    r, centers, w, n_atoms = inputs
+    return r.numel() * r.element_size() + w.numel() * w.element_size() + 8 * (centers.numel() + n_atoms + 1)
+
+
 def agreement(a, b):
     """max |a - b| / max |b| over each column, worst column."""
     a, b = a.double(), b.double()
@@ -175,6 +202,13 @@ def main(argv=None) -> int:
     model = module.InvariantModel()
     checked = cartinv.load(basis, backend="torch")
     methods = {"cartinv": model, "cartinv+checks": checked}
+    if device.type == "cuda":
+        fused = cartinv.load(basis, backend="cuda", check_values=False)
+        if fused.active_backend(device) == "cuda":
+            methods["cartinv-cuda"] = fused
+            args.methods = list(args.methods) + ["cartinv-cuda"]
+        else:
+            print("# cartinv-cuda unavailable (see the warning above); CUDA rows left out")
     if "naive" in args.methods:
         methods["naive"] = None  # built per dtype
     hip_forward = None
@@ -195,7 +229,10 @@ def main(argv=None) -> int:
     header = (f"{'atoms':>6} {'pairs':>7} {'dtype':>7} {'method':>15} {'fwd s':>8} {'fwd+bwd s':>10} "
               f"{'hip/x fwd':>9} {'hip/x f+b':>9} {'naive/x f+b':>11} {'peak MB fwd':>11} {'peak MB f+b':>11} "
               f"{'max dev':>8}")
+    bandwidth = copy_bandwidth(device)
+    print(f"# copy bandwidth on {device}: {bandwidth / 1e9:.1f} GB/s (read + write of a 1 GiB tensor copy)")
     print(header)
+    rooflines = []
     for n_atoms in args.atoms:
         for dname in args.dtypes:
             dtype = getattr(torch, dname)
@@ -226,8 +263,17 @@ def main(argv=None) -> int:
                 mb = f"{mem[1] / 2**20:11.1f}" if mem[1] is not None else f"{'-':>11}"
                 print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.4f} {both:10.4f} "
                       f"{ratio_f} {ratio_b} {ratio_n} {mf} {mb} {dev:8.1e}", flush=True)
+            fused_label = "cartinv-cuda" if "cartinv-cuda" in rows else "cartinv"
+            if fused_label in rows:
+                nbytes = pair_bytes(inputs)
+                floor = nbytes / bandwidth
+                rooflines.append(f"# roofline {n_atoms} atoms {dname}: pair data {nbytes / 2**20:.1f} MiB, read once "
+                                 f"in {floor * 1e6:.0f} us; {fused_label} forward {rows[fused_label][0] * 1e6:.0f} us "
+                                 f"= {rows[fused_label][0] / floor:.1f}x that")
+                print(rooflines[-1], flush=True)
             del inputs, reference
             gc.collect()
+    print("\n".join(rooflines))
     return 0
 
 
