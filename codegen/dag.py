@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import sympy as sp
@@ -140,8 +140,12 @@ class DagBuilder:
         """Output k = the full contraction `einsum` of blocks (channels[i], orders[i])."""
         inputs, _, output = einsum.partition("->")
         subscripts = inputs.split(",")
-        if output or len(subscripts) != len(orders) or len(orders) != len(channels):
+        if output or [len(s) for s in subscripts] != [int(l) for l in orders] or len(orders) != len(channels):
             raise ValueError(f"invariant {k}: einsum {einsum!r} does not match orders {list(orders)}")
+        counts = Counter(inputs.replace(",", ""))
+        if any(n != 2 for n in counts.values()) or any(len(set(s)) != len(s) for s in subscripts):
+            raise ValueError(f"invariant {k}: einsum {einsum!r} is not a full contraction (every index must join "
+                             f"two different tensors)")
         if len(subscripts) == 2 and sorted(subscripts[0]) == sorted(subscripts[1]):
             # <T_a, T_b> of two blocks of one order is sum_m a_m b_m in orthonormal coordinates.
             for c in channels:
@@ -151,15 +155,9 @@ class DagBuilder:
             return
         work = [(self.block(int(c), int(l)), s) for c, l, s in zip(channels, orders, subscripts)]
         for i, j, res in pairwise_plan(subscripts, ""):
-            if j < 0:
-                (a, sa), = work
-                work = [(self._reduce(a, sa, res), res)]
-                continue
             (a, sa), (b, sb) = work[i], work[j]
             work = [w for n, w in enumerate(work) if n not in (i, j)] + [(self._pair(a, sa, b, sb, res), res)]
-        (a, sa), = work
-        if sa:
-            a = self._reduce(a, sa, "")
+        ((a, _),) = work
         self._outputs.append((k, a[()]))
 
     def _pair(self, a: Tensor, sa: str, b: Tensor, sb: str, res: str) -> Tensor:
@@ -173,18 +171,6 @@ class DagBuilder:
                 y = b[tuple(value[ch] for ch in sb)]
                 if x != 0 and y != 0:
                     terms.append(x * y)
-            out[open_idx] = self._intern(sp.Add(*terms))
-        return out
-
-    def _reduce(self, a: Tensor, sa: str, res: str) -> Tensor:
-        out: Tensor = {}
-        for open_idx in itertools.product(range(3), repeat=len(res)):
-            terms = [
-                x
-                for idx, x in a.items()
-                if all(idx[sa.index(ch)] == v for ch, v in zip(res, open_idx))
-                and all(idx[p] == idx[sa.index(ch)] for p, ch in enumerate(sa))
-            ]
             out[open_idx] = self._intern(sp.Add(*terms))
         return out
 

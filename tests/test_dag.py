@@ -109,6 +109,10 @@ def test_einsum_that_disagrees_with_its_orders_is_refused():
     builder = dag.DagBuilder(basis)
     with pytest.raises(ValueError, match="does not match orders"):
         builder.add(0, "ab,ab->a", [2, 2], [0, 0])
+    with pytest.raises(ValueError, match="not a full contraction"):
+        builder.add(0, "ab,ac->", [2, 2], [0, 0])
+    with pytest.raises(ValueError, match="not a full contraction"):
+        builder.add(0, "aa->", [2], [0])
     with pytest.raises(ValueError, match="no coordinates for channel 0, order 3"):
         builder.add(0, "abc,abc->", [3, 3], [0, 0])
 
