@@ -69,6 +69,9 @@ def test_load_checked_in_without_sympy():
         "r = torch.randn(6, 3, dtype=torch.float64); c = torch.tensor([0, 0, 1, 1, 2, 2])\n"
         "I = m(r, c, torch.ones(6, 2, dtype=torch.float64), 3)\n"
         "assert I.shape == (3, 2, 13), I.shape\n"
+        "from cartinv.runtime.potential import CartinvPotential\n"
+        f"p = CartinvPotential(['Cu'], basis={NAME!r}, cutoff=3.0, n_features=2, n_radial=2, hidden=(4,),\n"
+        "                      n_layers=1, dtype=torch.float64, normalization='root')\n"
         "assert 'sympy' not in sys.modules, 'sympy was imported'\n"
         "assert 'jinja2' not in sys.modules, 'jinja2 was imported'\n"
     )
