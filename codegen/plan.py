@@ -7,11 +7,11 @@ scalar inputs and assigns temporaries and outputs in order. Four programs descri
 - harmonics_vjp:  (ux, uy, uz, gY...) -> (gux, guy, guz) = sum gY_{l,m} ∂Y_{l,m}/∂u;
 - invariants:     block coordinates T... -> I_0..I_{K-1};
 - invariants_vjp: (T..., gI_0..gI_{K-1}) -> gT... = sum_k gI_k ∂I_k/∂T (exact derivatives of the formulas).
-Each invariant is evaluated whichever way is cheaper on its own: as its expanded polynomial (SymPy CSE across
-all expanded invariants together), or as a chain of pairwise contractions of Cartesian tensors with every entry
-shared across invariants (codegen/dag.py), which wins by far at high degree (the degree-10 invariant of T3:
-~480 operations against ~19,000 expanded). Derivatives are exact: SymPy derivatives of the expanded part, and a
-symbolic reverse sweep over the contraction DAG.
+An invariant with a contraction graph is evaluated as a chain of pairwise contractions of Cartesian tensors with
+every entry shared across invariants (codegen/dag.py): far cheaper than its expanded polynomial at high degree
+(the degree-10 invariant of T3: ~480 operations against ~19,000). Invariants without a graph (ACE's coupled
+products) are expanded polynomials, with SymPy CSE across them. Derivatives are exact: SymPy derivatives of the
+expanded part, and a symbolic reverse sweep over the contraction DAG.
 """
 
 from __future__ import annotations

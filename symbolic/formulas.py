@@ -146,8 +146,8 @@ def _term(n: ast.AST, symbols) -> sp.Expr:
         left, right = _term(n.left, symbols), _term(n.right, symbols)
         if isinstance(n.op, ast.Pow) and not (right.is_Integer and right >= 0):
             raise FormulaSyntaxError(f"exponent {right} is not a non-negative integer")
-        if isinstance(n.op, ast.Div) and not right.is_Number:
-            raise FormulaSyntaxError("division by a non-number")
+        if isinstance(n.op, ast.Div) and (right.free_symbols or right == 0):
+            raise FormulaSyntaxError(f"division by {right}: only non-zero constants")
         return _BINARY[type(n.op)](left, right)
     if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
         value = _term(n.operand, symbols)

@@ -127,6 +127,7 @@ def test_parse_formula_reads_printed_polynomials():
     expr = sp.sqrt(6) * SYMS["x"] ** 2 * SYMS["y"] / 4 - 3 * SYMS["z"] ** 3 + sp.Rational(7, 3) - SYMS["x"] * SYMS["z"]
     assert parse_formula(sp.sstr(expr, order="lex"), SYMS) == expr
     assert parse_formula("-(x + 2*y)*z", SYMS) == -(SYMS["x"] + 2 * SYMS["y"]) * SYMS["z"]
+    assert parse_formula("x/sqrt(3) - y/(2*sqrt(5))", SYMS) == SYMS["x"] / sp.sqrt(3) - SYMS["y"] / (2 * sp.sqrt(5))
 
 
 def test_parse_formula_reads_long_sums_linearly():
@@ -147,7 +148,8 @@ def test_parse_formula_reads_long_sums_linearly():
         ("x.real", "unsupported element"),
         ("x**y", "exponent y is not a non-negative integer"),
         ("x**-1", "exponent -1 is not a non-negative integer"),
-        ("x/y", "division by a non-number"),
+        ("x/y", "division by y: only non-zero constants"),
+        ("x/0", "division by 0: only non-zero constants"),
         ("sqrt(x)", "only non-negative rationals"),
         ("sqrt(-2)*x", "only non-negative rationals"),
         ("1.5*x", "unsupported element"),
