@@ -72,7 +72,8 @@ def available() -> tuple[bool, str]:
     try:
         cupy = _import_cupy()
     except ImportError:
-        return False, "CuPy is not installed (pip install cupy-cuda12x, or cartinv[cuda])"
+        return False, ("CuPy is not installed (pip install the cupy-cuda12x or cupy-cuda13x wheel matching your CUDA "
+                       "driver; cartinv[cuda] gives cupy-cuda12x)")
     except Exception as exc:  # a broken CuPy install raises all sorts of errors at import
         return False, f"CuPy failed to import: {exc}"
     if not torch.cuda.is_available():

@@ -40,7 +40,8 @@ def test_available_without_cupy(monkeypatch):
         raise ImportError("No module named 'cupy'")
 
     monkeypatch.setattr(cb, "_import_cupy", missing)
-    assert cb.available() == (False, "CuPy is not installed (pip install cupy-cuda12x, or cartinv[cuda])")
+    assert cb.available() == (False, "CuPy is not installed (pip install the cupy-cuda12x or cupy-cuda13x wheel "
+                                      "matching your CUDA driver; cartinv[cuda] gives cupy-cuda12x)")
 
 
 def test_available_without_gpu(monkeypatch):
