@@ -381,8 +381,7 @@ def test_bad_requests(args, fragment):
     assert fragment in msg and "\n" not in msg
 
 
-# ------------------------------------------------------------------------------------------------ slow
-@pytest.mark.slow
+# ------------------------------------------------------------------------------------------------ largest cell
 def test_largest_table_cell():
     """ν 4, n 4, l 4 (also run by benchmarks/ace_counts.py)."""
     sel = selection(4, 4, 4)

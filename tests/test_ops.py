@@ -46,9 +46,8 @@ def test_opcheck(model, data):
                           test_utils=fast)
 
 
-@pytest.mark.slow
 def test_opcheck_invariants_vjp_aot_dispatch(model, data):
-    """AOT-traces the second derivative through the generated VJP (about a minute): `pytest -m slow`."""
+    """AOT-traces the second derivative through the generated VJP."""
     r, centers, w = data
     ops = model.ops
     t = ops.module.moments(r, centers, w, A)
