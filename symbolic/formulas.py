@@ -9,7 +9,6 @@ polynomial ring, which is much faster than expanding expressions.
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
 
 import numpy as np
 import sympy as sp

@@ -4,7 +4,7 @@ import networkx as nx
 import pytest
 
 from cartinv.symbolic import graphs as G
-from cartinv.symbolic.graphs import ContractionGraph, canonical, graphs_for_labels
+from cartinv.symbolic.graphs import canonical, graphs_for_labels
 
 
 def lab(*orders):
