@@ -45,6 +45,27 @@ class _Interner:
         self.prefix = prefix
         self.names: dict[sp.Expr, sp.Symbol] = {}
         self.statements: list[Statement] = []
+        self.comments: list[tuple[str, str]] = []
+        self._sections: list[tuple[int, str]] = []
+
+    def section(self, text: str) -> None:
+        """Label the statements created from now on (until the next section) with `text`."""
+        self._sections.append((len(self.statements), text))
+
+    def comment(self, text: str) -> None:
+        """Label the first statement with `text` (used once the statements exist)."""
+        self.comments.insert(0, (self.statements[0][0], text))
+
+    def section_comments(self, kept_names) -> list[tuple[str, str]]:
+        """(first kept statement of each section, its label); sections whose statements were all shared or
+        pruned have none."""
+        out = []
+        bounds = [pos for pos, _ in self._sections[1:]] + [len(self.statements)]
+        for (start, text), stop in zip(self._sections, bounds):
+            first = next((name for name, _ in self.statements[start:stop] if name in kept_names), None)
+            if first is not None:
+                out.append((first, text))
+        return out
 
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         """A symbol, a number or number * symbol equal to expr (new temporary only for a new expression)."""
@@ -70,12 +91,13 @@ class Dag:
 
     statements: tuple[Statement, ...]
     outputs: tuple[tuple[int, sp.Expr], ...]
+    comments: tuple[tuple[str, str], ...] = ()  # (statement name, what the statements from there on compute)
 
     def op_count(self) -> int:
         return int(sum(sp.count_ops(e) for _, e in self.statements) + sum(sp.count_ops(e) for _, e in self.outputs))
 
-    def vjp(self, grad_name, coordinate_names: list[str], prefix: str = "a") -> tuple[list[Statement], dict]:
-        """Reverse sweep: statements for the adjoints and {coordinate name: adjoint expression} (0 omitted).
+    def vjp(self, grad_name, coordinate_names: list[str], prefix: str = "a"):
+        """Reverse sweep: (statements for the adjoints, {coordinate name: adjoint expression} (0 omitted), comments).
 
         grad_name(k) names the incoming gradient of output k. Adjoints of temporaries are hash-consed like the
         forward entries; each forward statement is differentiated once, with respect to each symbol it reads.
@@ -93,11 +115,13 @@ class Dag:
             adjoint = intern(sp.Add(*terms))
             for s in sorted(expr.free_symbols, key=default_sort_key):
                 contributions[s.name].append(adjoint * sp.diff(expr, s))
+        if intern.statements:
+            intern.comment("reverse sweep: adjoints of the entries above, last to first")
         grads = {n: sp.Add(*contributions[n]) for n in coordinate_names if contributions.get(n)}
         stray = set(contributions) - set(coordinate_names)
         if stray:
             raise ValueError(f"adjoints left for names that are neither temporaries nor coordinates: {sorted(stray)}")
-        return intern.statements, grads
+        return intern.statements, grads, tuple(intern.comments)
 
 
 class DagBuilder:
@@ -105,6 +129,7 @@ class DagBuilder:
 
     def __init__(self, basis: Basis, prefix: str = "d"):
         self._coords: dict[tuple[int, int], list[sp.Symbol]] = defaultdict(list)
+        self._channels = basis.channels
         for c in basis.coordinates:
             self._coords[(int(c["channel"]), int(c["l"]))].append(sp.Symbol(c["name"]))
         self._intern = _Interner(prefix)
@@ -120,6 +145,7 @@ class DagBuilder:
                 raise ValueError(f"the Basis has no coordinates for channel {channel}, order {l}")
             tensors, norms = stf.rational_basis(l)
             scales = [1 / sp.sqrt(n) for n in norms]
+            self._intern.section(f"{self._block_name(channel, l)}: distinct entries of the Cartesian tensor")
             entries: Tensor = {}
             for idx in itertools.product(range(3), repeat=l):
                 canon = tuple(sorted(idx))
@@ -136,8 +162,12 @@ class DagBuilder:
             self._blocks[key] = entries
         return self._blocks[key]
 
-    def add(self, k: int, einsum: str, orders, channels) -> None:
-        """Output k = the full contraction `einsum` of blocks (channels[i], orders[i])."""
+    def _block_name(self, channel: int, l: int) -> str:
+        return f"T{l}" if self._channels == 1 else f"T{l}c{channel}"
+
+    def add(self, k: int, einsum: str, orders, channels, label: str | None = None) -> None:
+        """Output k = the full contraction `einsum` of blocks (channels[i], orders[i]); label names it in comments."""
+        label = label or f"I_{k}"
         inputs, _, output = einsum.partition("->")
         subscripts = inputs.split(",")
         if output or [len(s) for s in subscripts] != [int(l) for l in orders] or len(orders) != len(channels):
@@ -151,13 +181,19 @@ class DagBuilder:
             for c in channels:
                 self.block(int(c), int(orders[0]))  # the blocks exist (or a clear error)
             a, b = (self._coords[(int(c), int(orders[0]))] for c in channels)
+            names = [f"{self._block_name(int(c), int(orders[0]))}[{sub}]" for c, sub in zip(channels, subscripts)]
+            self._intern.section(f"{label} = {' '.join(names)} = sum over m of the coordinate products")
             self._outputs.append((k, self._intern(sp.Add(*[x * y for x, y in zip(a, b)]))))
             return
-        work = [(self.block(int(c), int(l)), s) for c, l, s in zip(channels, orders, subscripts)]
-        for i, j, res in pairwise_plan(subscripts, ""):
-            (a, sa), (b, sb) = work[i], work[j]
-            work = [w for n, w in enumerate(work) if n not in (i, j)] + [(self._pair(a, sa, b, sb, res), res)]
-        ((a, _),) = work
+        work = [(self.block(int(c), int(l)), s, f"{self._block_name(int(c), int(l))}[{s}]")
+                for c, l, s in zip(channels, orders, subscripts)]
+        steps = pairwise_plan(subscripts, "")
+        for step, (i, j, res) in enumerate(steps, 1):
+            (a, sa, na), (b, sb, nb) = work[i], work[j]
+            name = f"S{step}[{res}]" if res else label
+            self._intern.section(f"{label}, step {step} of {len(steps)}: {name} = {na} {nb}")
+            work = [w for n, w in enumerate(work) if n not in (i, j)] + [(self._pair(a, sa, b, sb, res), res, name)]
+        ((a, _, _),) = work
         self._outputs.append((k, a[()]))
 
     def _pair(self, a: Tensor, sa: str, b: Tensor, sb: str, res: str) -> Tensor:
@@ -177,7 +213,8 @@ class DagBuilder:
     def build(self) -> Dag:
         """The Dag of every invariant added, pruned to the temporaries the outputs read."""
         kept = needed_statements(self._intern.statements, [e for _, e in self._outputs])
-        return Dag(kept, tuple(self._outputs))
+        comments = self._intern.section_comments({name for name, _ in kept})
+        return Dag(kept, tuple(self._outputs), tuple(comments))
 
 
 def needed_statements(statements, roots) -> tuple[Statement, ...]:
@@ -196,7 +233,7 @@ def invariant_dag(basis: Basis, indices) -> Dag:
     builder = DagBuilder(basis)
     for k in indices:
         inv = basis.invariants[k]
-        builder.add(k, inv["einsum"], inv["orders"], inv["channels"])
+        builder.add(k, inv["einsum"], inv["orders"], inv["channels"], label=inv["id"])
     return builder.build()
 
 

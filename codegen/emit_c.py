@@ -131,7 +131,10 @@ def program_statements(
     for name in program.inputs:
         if name in used and inputs[name] != name:
             lines.append(f"const scalar_t {name} = {inputs[name]};")
+    notes = dict(program.comments)
     for name, e in program.temps:
+        if name in notes:
+            lines.append(f"// {notes[name]}")
         lines.append(f"const scalar_t {name} = {c_expression(e)};")
     for name, e in program.outputs:
         note = f"  // {comments[name]}" if name in comments else ""

@@ -221,8 +221,10 @@ def program_lines(program: Program, constant_like: str | None = None) -> list[st
     dead_after: dict[int, list[str]] = {}
     for n, k in last_use.items():
         dead_after.setdefault(k, []).append(n)
+    notes = _comments_on_kept(program, {name for name, _ in statements})
     lines: list[str] = []
     for k, (name, expr) in enumerate(statements):
+        lines.extend(f"# {text}" for text in notes.get(name, ()))
         if name in output_names and not expr.free_symbols:
             if constant_like is None:
                 raise EmitError(f"output {name} is a constant and no input was named to shape it")
@@ -236,6 +238,20 @@ def program_lines(program: Program, constant_like: str | None = None) -> list[st
     if unused:
         raise EmitError(f"program computes temporaries it never reads: {unused}")
     return lines
+
+
+def _comments_on_kept(program: Program, kept: set[str]) -> dict[str, list[str]]:
+    """The program's comments moved onto the statements that are emitted (fold_constants drops some temps: a
+    comment on a dropped one goes to the next statement that is kept)."""
+    notes = dict(program.comments)
+    out: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for name, _ in list(program.temps) + list(program.outputs):
+        if name in notes:
+            pending.append(notes[name])
+        if pending and name in kept:
+            out[name], pending = pending, []
+    return out
 
 
 def _natural_key(name: str):

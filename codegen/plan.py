@@ -34,6 +34,7 @@ class Program:
     inputs: tuple[str, ...]
     temps: tuple[tuple[str, sp.Expr], ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
+    comments: tuple[tuple[str, str], ...] = ()  # (temp name, a line saying what the temps from there compute)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -91,9 +92,11 @@ def invariants_vjp_program(basis: Basis) -> Program:
     return _memo("invariants_vjp", basis, _invariants_vjp_program)
 
 
-def _prune(inputs, temps, outputs) -> Program:
+def _prune(inputs, temps, outputs, comments=()) -> Program:
     """A Program keeping only the temporaries that the outputs read (directly or through other temporaries)."""
-    return Program(tuple(inputs), dag.needed_statements(temps, [e for _, e in outputs]), tuple(outputs))
+    kept = dag.needed_statements(temps, [e for _, e in outputs])
+    names = {name for name, _ in kept}
+    return Program(tuple(inputs), kept, tuple(outputs), tuple((n, c) for n, c in comments if n in names))
 
 
 def evaluation_split(basis: Basis) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -126,7 +129,7 @@ def _invariants_program(basis: Basis) -> Program:
     graph = invariants_dag(basis)
     outputs = dict(cse.outputs) | {f"I_{k}": e for k, e in graph.outputs}
     ordered = [(f"I_{k}", outputs[f"I_{k}"]) for k in range(len(exprs))]
-    return _prune(names, cse.temps + graph.statements, ordered)
+    return _prune(names, cse.temps + graph.statements, ordered, graph.comments)
 
 
 def _invariants_vjp_program(basis: Basis) -> Program:
@@ -140,9 +143,10 @@ def _invariants_vjp_program(basis: Basis) -> Program:
     inputs = [str(s) for s in syms] + [str(g) for g in grads.values()]
     cse = _cse(inputs, outs, "v")
     graph = invariants_dag(basis)
-    adjoints, dag_grads = graph.vjp(lambda k: grads[k].name, [str(s) for s in syms])
+    adjoints, dag_grads, adjoint_comments = graph.vjp(lambda k: grads[k].name, [str(s) for s in syms])
     outputs = [(name, e + dag_grads.get(str(s), 0)) for s, (name, e) in zip(syms, cse.outputs)]
-    return _prune(inputs, cse.temps + graph.statements + tuple(adjoints), outputs)
+    return _prune(inputs, cse.temps + graph.statements + tuple(adjoints), outputs,
+                  graph.comments + adjoint_comments)
 
 
 def harmonic_names(orders) -> list[str]:

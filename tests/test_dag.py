@@ -6,6 +6,7 @@ tested independently of the generated code that uses it.
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,21 @@ def test_malformed_formula_in_a_basis_names_the_invariant():
     with pytest.raises(ValueError, match=f"invariant {basis.invariants[1]['id']}: unsupported element"):
         plan.invariant_exprs(bad)
     assert json.dumps(basis.data) != json.dumps(bad.data)
+
+
+def test_generated_code_says_what_each_block_of_temporaries_computes():
+    """Every contraction step is labelled in the programs (and so in the generated torch and C code)."""
+    basis = checked_in_basis("lmax3_deg4")
+    program = plan.invariants_program(basis)
+    notes = [text for _, text in program.comments]
+    for inv in basis.invariants:
+        if inv["degree"] >= 2:
+            assert any(text.startswith(f"{inv['id']} ") or text.startswith(f"{inv['id']},") for text in notes), inv["id"]
+    assert all(name in {n for n, _ in program.temps} for name, _ in program.comments)
+    vjp = plan.invariants_vjp_program(basis)
+    assert any("reverse sweep" in text for _, text in vjp.comments)
+    root = Path(__file__).resolve().parent.parent / "generated" / "lmax2_deg4"
+    torch_source = (root / "lmax2_deg4_torch.py").read_text()
+    header = (root / "lmax2_deg4.h").read_text()
+    assert "    # I4, step 1 of 2: S1[b] = T1[a] T2[ab]\n" in torch_source
+    assert "    // I4, step 1 of 2: S1[b] = T1[a] T2[ab]\n" in header

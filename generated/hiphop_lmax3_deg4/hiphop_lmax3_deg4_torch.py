@@ -152,14 +152,18 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6,) = t
+    # I2 = T1[a] T1[a] = sum over m of the coordinate products
     d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
     d0.addcmul_(T1_2, T1_2, value=1.0)
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I3 = T2[ab] T2[ab] = sum over m of the coordinate products
     d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
     d7.addcmul_(T2_2, T2_2, value=1.0)
     d7.addcmul_(T2_3, T2_3, value=1.0)
     d7.addcmul_(T2_4, T2_4, value=1.0)
+    # I4, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d8.addcmul_(d1, d1, value=1.0)
     d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -172,23 +176,27 @@ def _invariants_rows(t):
     d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d13.addcmul_(T2_3, T2_3, value=1.0)
+    # I4, step 2 of 2: I4 = T2[bc] S1[bc]
     d14 = torch.addcmul(T2_0 * d9, T2_1, d12, value=1.0)
     d14.addcmul_(T2_3, d10, value=1.0)
     d14.addcmul_(d1, d8, value=0.5)
     d14.addcmul_(d11, d4, value=-0.5)
     d14.addcmul_(T2_2, d13, value=0.5773502691896257)
+    # T3: distinct entries of the Cartesian tensor
     d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I5 = T3[abc] T3[abc] = sum over m of the coordinate products
     d25 = torch.addcmul(T3_0 * T3_0, T3_1, T3_1, value=1.0)
     d25.addcmul_(T3_2, T3_2, value=1.0)
     d25.addcmul_(T3_3, T3_3, value=1.0)
     d25.addcmul_(T3_4, T3_4, value=1.0)
     d25.addcmul_(T3_5, T3_5, value=1.0)
     d25.addcmul_(T3_6, T3_6, value=1.0)
+    # I6, step 1 of 3: S1[af] = T3[abc] T3[bcf]
     d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d26.addcmul_(d15, d15, value=0.75)
     d26.addcmul_(d16, d16, value=1.5)
@@ -219,22 +227,27 @@ def _invariants_rows(t):
     d31.addcmul_(T3_4, T3_4, value=1.6)
     d31.addcmul_(d17, d17, value=0.3)
     d31.addcmul_(d22, d22, value=0.3)
+    # I6, step 3 of 3: I6 = S1[af] S2[af]
     d32 = torch.addcmul(d26 * d26, d27, d27, value=1.28)
     d32.addcmul_(d28, d28, value=3.2)
     d32.addcmul_(d29, d29, value=1.0)
     d32.addcmul_(d30, d30, value=3.2)
     d32.addcmul_(d31, d31, value=1.0)
+    # I7, step 1 of 2: S1[b] = T1[a] T2[ab]
     d33 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d33.addcmul_(T1_2, d1, value=1.0)
     d34 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d34.addcmul_(T1_2, T2_0, value=-1.0)
     d35 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d35.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I7, step 2 of 2: I7 = T1[b] S1[b]
     d36 = torch.addcmul(T1_0 * d34, T1_1, d35, value=-1.0)
     d36.addcmul_(T1_2, d33, value=-1.0)
+    # I8, step 3 of 3: I8 = S1[c] S2[c]
     d37 = torch.addcmul(d33 * d33, d34, d34, value=1.0)
     d37.addcmul_(d35, d35, value=1.0)
     del d33, d34, d35
+    # I9, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d38 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
     d38.addcmul_(T1_1, d17, value=-0.6324555320336759)
     d39 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
@@ -247,6 +260,7 @@ def _invariants_rows(t):
     d42.addcmul_(T1_1, T3_2, value=-1.632993161855452)
     d43 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d43.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I9, step 2 of 3: S2[c] = T1[b] S1[bc]
     d44 = torch.addcmul(T1_0 * d39, T1_2, d38, value=-1.0)
     d44.addcmul_(T1_1, d40, value=0.6324555320336759)
     del d38
@@ -256,29 +270,35 @@ def _invariants_rows(t):
     d46 = torch.addcmul(T1_0 * d42, T1_1, d43, value=-2.0)
     d46.addcmul_(T1_2, d40, value=1.0)
     del d40, d42, d43
+    # I9, step 3 of 3: I9 = T1[c] S2[c]
     d47 = torch.addcmul(T1_0 * d45, T1_2, d44, value=1.0)
     d47.addcmul_(T1_1, d46, value=0.6324555320336759)
     del d44, d45, d46
+    # I10, step 2 of 3: S2[b] = T1[a] S1[ab]
     d48 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
     d48.addcmul_(T1_1, d28, value=1.5811388300841898)
     d49 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
     d49.addcmul_(T1_1, d30, value=1.2649110640673518)
     d50 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
     d50.addcmul_(T1_2, d28, value=1.2649110640673518)
+    # I10, step 3 of 3: I10 = T1[b] S2[b]
     d51 = torch.addcmul(T1_0 * d49, T1_1, d50, value=1.0)
     d51.addcmul_(T1_2, d48, value=0.8)
     del d48, d49, d50
+    # I11, step 2 of 2: I11 = T2[ab] S1[ab]
     d52 = torch.addcmul(T2_0 * d27, d1, d26, value=0.625)
     d52.addcmul_(d29, d4, value=-0.625)
     d52.addcmul_(T2_1, d30, value=1.5811388300841898)
     d52.addcmul_(T2_3, d28, value=1.5811388300841898)
     d52.addcmul_(T2_2, d31, value=0.7216878364870322)
+    # I12, step 3 of 3: I12 = S1[bc] S2[bc]
     d53 = torch.addcmul(d11 * d29, d13, d31, value=1.0)
     d53.addcmul_(d26, d8, value=1.0)
     d53.addcmul_(d27, d9, value=1.6)
     d53.addcmul_(d10, d28, value=2.5298221281347035)
     d53.addcmul_(d12, d30, value=2.5298221281347035)
     del d8, d9, d10, d11, d12, d13, d26, d27, d28, d29, d30, d31
+    # I13, step 1 of 3: S1[e] = T2[ab] T3[abe]
     d54 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
     d54.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d54.addcmul_(T2_0, d16, value=1.6770509831248424)
@@ -297,6 +317,7 @@ def _invariants_rows(t):
     d56.addcmul_(d22, d4, value=0.4330127018922193)
     d56.addcmul_(T2_0, T3_1, value=1.118033988749895)
     del d1, d4, d17, d22
+    # I13, step 3 of 3: I13 = S1[e] S2[e]
     d57 = torch.addcmul(d54 * d54, d55, d55, value=1.0)
     d57.addcmul_(d56, d56, value=1.5)
     del d54, d55, d56
@@ -331,8 +352,10 @@ def _invariants_rows(t):
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5, gI_6, gI_7, gI_8, gI_9, gI_10, gI_11, gI_12,) = args
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I4, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d8.addcmul_(d1, d1, value=1.0)
     d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -345,12 +368,14 @@ def _invariants_vjp_rows(args):
     d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d13.addcmul_(T2_3, T2_3, value=1.0)
+    # T3: distinct entries of the Cartesian tensor
     d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I6, step 1 of 3: S1[af] = T3[abc] T3[bcf]
     d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d26.addcmul_(d15, d15, value=0.75)
     d26.addcmul_(d16, d16, value=1.5)
@@ -381,12 +406,14 @@ def _invariants_vjp_rows(args):
     d31.addcmul_(T3_4, T3_4, value=1.6)
     d31.addcmul_(d17, d17, value=0.3)
     d31.addcmul_(d22, d22, value=0.3)
+    # I7, step 1 of 2: S1[b] = T1[a] T2[ab]
     d33 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d33.addcmul_(T1_2, d1, value=1.0)
     d34 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d34.addcmul_(T1_2, T2_0, value=-1.0)
     d35 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d35.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I9, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d38 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
     d38.addcmul_(T1_1, d17, value=-0.6324555320336759)
     d39 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
@@ -399,18 +426,21 @@ def _invariants_vjp_rows(args):
     d42.addcmul_(T1_1, T3_2, value=-1.632993161855452)
     d43 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d43.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I9, step 2 of 3: S2[c] = T1[b] S1[bc]
     d44 = torch.addcmul(T1_0 * d39, T1_2, d38, value=-1.0)
     d44.addcmul_(T1_1, d40, value=0.6324555320336759)
     d45 = torch.addcmul(T1_0 * d41, T1_2, d39, value=1.0)
     d45.addcmul_(T1_1, d42, value=0.6324555320336759)
     d46 = torch.addcmul(T1_0 * d42, T1_1, d43, value=-2.0)
     d46.addcmul_(T1_2, d40, value=1.0)
+    # I10, step 2 of 3: S2[b] = T1[a] S1[ab]
     d48 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
     d48.addcmul_(T1_1, d28, value=1.5811388300841898)
     d49 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
     d49.addcmul_(T1_1, d30, value=1.2649110640673518)
     d50 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
     d50.addcmul_(T1_2, d28, value=1.2649110640673518)
+    # I13, step 1 of 3: S1[e] = T2[ab] T3[abe]
     d54 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
     d54.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d54.addcmul_(T2_0, d16, value=1.6770509831248424)
@@ -426,6 +456,7 @@ def _invariants_vjp_rows(args):
     d56.addcmul_(d1, d17, value=-0.4330127018922193)
     d56.addcmul_(d22, d4, value=0.4330127018922193)
     d56.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    # reverse sweep: adjoints of the entries above, last to first
     a0 = d56 * gI_12
     del d56
     a1 = d55 * gI_12

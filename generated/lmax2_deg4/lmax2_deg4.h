@@ -153,25 +153,33 @@ CARTINV_HD void invariants(const scalar_t* __restrict__ T, scalar_t* __restrict_
     const scalar_t T2_2 = T[6];
     const scalar_t T2_3 = T[7];
     const scalar_t T2_4 = T[8];
+    // I2 = T1[a] T1[a] = sum over m of the coordinate products
     const scalar_t d0 = T1_0*T1_0 + T1_1*T1_1 + T1_2*T1_2;
+    // T2: distinct entries of the Cartesian tensor
     const scalar_t d1 = -scalar_t(0.816496580927726)*T2_2 + scalar_t(1.4142135623730951)*T2_4;
     const scalar_t d2 = scalar_t(1.4142135623730951)*T2_0;
     const scalar_t d3 = scalar_t(1.4142135623730951)*T2_3;
     const scalar_t d4 = scalar_t(0.816496580927726)*T2_2 + scalar_t(1.4142135623730951)*T2_4;
     const scalar_t d5 = scalar_t(1.4142135623730951)*T2_1;
     const scalar_t d6 = scalar_t(2.449489742783178)*T2_2;
+    // I3 = T2[ab] T2[ab] = sum over m of the coordinate products
     const scalar_t d7 = T2_0*T2_0 + T2_1*T2_1 + T2_2*T2_2 + T2_3*T2_3 + T2_4*T2_4;
+    // I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     const scalar_t d8 = T1_0*d2 + T1_1*d3 + T1_2*d1;
     const scalar_t d9 = T1_0*d4 - T1_1*d5 - T1_2*d2;
     const scalar_t d10 = T1_0*d5 + scalar_t(0.6666666666666666)*T1_1*d6 + T1_2*d3;
+    // I4, step 2 of 2: I4 = T1[b] S1[b]
     const scalar_t d11 = T1_0*d9 - T1_1*d10 - T1_2*d8;
+    // I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     const scalar_t d12 = d1*d1 + d2*d2 + d3*d3;
     const scalar_t d13 = d1*d2 - d2*d4 + d3*d5;
     const scalar_t d14 = d1*d3 + d2*d5 + scalar_t(0.6666666666666666)*d3*d6;
     const scalar_t d15 = d2*d2 + d4*d4 + d5*d5;
     const scalar_t d16 = d2*d3 - d4*d5 + scalar_t(0.6666666666666666)*d5*d6;
     const scalar_t d17 = d3*d3 + d5*d5 + scalar_t(0.4444444444444444)*d6*d6;
+    // I5, step 2 of 2: I5 = T2[bc] S1[bc]
     const scalar_t d18 = d1*d12 + scalar_t(2.0)*d13*d2 + scalar_t(2.0)*d14*d3 - d15*d4 + scalar_t(2.0)*d16*d5 + scalar_t(0.6666666666666666)*d17*d6;
+    // I6, step 3 of 3: I6 = S1[c] S2[c]
     const scalar_t d19 = d10*d10 + d8*d8 + d9*d9;
     I[0] = T0_0;  // I1: T0
     I[1] = d0;  // I2: T1[a] T1[a]
@@ -200,21 +208,25 @@ CARTINV_HD void invariants_vjp(const scalar_t* __restrict__ T, const scalar_t* _
     const scalar_t gI_3 = gI[3];
     const scalar_t gI_4 = gI[4];
     const scalar_t gI_5 = gI[5];
+    // T2: distinct entries of the Cartesian tensor
     const scalar_t d1 = -scalar_t(0.816496580927726)*T2_2 + scalar_t(1.4142135623730951)*T2_4;
     const scalar_t d2 = scalar_t(1.4142135623730951)*T2_0;
     const scalar_t d3 = scalar_t(1.4142135623730951)*T2_3;
     const scalar_t d4 = scalar_t(0.816496580927726)*T2_2 + scalar_t(1.4142135623730951)*T2_4;
     const scalar_t d5 = scalar_t(1.4142135623730951)*T2_1;
     const scalar_t d6 = scalar_t(2.449489742783178)*T2_2;
+    // I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     const scalar_t d8 = T1_0*d2 + T1_1*d3 + T1_2*d1;
     const scalar_t d9 = T1_0*d4 - T1_1*d5 - T1_2*d2;
     const scalar_t d10 = T1_0*d5 + scalar_t(0.6666666666666666)*T1_1*d6 + T1_2*d3;
+    // I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     const scalar_t d12 = d1*d1 + d2*d2 + d3*d3;
     const scalar_t d13 = d1*d2 - d2*d4 + d3*d5;
     const scalar_t d14 = d1*d3 + d2*d5 + scalar_t(0.6666666666666666)*d3*d6;
     const scalar_t d15 = d2*d2 + d4*d4 + d5*d5;
     const scalar_t d16 = d2*d3 - d4*d5 + scalar_t(0.6666666666666666)*d5*d6;
     const scalar_t d17 = d3*d3 + d5*d5 + scalar_t(0.4444444444444444)*d6*d6;
+    // reverse sweep: adjoints of the entries above, last to first
     const scalar_t a0 = d6*gI_4;
     const scalar_t a1 = d5*gI_4;
     const scalar_t a2 = d4*gI_4;

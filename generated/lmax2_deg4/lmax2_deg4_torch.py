@@ -92,22 +92,28 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4,) = t
+    # I2 = T1[a] T1[a] = sum over m of the coordinate products
     d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
     d0.addcmul_(T1_2, T1_2, value=1.0)
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I3 = T2[ab] T2[ab] = sum over m of the coordinate products
     d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
     d7.addcmul_(T2_2, T2_2, value=1.0)
     d7.addcmul_(T2_3, T2_3, value=1.0)
     d7.addcmul_(T2_4, T2_4, value=1.0)
+    # I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d8.addcmul_(T1_2, d1, value=1.0)
     d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d9.addcmul_(T1_2, T2_0, value=-1.0)
     d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I4, step 2 of 2: I4 = T1[b] S1[b]
     d11 = torch.addcmul(T1_0 * d9, T1_1, d10, value=-1.0)
     d11.addcmul_(T1_2, d8, value=-1.0)
+    # I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d12.addcmul_(d1, d1, value=1.0)
     d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -120,12 +126,14 @@ def _invariants_rows(t):
     d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d17.addcmul_(T2_3, T2_3, value=1.0)
+    # I5, step 2 of 2: I5 = T2[bc] S1[bc]
     d18 = torch.addcmul(T2_0 * d13, T2_1, d16, value=1.0)
     d18.addcmul_(T2_3, d14, value=1.0)
     d18.addcmul_(d1, d12, value=0.5)
     d18.addcmul_(d15, d4, value=-0.5)
     d18.addcmul_(T2_2, d17, value=0.5773502691896257)
     del d1, d4, d12, d13, d14, d15, d16, d17
+    # I6, step 3 of 3: I6 = S1[c] S2[c]
     d19 = torch.addcmul(d10 * d10, d8, d8, value=1.0)
     d19.addcmul_(d9, d9, value=1.0)
     del d8, d9, d10
@@ -146,14 +154,17 @@ def _invariants_rows(t):
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5,) = args
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d8.addcmul_(T1_2, d1, value=1.0)
     d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d9.addcmul_(T1_2, T2_0, value=-1.0)
     d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d12.addcmul_(d1, d1, value=1.0)
     d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -166,6 +177,7 @@ def _invariants_vjp_rows(args):
     d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d17.addcmul_(T2_3, T2_3, value=1.0)
+    # reverse sweep: adjoints of the entries above, last to first
     a0 = T2_2 * gI_4
     a1 = T2_1 * gI_4
     a2 = d4 * gI_4

@@ -152,34 +152,42 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6,) = t
+    # I2 = T1[a] T1[a] = sum over m of the coordinate products
     d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
     d0.addcmul_(T1_2, T1_2, value=1.0)
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I3 = T2[ab] T2[ab] = sum over m of the coordinate products
     d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
     d7.addcmul_(T2_2, T2_2, value=1.0)
     d7.addcmul_(T2_3, T2_3, value=1.0)
     d7.addcmul_(T2_4, T2_4, value=1.0)
+    # T3: distinct entries of the Cartesian tensor
     d8 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d9 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d10 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d11 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d14 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d15 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I4 = T3[abc] T3[abc] = sum over m of the coordinate products
     d18 = torch.addcmul(T3_0 * T3_0, T3_1, T3_1, value=1.0)
     d18.addcmul_(T3_2, T3_2, value=1.0)
     d18.addcmul_(T3_3, T3_3, value=1.0)
     d18.addcmul_(T3_4, T3_4, value=1.0)
     d18.addcmul_(T3_5, T3_5, value=1.0)
     d18.addcmul_(T3_6, T3_6, value=1.0)
+    # I5, step 1 of 2: S1[b] = T1[a] T2[ab]
     d19 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d19.addcmul_(T1_2, d1, value=1.0)
     d20 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d20.addcmul_(T1_2, T2_0, value=-1.0)
     d21 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d21.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I5, step 2 of 2: I5 = T1[b] S1[b]
     d22 = torch.addcmul(T1_0 * d20, T1_1, d21, value=-1.0)
     d22.addcmul_(T1_2, d19, value=-1.0)
+    # I6, step 1 of 2: S1[a] = T2[bc] T3[abc]
     d23 = torch.addcmul(T2_2 * T3_4, T2_3, d10, value=-1.0606601717798212)
     d23.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d23.addcmul_(T2_0, d9, value=1.6770509831248424)
@@ -195,8 +203,10 @@ def _invariants_rows(t):
     d25.addcmul_(d1, d10, value=-0.4330127018922193)
     d25.addcmul_(d15, d4, value=0.4330127018922193)
     d25.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    # I6, step 2 of 2: I6 = T1[a] S1[a]
     d26 = torch.addcmul(T1_0 * d24, T1_2, d23, value=1.0)
     d26.addcmul_(T1_1, d25, value=1.224744871391589)
+    # I7, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d27 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d27.addcmul_(d1, d1, value=1.0)
     d28 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -209,11 +219,13 @@ def _invariants_rows(t):
     d31.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d32 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d32.addcmul_(T2_3, T2_3, value=1.0)
+    # I7, step 2 of 2: I7 = T2[bc] S1[bc]
     d33 = torch.addcmul(T2_0 * d28, T2_1, d31, value=1.0)
     d33.addcmul_(T2_3, d29, value=1.0)
     d33.addcmul_(d1, d27, value=0.5)
     d33.addcmul_(d30, d4, value=-0.5)
     d33.addcmul_(T2_2, d32, value=0.5773502691896257)
+    # I8, step 1 of 2: S1[ab] = T3[acd] T3[bcd]
     d34 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d34.addcmul_(d10, d10, value=0.6)
     d34.addcmul_(d11, d11, value=0.75)
@@ -244,12 +256,14 @@ def _invariants_rows(t):
     d39.addcmul_(T3_4, T3_4, value=1.6)
     d39.addcmul_(d10, d10, value=0.3)
     d39.addcmul_(d15, d15, value=0.3)
+    # I8, step 2 of 2: I8 = T2[ab] S1[ab]
     d40 = torch.addcmul(T2_0 * d35, d1, d34, value=0.625)
     d40.addcmul_(d37, d4, value=-0.625)
     d40.addcmul_(T2_1, d38, value=1.5811388300841898)
     d40.addcmul_(T2_3, d36, value=1.5811388300841898)
     d40.addcmul_(T2_2, d39, value=0.7216878364870322)
     del d1, d4
+    # I9, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d41 = torch.addcmul(T1_0 * d9, T1_2, d8, value=1.0)
     d41.addcmul_(T1_1, d10, value=-0.6324555320336759)
     del d8
@@ -267,17 +281,21 @@ def _invariants_rows(t):
     del d15
     d46 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d46.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I9, step 2 of 3: S2[c] = T1[b] S1[bc]
     d47 = torch.addcmul(T1_0 * d42, T1_2, d41, value=-1.0)
     d47.addcmul_(T1_1, d43, value=0.6324555320336759)
     d48 = torch.addcmul(T1_0 * d44, T1_2, d42, value=1.0)
     d48.addcmul_(T1_1, d45, value=0.6324555320336759)
     d49 = torch.addcmul(T1_0 * d45, T1_1, d46, value=-2.0)
     d49.addcmul_(T1_2, d43, value=1.0)
+    # I9, step 3 of 3: I9 = T1[c] S2[c]
     d50 = torch.addcmul(T1_0 * d48, T1_2, d47, value=1.0)
     d50.addcmul_(T1_1, d49, value=0.6324555320336759)
     del d47, d48, d49
+    # I10, step 3 of 3: I10 = S1[c] S2[c]
     d51 = torch.addcmul(d19 * d19, d20, d20, value=1.0)
     d51.addcmul_(d21, d21, value=1.0)
+    # I11, step 2 of 3: S2[b] = T1[a] S1[ab]
     d52 = torch.addcmul(T1_0 * d35, T1_2, d34, value=1.25)
     d52.addcmul_(T1_1, d36, value=1.5811388300841898)
     del d34
@@ -287,12 +305,15 @@ def _invariants_rows(t):
     d54 = torch.addcmul(T1_1 * d39, T1_0, d38, value=1.2649110640673518)
     d54.addcmul_(T1_2, d36, value=1.2649110640673518)
     del d36, d38, d39
+    # I11, step 3 of 3: I11 = T1[b] S2[b]
     d55 = torch.addcmul(T1_0 * d53, T1_1, d54, value=1.0)
     d55.addcmul_(T1_2, d52, value=0.8)
     del d52, d53, d54
+    # I12, step 3 of 3: I12 = S1[b] S2[b]
     d56 = torch.addcmul(d21 * d25, d19, d23, value=0.816496580927726)
     d56.addcmul_(d20, d24, value=-0.816496580927726)
     del d19, d20, d21, d23, d24, d25
+    # I13, step 3 of 3: I13 = S1[cd] S2[cd]
     d57 = torch.addcmul(d27 * d41, d28, d42, value=-2.0)
     d57.addcmul_(d30, d44, value=-1.0)
     d57.addcmul_(d29, d43, value=-1.2649110640673518)
@@ -330,20 +351,24 @@ def _invariants_rows(t):
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5, gI_6, gI_7, gI_8, gI_9, gI_10, gI_11, gI_12,) = args
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # T3: distinct entries of the Cartesian tensor
     d8 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d9 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d10 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d11 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d14 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d15 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I5, step 1 of 2: S1[b] = T1[a] T2[ab]
     d19 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d19.addcmul_(T1_2, d1, value=1.0)
     d20 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d20.addcmul_(T1_2, T2_0, value=-1.0)
     d21 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d21.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I6, step 1 of 2: S1[a] = T2[bc] T3[abc]
     d23 = torch.addcmul(T2_2 * T3_4, T2_3, d10, value=-1.0606601717798212)
     d23.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d23.addcmul_(T2_0, d9, value=1.6770509831248424)
@@ -359,6 +384,7 @@ def _invariants_vjp_rows(args):
     d25.addcmul_(d1, d10, value=-0.4330127018922193)
     d25.addcmul_(d15, d4, value=0.4330127018922193)
     d25.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    # I7, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d27 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d27.addcmul_(d1, d1, value=1.0)
     d28 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -371,6 +397,7 @@ def _invariants_vjp_rows(args):
     d31.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d32 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d32.addcmul_(T2_3, T2_3, value=1.0)
+    # I8, step 1 of 2: S1[ab] = T3[acd] T3[bcd]
     d34 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d34.addcmul_(d10, d10, value=0.6)
     d34.addcmul_(d11, d11, value=0.75)
@@ -401,6 +428,7 @@ def _invariants_vjp_rows(args):
     d39.addcmul_(T3_4, T3_4, value=1.6)
     d39.addcmul_(d10, d10, value=0.3)
     d39.addcmul_(d15, d15, value=0.3)
+    # I9, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d41 = torch.addcmul(T1_0 * d9, T1_2, d8, value=1.0)
     d41.addcmul_(T1_1, d10, value=-0.6324555320336759)
     d42 = torch.addcmul(T1_0 * d11, T1_2, d9, value=-1.0)
@@ -413,18 +441,21 @@ def _invariants_vjp_rows(args):
     d45.addcmul_(T1_1, T3_2, value=-1.632993161855452)
     d46 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d46.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I9, step 2 of 3: S2[c] = T1[b] S1[bc]
     d47 = torch.addcmul(T1_0 * d42, T1_2, d41, value=-1.0)
     d47.addcmul_(T1_1, d43, value=0.6324555320336759)
     d48 = torch.addcmul(T1_0 * d44, T1_2, d42, value=1.0)
     d48.addcmul_(T1_1, d45, value=0.6324555320336759)
     d49 = torch.addcmul(T1_0 * d45, T1_1, d46, value=-2.0)
     d49.addcmul_(T1_2, d43, value=1.0)
+    # I11, step 2 of 3: S2[b] = T1[a] S1[ab]
     d52 = torch.addcmul(T1_0 * d35, T1_2, d34, value=1.25)
     d52.addcmul_(T1_1, d36, value=1.5811388300841898)
     d53 = torch.addcmul(T1_0 * d37, T1_2, d35, value=0.8)
     d53.addcmul_(T1_1, d38, value=1.2649110640673518)
     d54 = torch.addcmul(T1_1 * d39, T1_0, d38, value=1.2649110640673518)
     d54.addcmul_(T1_2, d36, value=1.2649110640673518)
+    # reverse sweep: adjoints of the entries above, last to first
     a0 = T1_1 * gI_10
     a1 = T1_0 * gI_10
     a2 = T1_2 * gI_10

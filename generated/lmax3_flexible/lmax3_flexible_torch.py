@@ -154,14 +154,18 @@ def _harmonics_vjp_rows(args):
 def _invariants_rows(t):
     """I_k(T) for k = 0..N_INVARIANTS-1: the invariant polynomials in the block coordinates COORDINATE_NAMES."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6,) = t
+    # I2 = T1[a] T1[a] = sum over m of the coordinate products
     d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
     d0.addcmul_(T1_2, T1_2, value=1.0)
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I3 = T2[ab] T2[ab] = sum over m of the coordinate products
     d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
     d7.addcmul_(T2_2, T2_2, value=1.0)
     d7.addcmul_(T2_3, T2_3, value=1.0)
     d7.addcmul_(T2_4, T2_4, value=1.0)
+    # I4, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d8.addcmul_(d1, d1, value=1.0)
     d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -174,23 +178,27 @@ def _invariants_rows(t):
     d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d13.addcmul_(T2_3, T2_3, value=1.0)
+    # I4, step 2 of 2: I4 = T2[bc] S1[bc]
     d14 = torch.addcmul(T2_0 * d9, T2_1, d12, value=1.0)
     d14.addcmul_(T2_3, d10, value=1.0)
     d14.addcmul_(d1, d8, value=0.5)
     d14.addcmul_(d11, d4, value=-0.5)
     d14.addcmul_(T2_2, d13, value=0.5773502691896257)
+    # T3: distinct entries of the Cartesian tensor
     d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I5 = T3[abc] T3[abc] = sum over m of the coordinate products
     d25 = torch.addcmul(T3_0 * T3_0, T3_1, T3_1, value=1.0)
     d25.addcmul_(T3_2, T3_2, value=1.0)
     d25.addcmul_(T3_3, T3_3, value=1.0)
     d25.addcmul_(T3_4, T3_4, value=1.0)
     d25.addcmul_(T3_5, T3_5, value=1.0)
     d25.addcmul_(T3_6, T3_6, value=1.0)
+    # I6, step 1 of 3: S1[af] = T3[abc] T3[bcf]
     d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d26.addcmul_(d15, d15, value=0.75)
     d26.addcmul_(d16, d16, value=1.5)
@@ -221,11 +229,13 @@ def _invariants_rows(t):
     d31.addcmul_(T3_4, T3_4, value=1.6)
     d31.addcmul_(d17, d17, value=0.3)
     d31.addcmul_(d22, d22, value=0.3)
+    # I6, step 3 of 3: I6 = S1[af] S2[af]
     d32 = torch.addcmul(d26 * d26, d27, d27, value=1.28)
     d32.addcmul_(d28, d28, value=3.2)
     d32.addcmul_(d29, d29, value=1.0)
     d32.addcmul_(d30, d30, value=3.2)
     d32.addcmul_(d31, d31, value=1.0)
+    # I7, step 2 of 5: S2[a] = T3[abc] S1[bc]
     d33 = torch.addcmul(d15 * d26, d16, d27, value=1.6)
     d33.addcmul_(d17, d28, value=-1.6)
     d33.addcmul_(d18, d29, value=-1.0)
@@ -241,9 +251,11 @@ def _invariants_rows(t):
     d35.addcmul_(T3_1, d27, value=1.0327955589886446)
     d35.addcmul_(T3_2, d30, value=2.0655911179772892)
     d35.addcmul_(T3_4, d28, value=2.0655911179772892)
+    # I7, step 5 of 5: I7 = S2[a] S4[a]
     d36 = torch.addcmul(d33 * d33, d34, d34, value=1.0)
     d36.addcmul_(d35, d35, value=1.6)
     del d33, d34, d35
+    # I8, step 5 of 9: S5[cf] = S3[co] S4[fo]
     d37 = torch.addcmul(d26 * d26, d27, d27, value=0.64)
     d37.addcmul_(d28, d28, value=1.6)
     d38 = torch.addcmul(d26 * d27, d27, d29, value=1.0)
@@ -256,6 +268,7 @@ def _invariants_rows(t):
     d41.addcmul_(d30, d31, value=1.25)
     d42 = torch.addcmul(d28 * d28, d30, d30, value=1.0)
     d42.addcmul_(d31, d31, value=0.625)
+    # I8, step 6 of 9: S6[bcd] = T3[abc] S1[ad]
     d43 = torch.addcmul(d15 * d26, d16, d27, value=0.8)
     d43.addcmul_(d17, d28, value=-0.8)
     d44 = torch.addcmul(d15 * d27, d16, d29, value=1.25)
@@ -292,6 +305,7 @@ def _invariants_rows(t):
     d59.addcmul_(T3_4, d27, value=0.5163977794943223)
     d60 = torch.addcmul(T3_3 * d31, T3_2, d30, value=1.0327955589886446)
     d60.addcmul_(T3_4, d28, value=1.0327955589886446)
+    # I8, step 8 of 9: S8[cf] = S6[bcd] S7[dfb]
     d61 = torch.addcmul(d43 * d43, d47, d47, value=0.64)
     d61.addcmul_(d51, d51, value=0.64)
     d61.addcmul_(d44, d46, value=1.6)
@@ -334,23 +348,28 @@ def _invariants_rows(t):
     d66.addcmul_(d51, d58, value=-6.4)
     d66.addcmul_(d57, d59, value=-6.4)
     del d49, d50, d51, d55, d56, d57, d58, d59, d60
+    # I8, step 9 of 9: I8 = S5[cf] S8[cf]
     d67 = torch.addcmul(d37 * d61, d38, d62, value=1.6)
     d67.addcmul_(d39, d63, value=-1.6)
     d67.addcmul_(d40, d64, value=0.64)
     d67.addcmul_(d41, d65, value=-1.28)
     d67.addcmul_(d42, d66, value=0.64)
     del d37, d38, d39, d40, d41, d42, d61, d62, d63, d64, d65, d66
+    # I9, step 1 of 2: S1[b] = T1[a] T2[ab]
     d68 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d68.addcmul_(T1_2, d1, value=1.0)
     d69 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d69.addcmul_(T1_2, T2_0, value=-1.0)
     d70 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d70.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I9, step 2 of 2: I9 = T1[b] S1[b]
     d71 = torch.addcmul(T1_0 * d69, T1_1, d70, value=-1.0)
     d71.addcmul_(T1_2, d68, value=-1.0)
+    # I10, step 3 of 3: I10 = S1[c] S2[c]
     d72 = torch.addcmul(d68 * d68, d69, d69, value=1.0)
     d72.addcmul_(d70, d70, value=1.0)
     del d68, d69, d70
+    # I11, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d73 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
     d73.addcmul_(T1_1, d17, value=-0.6324555320336759)
     d74 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
@@ -363,6 +382,7 @@ def _invariants_rows(t):
     d77.addcmul_(T1_1, T3_2, value=-1.632993161855452)
     d78 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d78.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I11, step 2 of 3: S2[c] = T1[b] S1[bc]
     d79 = torch.addcmul(T1_0 * d74, T1_2, d73, value=-1.0)
     d79.addcmul_(T1_1, d75, value=0.6324555320336759)
     del d73
@@ -372,23 +392,28 @@ def _invariants_rows(t):
     d81 = torch.addcmul(T1_0 * d77, T1_1, d78, value=-2.0)
     d81.addcmul_(T1_2, d75, value=1.0)
     del d75, d77, d78
+    # I11, step 3 of 3: I11 = T1[c] S2[c]
     d82 = torch.addcmul(T1_0 * d80, T1_2, d79, value=1.0)
     d82.addcmul_(T1_1, d81, value=0.6324555320336759)
     del d79, d80, d81
+    # I12, step 2 of 3: S2[b] = T1[a] S1[ab]
     d83 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
     d83.addcmul_(T1_1, d28, value=1.5811388300841898)
     d84 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
     d84.addcmul_(T1_1, d30, value=1.2649110640673518)
     d85 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
     d85.addcmul_(T1_2, d28, value=1.2649110640673518)
+    # I12, step 3 of 3: I12 = T1[b] S2[b]
     d86 = torch.addcmul(T1_0 * d84, T1_1, d85, value=1.0)
     d86.addcmul_(T1_2, d83, value=0.8)
     del d83, d84, d85
+    # I13, step 2 of 2: I13 = T2[ab] S1[ab]
     d87 = torch.addcmul(T2_0 * d27, d1, d26, value=0.625)
     d87.addcmul_(d29, d4, value=-0.625)
     d87.addcmul_(T2_1, d30, value=1.5811388300841898)
     d87.addcmul_(T2_3, d28, value=1.5811388300841898)
     d87.addcmul_(T2_2, d31, value=0.7216878364870322)
+    # I14, step 1 of 3: S1[e] = T2[ab] T3[abe]
     d88 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
     d88.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d88.addcmul_(T2_0, d16, value=1.6770509831248424)
@@ -407,9 +432,11 @@ def _invariants_rows(t):
     d90.addcmul_(d22, d4, value=0.4330127018922193)
     d90.addcmul_(T2_0, T3_1, value=1.118033988749895)
     del d1, d4, d17, d22
+    # I14, step 3 of 3: I14 = S1[e] S2[e]
     d91 = torch.addcmul(d88 * d88, d89, d89, value=1.0)
     d91.addcmul_(d90, d90, value=1.5)
     del d88, d89, d90
+    # I15, step 3 of 3: I15 = S1[bc] S2[bc]
     d92 = torch.addcmul(d11 * d29, d13, d31, value=1.0)
     d92.addcmul_(d26, d8, value=1.0)
     d92.addcmul_(d27, d9, value=1.6)
@@ -451,8 +478,10 @@ def _invariants_rows(t):
 def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, T3_0, T3_1, T3_2, T3_3, T3_4, T3_5, T3_6, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5, gI_6, gI_7, gI_8, gI_9, gI_10, gI_11, gI_12, gI_13, gI_14,) = args
+    # T2: distinct entries of the Cartesian tensor
     d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
     d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    # I4, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d8 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
     d8.addcmul_(d1, d1, value=1.0)
     d9 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
@@ -465,12 +494,14 @@ def _invariants_vjp_rows(args):
     d12.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d13 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d13.addcmul_(T2_3, T2_3, value=1.0)
+    # T3: distinct entries of the Cartesian tensor
     d15 = torch.add(T3_6, T3_4, alpha=-0.7745966692414834)
     d16 = torch.add(T3_0, T3_2, alpha=-0.25819888974716115)
     d17 = torch.add(T3_3, T3_5, alpha=-1.2909944487358056)
     d18 = torch.add(T3_6, T3_4, alpha=0.25819888974716115)
     d21 = torch.add(T3_0, T3_2, alpha=0.7745966692414834)
     d22 = torch.add(T3_3, T3_5, alpha=1.2909944487358056)
+    # I6, step 1 of 3: S1[af] = T3[abc] T3[bcf]
     d26 = torch.addcmul(T3_1 * T3_1, T3_4, T3_4, value=0.8)
     d26.addcmul_(d15, d15, value=0.75)
     d26.addcmul_(d16, d16, value=1.5)
@@ -501,6 +532,7 @@ def _invariants_vjp_rows(args):
     d31.addcmul_(T3_4, T3_4, value=1.6)
     d31.addcmul_(d17, d17, value=0.3)
     d31.addcmul_(d22, d22, value=0.3)
+    # I7, step 2 of 5: S2[a] = T3[abc] S1[bc]
     d33 = torch.addcmul(d15 * d26, d16, d27, value=1.6)
     d33.addcmul_(d17, d28, value=-1.6)
     d33.addcmul_(d18, d29, value=-1.0)
@@ -516,6 +548,7 @@ def _invariants_vjp_rows(args):
     d35.addcmul_(T3_1, d27, value=1.0327955589886446)
     d35.addcmul_(T3_2, d30, value=2.0655911179772892)
     d35.addcmul_(T3_4, d28, value=2.0655911179772892)
+    # I8, step 5 of 9: S5[cf] = S3[co] S4[fo]
     d37 = torch.addcmul(d26 * d26, d27, d27, value=0.64)
     d37.addcmul_(d28, d28, value=1.6)
     d38 = torch.addcmul(d26 * d27, d27, d29, value=1.0)
@@ -528,6 +561,7 @@ def _invariants_vjp_rows(args):
     d41.addcmul_(d30, d31, value=1.25)
     d42 = torch.addcmul(d28 * d28, d30, d30, value=1.0)
     d42.addcmul_(d31, d31, value=0.625)
+    # I8, step 6 of 9: S6[bcd] = T3[abc] S1[ad]
     d43 = torch.addcmul(d15 * d26, d16, d27, value=0.8)
     d43.addcmul_(d17, d28, value=-0.8)
     d44 = torch.addcmul(d15 * d27, d16, d29, value=1.25)
@@ -564,6 +598,7 @@ def _invariants_vjp_rows(args):
     d59.addcmul_(T3_4, d27, value=0.5163977794943223)
     d60 = torch.addcmul(T3_3 * d31, T3_2, d30, value=1.0327955589886446)
     d60.addcmul_(T3_4, d28, value=1.0327955589886446)
+    # I8, step 8 of 9: S8[cf] = S6[bcd] S7[dfb]
     d61 = torch.addcmul(d43 * d43, d47, d47, value=0.64)
     d61.addcmul_(d51, d51, value=0.64)
     d61.addcmul_(d44, d46, value=1.6)
@@ -603,12 +638,14 @@ def _invariants_vjp_rows(args):
     d66.addcmul_(d50, d55, value=1.28)
     d66.addcmul_(d51, d58, value=-6.4)
     d66.addcmul_(d57, d59, value=-6.4)
+    # I9, step 1 of 2: S1[b] = T1[a] T2[ab]
     d68 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
     d68.addcmul_(T1_2, d1, value=1.0)
     d69 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
     d69.addcmul_(T1_2, T2_0, value=-1.0)
     d70 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d70.addcmul_(T1_1, T2_2, value=1.1547005383792515)
+    # I11, step 1 of 3: S1[bc] = T1[a] T3[abc]
     d73 = torch.addcmul(T1_0 * d16, T1_2, d15, value=1.0)
     d73.addcmul_(T1_1, d17, value=-0.6324555320336759)
     d74 = torch.addcmul(T1_0 * d18, T1_2, d16, value=-1.0)
@@ -621,18 +658,21 @@ def _invariants_vjp_rows(args):
     d77.addcmul_(T1_1, T3_2, value=-1.632993161855452)
     d78 = torch.addcmul(T1_1 * T3_3, T1_0, T3_2, value=0.816496580927726)
     d78.addcmul_(T1_2, T3_4, value=0.816496580927726)
+    # I11, step 2 of 3: S2[c] = T1[b] S1[bc]
     d79 = torch.addcmul(T1_0 * d74, T1_2, d73, value=-1.0)
     d79.addcmul_(T1_1, d75, value=0.6324555320336759)
     d80 = torch.addcmul(T1_0 * d76, T1_2, d74, value=1.0)
     d80.addcmul_(T1_1, d77, value=0.6324555320336759)
     d81 = torch.addcmul(T1_0 * d77, T1_1, d78, value=-2.0)
     d81.addcmul_(T1_2, d75, value=1.0)
+    # I12, step 2 of 3: S2[b] = T1[a] S1[ab]
     d83 = torch.addcmul(T1_0 * d27, T1_2, d26, value=1.25)
     d83.addcmul_(T1_1, d28, value=1.5811388300841898)
     d84 = torch.addcmul(T1_0 * d29, T1_2, d27, value=0.8)
     d84.addcmul_(T1_1, d30, value=1.2649110640673518)
     d85 = torch.addcmul(T1_1 * d31, T1_0, d30, value=1.2649110640673518)
     d85.addcmul_(T1_2, d28, value=1.2649110640673518)
+    # I14, step 1 of 3: S1[e] = T2[ab] T3[abe]
     d88 = torch.addcmul(T2_2 * T3_4, T2_3, d17, value=-1.0606601717798212)
     d88.addcmul_(T2_1, T3_1, value=1.3693063937629153)
     d88.addcmul_(T2_0, d16, value=1.6770509831248424)
@@ -648,6 +688,7 @@ def _invariants_vjp_rows(args):
     d90.addcmul_(d1, d17, value=-0.4330127018922193)
     d90.addcmul_(d22, d4, value=0.4330127018922193)
     d90.addcmul_(T2_0, T3_1, value=1.118033988749895)
+    # reverse sweep: adjoints of the entries above, last to first
     a0 = d90 * gI_13
     del d90
     a1 = d89 * gI_13
