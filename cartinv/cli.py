@@ -132,12 +132,17 @@ def _cmd_draw(args) -> int:
 
 
 def _cmd_generate(args) -> int:
+    from cartinv.codegen.dag import PlanError
+    from cartinv.codegen.emit_torch import EmitError
     from cartinv.codegen.generate import generate, generate_standard
 
     if args.basis:
         basis = _load_basis(args.basis)
-        paths = generate(basis, Path(args.output) / (args.name or basis.name), name=args.name or basis.name,
-                         regenerate_command=f"cartinv generate --basis {args.basis} -o {args.output}")
+        try:
+            paths = generate(basis, Path(args.output) / (args.name or basis.name), name=args.name or basis.name,
+                             regenerate_command=f"cartinv generate --basis {args.basis} -o {args.output}")
+        except (PlanError, EmitError) as exc:
+            raise CliError(f"{args.basis}: {exc}") from None
     else:
         paths = generate_standard(Path(args.output))
     for p in paths:

@@ -29,6 +29,11 @@ from cartinv.symbolic.contract import pairwise_plan
 Statement = tuple[str, sp.Expr]
 
 
+class PlanError(ValueError):
+    """A Basis that cannot be turned into code: a malformed contraction, missing coordinates, an unreadable
+    formula, or a formula that disagrees with its contraction graph."""
+
+
 def _split_coeff(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     """expr = coeff * rest with rest monic: a product without its number, or a sum over its first term's number."""
     if expr.is_Add:
@@ -120,7 +125,7 @@ class Dag:
         grads = {n: sp.Add(*contributions[n]) for n in coordinate_names if contributions.get(n)}
         stray = set(contributions) - set(coordinate_names)
         if stray:
-            raise ValueError(f"adjoints left for names that are neither temporaries nor coordinates: {sorted(stray)}")
+            raise RuntimeError(f"adjoints left for names that are neither temporaries nor coordinates: {sorted(stray)}")
         return intern.statements, grads, tuple(intern.comments)
 
 
@@ -142,7 +147,7 @@ class DagBuilder:
         if key not in self._blocks:
             coords = self._coords.get(key)
             if not coords or len(coords) != 2 * l + 1:
-                raise ValueError(f"the Basis has no coordinates for channel {channel}, order {l}")
+                raise PlanError(f"the Basis has no coordinates for channel {channel}, order {l}")
             tensors, norms = stf.rational_basis(l)
             scales = [1 / sp.sqrt(n) for n in norms]
             self._intern.section(f"{self._block_name(channel, l)}: distinct entries of the Cartesian tensor")
@@ -171,10 +176,10 @@ class DagBuilder:
         inputs, _, output = einsum.partition("->")
         subscripts = inputs.split(",")
         if output or [len(s) for s in subscripts] != [int(l) for l in orders] or len(orders) != len(channels):
-            raise ValueError(f"invariant {k}: einsum {einsum!r} does not match orders {list(orders)}")
+            raise PlanError(f"invariant {label}: einsum {einsum!r} does not match orders {list(orders)}")
         counts = Counter(inputs.replace(",", ""))
         if any(n != 2 for n in counts.values()) or any(len(set(s)) != len(s) for s in subscripts):
-            raise ValueError(f"invariant {k}: einsum {einsum!r} is not a full contraction (every index must join "
+            raise PlanError(f"invariant {label}: einsum {einsum!r} is not a full contraction (every index must join "
                              f"two different tensors)")
         if len(subscripts) == 2 and sorted(subscripts[0]) == sorted(subscripts[1]):
             # <T_a, T_b> of two blocks of one order is sum_m a_m b_m in orthonormal coordinates.
@@ -238,7 +243,7 @@ def invariant_dag(basis: Basis, indices) -> Dag:
 
 
 def check_against_formulas(basis: Basis, graph: Dag, formulas: list[sp.Expr], seed: int = 2026) -> None:
-    """Raise ValueError unless every output of `graph` equals its formula, exactly, at a random point.
+    """Raise PlanError unless every output of `graph` equals its formula, exactly, at a random point.
 
     The point sets c_{l,m} = z_m sqrt(n_m) with random integers z_m (|z| < 2^20), where both the Cartesian
     entries and the formulas are rational, so the comparison is between rational numbers. Two different
@@ -259,6 +264,6 @@ def check_against_formulas(basis: Basis, graph: Dag, formulas: list[sp.Expr], se
         want = sp.expand(formulas[k].xreplace(point))
         if not (got.is_Rational and want.is_Rational and got == want):
             ident = basis.invariants[k]["id"]
-            raise ValueError(
+            raise PlanError(
                 f"invariant {ident}: its contraction {basis.invariants[k]['einsum']!r} and its formula disagree"
             )

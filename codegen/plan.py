@@ -69,7 +69,7 @@ def _invariant_exprs(basis: Basis) -> tuple[sp.Expr, ...]:
         try:
             out.append(parse_formula(inv["formula"], local))
         except FormulaSyntaxError as exc:
-            raise ValueError(f"invariant {inv['id']}: {exc}") from None
+            raise dag.PlanError(f"invariant {inv['id']}: {exc}") from None
     return tuple(out)
 
 

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,21 @@ def test_tampered_file_one_line_error(tmp_path, basis_l3d4):
     (tmp_path / "junk.json").write_text("not json")
     r = run("explain", str(tmp_path / "junk.json"))
     assert r.returncode == 2 and "not valid JSON" in r.stderr
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda inv: inv.update(formula=inv["formula"].replace("sqrt(6)", "sqrt(5)", 1)),
+     "its contraction 'a,b,ab->' and its formula disagree"),
+    (lambda inv: inv.update(formula="__import__('os').getcwd()"), "unsupported element"),
+])
+def test_generate_from_a_file_whose_formula_is_wrong_one_line_error(tmp_path, edit, msg):
+    root = Path(__file__).resolve().parent.parent / "generated" / "lmax2_deg4"
+    data = json.loads((root / "lmax2_deg4.json").read_text())
+    edit(next(inv for inv in data["invariants"] if inv["einsum"] == "a,b,ab->"))
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    proc = run("generate", "--basis", str(path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cartinv: error: {path}: invariant I4: ") and msg in lines[0]
+    assert not (tmp_path / "out").exists()
