@@ -6,6 +6,8 @@ tested independently of the generated code that uses it.
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +189,19 @@ def test_generated_code_says_what_each_block_of_temporaries_computes():
     header = (root / "lmax2_deg4.h").read_text()
     assert "    # I4, step 1 of 2: S1[b] = T1[a] T2[ab]\n" in torch_source
     assert "    // I4, step 1 of 2: S1[b] = T1[a] T2[ab]\n" in header
+
+
+def test_codegen_never_imports_torch(tmp_path):
+    """Deriving a basis and generating every target of it works in a process that never imports torch."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from cartinv.codegen.generate import generate\n"
+        "from cartinv.symbolic.select import BasisRequest, derive_basis\n"
+        "basis = derive_basis(BasisRequest(orders=(0, 1, 2), degree=3))\n"
+        "paths = generate(basis, Path(sys.argv[1]))\n"
+        "assert {p.suffix for p in paths} == {'.py', '.h', '.cu', '.json'}, paths\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
