@@ -5,7 +5,8 @@
 #   2. runs the CUDA tests on the device: tests/test_gpu.py (every checked-in basis, fused kernels and the torch
 #      backend on the GPU against the CPU, first and second derivatives) and tests/test_cuda_backend.py;
 #   3. runs benchmarks/kernels.py on the GPU (cartinv torch backend, fused CUDA kernels, naive einsum, hippynn),
-#      which ends with the roofline lines (fused forward against one read of the pair data at copy bandwidth).
+#      which ends with the roofline lines (fused forward against one read of the pair data at copy bandwidth),
+#      then the same for the flexible basis against the naive einsum.
 # Logs go to $OUT (default ./gpu_check_out). Usage: bash benchmarks/gpu_check.sh [--quick]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,9 @@ else
 fi
 $py benchmarks/kernels.py "${args[@]}" 2>&1 | grep -v '^USDT' | tee "$out/kernels.log"
 bench=$?
+# the flexible basis (degree-10 invariant): cartinv against the naive einsum only (hippynn has no such invariants)
+$py benchmarks/kernels.py "${args[@]}" --basis lmax3_flexible --methods cartinv naive 2>&1 | grep -v '^USDT' \
+    | tee "$out/kernels_flexible.log"
+bench=$(( bench | $? ))
 echo "tests exit $tests, benchmark exit $bench" | tee -a "$out/tests.log"
 [ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
