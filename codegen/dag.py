@@ -5,7 +5,9 @@ of T3 has over a thousand); as a chain of pairwise contractions (the einsum of i
 symbolic/contract.py) it costs a few hundred multiply-adds. Here every tensor entry of every step is a named
 temporary, and entries are hash-consed: an entry equal to one computed before (the same partial contraction
 in another invariant, or the mirror entry M_ba of a symmetric M_ab) is that temporary again, so the DAG is
-shared within and across invariants.
+shared within and across invariants. The greedy order of contract.pairwise_plan is kept on purpose: choosing
+for each invariant the order that is cheapest for it alone shares fewer entries and made the standard bases
+5-10% more expensive in total (forward and backward, measured).
 
 Entries start from the Cartesian blocks T_{c,l}[i..] = sum_m c_{l,m} E_{l,m}[i..], with E_{l,m} = F_{l,m} /
 sqrt(n_m) exact (stf.rational_basis). The reverse sweep (`Dag.vjp`) is exact too: it differentiates each
