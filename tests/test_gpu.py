@@ -20,9 +20,12 @@ pytestmark = pytest.mark.skipif(not OK, reason=f"needs a CUDA GPU with CuPy: {WH
 NAMES = runtime_load.checked_in_names()
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CARTINV_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """One NVRTC cache for the module: each basis compiles once, later loads read the cached binary."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARTINV_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def system(seed=0, n_atoms=60, neighbours=40, groups=40, channels=1, dtype=torch.float64):
