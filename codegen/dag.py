@@ -52,16 +52,11 @@ class _Interner:
         self.prefix = prefix
         self.names: dict[sp.Expr, sp.Symbol] = {}
         self.statements: list[Statement] = []
-        self.comments: list[tuple[str, str]] = []
         self._sections: list[tuple[int, str]] = []
 
     def section(self, text: str) -> None:
         """Label the statements created from now on (until the next section) with `text`."""
         self._sections.append((len(self.statements), text))
-
-    def comment(self, text: str) -> None:
-        """Label the first statement with `text` (used once the statements exist)."""
-        self.comments.insert(0, (self.statements[0][0], text))
 
     def section_comments(self, kept_names) -> list[tuple[str, str]]:
         """(first kept statement of each section, its label); sections whose statements were all shared or
@@ -122,13 +117,13 @@ class Dag:
             adjoint = intern(sp.Add(*terms))
             for s in sorted(expr.free_symbols, key=default_sort_key):
                 contributions[s.name].append(adjoint * sp.diff(expr, s))
-        if intern.statements:
-            intern.comment("reverse sweep: adjoints of the entries above, last to first")
+        comments = ((intern.statements[0][0], "reverse sweep: adjoints of the entries above, last to first"),) \
+            if intern.statements else ()
         grads = {n: sp.Add(*contributions[n]) for n in coordinate_names if contributions.get(n)}
         stray = set(contributions) - set(coordinate_names)
         if stray:
             raise RuntimeError(f"adjoints left for names that are neither temporaries nor coordinates: {sorted(stray)}")
-        return intern.statements, grads, tuple(intern.comments)
+        return intern.statements, grads, comments
 
 
 class DagBuilder:
