@@ -142,9 +142,7 @@ class DagBuilder:
         """Cartesian entries of T_{channel,l}: each distinct (sorted) index tuple interned once."""
         key = (channel, l)
         if key not in self._blocks:
-            coords = self._coords.get(key)
-            if not coords or len(coords) != 2 * l + 1:
-                raise PlanError(f"the Basis has no coordinates for channel {channel}, order {l}")
+            coords = self._block_coords(channel, l)
             tensors, norms = stf.rational_basis(l)
             scales = [1 / sp.sqrt(n) for n in norms]
             self._intern.section(f"{self._block_name(channel, l)}: distinct entries of the Cartesian tensor")
@@ -164,6 +162,13 @@ class DagBuilder:
             self._blocks[key] = entries
         return self._blocks[key]
 
+    def _block_coords(self, channel: int, l: int) -> list[sp.Symbol]:
+        """The 2l+1 coordinate symbols of block (channel, l), or PlanError."""
+        coords = self._coords.get((channel, l))
+        if not coords or len(coords) != 2 * l + 1:
+            raise PlanError(f"the Basis has no coordinates for channel {channel}, order {l}")
+        return coords
+
     def _block_name(self, channel: int, l: int) -> str:
         return f"T{l}" if self._channels == 1 else f"T{l}c{channel}"
 
@@ -180,9 +185,7 @@ class DagBuilder:
                              f"two different tensors)")
         if len(subscripts) == 2 and sorted(subscripts[0]) == sorted(subscripts[1]):
             # <T_a, T_b> of two blocks of one order is sum_m a_m b_m in orthonormal coordinates.
-            for c in channels:
-                self.block(int(c), int(orders[0]))  # the blocks exist (or a clear error)
-            a, b = (self._coords[(int(c), int(orders[0]))] for c in channels)
+            a, b = (self._block_coords(int(c), int(orders[0])) for c in channels)
             names = [f"{self._block_name(int(c), int(orders[0]))}[{sub}]" for c, sub in zip(channels, subscripts)]
             self._intern.section(f"{label} = {' '.join(names)} = sum over m of the coordinate products")
             self._outputs.append((k, self._intern(sp.Add(*[x * y for x, y in zip(a, b)]))))

@@ -95,18 +95,18 @@ def _invariants_rows(t):
     # I2 = T1[a] T1[a] = sum over m of the coordinate products
     d0 = torch.addcmul(T1_0 * T1_0, T1_1, T1_1, value=1.0)
     d0.addcmul_(T1_2, T1_2, value=1.0)
-    # T2: distinct entries of the Cartesian tensor
-    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
-    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
     # I3 = T2[ab] T2[ab] = sum over m of the coordinate products
-    d7 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
-    d7.addcmul_(T2_2, T2_2, value=1.0)
-    d7.addcmul_(T2_3, T2_3, value=1.0)
-    d7.addcmul_(T2_4, T2_4, value=1.0)
+    d1 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
+    d1.addcmul_(T2_2, T2_2, value=1.0)
+    d1.addcmul_(T2_3, T2_3, value=1.0)
+    d1.addcmul_(T2_4, T2_4, value=1.0)
+    # T2: distinct entries of the Cartesian tensor
+    d2 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d5 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
     # I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
-    d8.addcmul_(T1_2, d1, value=1.0)
-    d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d8.addcmul_(T1_2, d2, value=1.0)
+    d9 = torch.addcmul(T1_0 * d5, T1_1, T2_1, value=-1.0)
     d9.addcmul_(T1_2, T2_0, value=-1.0)
     d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
@@ -115,24 +115,24 @@ def _invariants_rows(t):
     d11.addcmul_(T1_2, d8, value=-1.0)
     # I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
-    d12.addcmul_(d1, d1, value=1.0)
-    d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d12.addcmul_(d2, d2, value=1.0)
+    d13 = torch.addcmul(T2_0 * d2, T2_0, d5, value=-1.0)
     d13.addcmul_(T2_1, T2_3, value=1.0)
-    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d2, value=1.0)
     d14.addcmul_(T2_2, T2_3, value=1.1547005383792515)
     d15 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
-    d15.addcmul_(d4, d4, value=1.0)
-    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d15.addcmul_(d5, d5, value=1.0)
+    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d5, value=-1.0)
     d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d17.addcmul_(T2_3, T2_3, value=1.0)
     # I5, step 2 of 2: I5 = T2[bc] S1[bc]
     d18 = torch.addcmul(T2_0 * d13, T2_1, d16, value=1.0)
     d18.addcmul_(T2_3, d14, value=1.0)
-    d18.addcmul_(d1, d12, value=0.5)
-    d18.addcmul_(d15, d4, value=-0.5)
+    d18.addcmul_(d12, d2, value=0.5)
+    d18.addcmul_(d15, d5, value=-0.5)
     d18.addcmul_(T2_2, d17, value=0.5773502691896257)
-    del d1, d4, d12, d13, d14, d15, d16, d17
+    del d2, d5, d12, d13, d14, d15, d16, d17
     # I6, step 3 of 3: I6 = S1[c] S2[c]
     d19 = torch.addcmul(d10 * d10, d8, d8, value=1.0)
     d19.addcmul_(d9, d9, value=1.0)
@@ -140,8 +140,8 @@ def _invariants_rows(t):
     I_0 = T0_0
     I_1 = d0
     del d0
-    I_2 = d7
-    del d7
+    I_2 = d1
+    del d1
     I_3 = d11 * (-0.7071067811865476)
     del d11
     I_4 = d18 * 0.7071067811865476
@@ -155,35 +155,35 @@ def _invariants_vjp_rows(args):
     """gT_c = sum_k gI_k dI_k/dT_c for every coordinate c (exact derivatives of the invariant polynomials)."""
     (T0_0, T1_0, T1_1, T1_2, T2_0, T2_1, T2_2, T2_3, T2_4, gI_0, gI_1, gI_2, gI_3, gI_4, gI_5,) = args
     # T2: distinct entries of the Cartesian tensor
-    d1 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
-    d4 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
+    d2 = torch.add(T2_4, T2_2, alpha=-0.5773502691896257)
+    d5 = torch.add(T2_4, T2_2, alpha=0.5773502691896257)
     # I4, step 1 of 2: S1[b] = T1[a] T2[ab]
     d8 = torch.addcmul(T1_0 * T2_0, T1_1, T2_3, value=1.0)
-    d8.addcmul_(T1_2, d1, value=1.0)
-    d9 = torch.addcmul(T1_0 * d4, T1_1, T2_1, value=-1.0)
+    d8.addcmul_(T1_2, d2, value=1.0)
+    d9 = torch.addcmul(T1_0 * d5, T1_1, T2_1, value=-1.0)
     d9.addcmul_(T1_2, T2_0, value=-1.0)
     d10 = torch.addcmul(T1_0 * T2_1, T1_2, T2_3, value=1.0)
     d10.addcmul_(T1_1, T2_2, value=1.1547005383792515)
     # I5, step 1 of 2: S1[bc] = T2[ab] T2[ac]
     d12 = torch.addcmul(T2_0 * T2_0, T2_3, T2_3, value=1.0)
-    d12.addcmul_(d1, d1, value=1.0)
-    d13 = torch.addcmul(T2_0 * d1, T2_0, d4, value=-1.0)
+    d12.addcmul_(d2, d2, value=1.0)
+    d13 = torch.addcmul(T2_0 * d2, T2_0, d5, value=-1.0)
     d13.addcmul_(T2_1, T2_3, value=1.0)
-    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d1, value=1.0)
+    d14 = torch.addcmul(T2_0 * T2_1, T2_3, d2, value=1.0)
     d14.addcmul_(T2_2, T2_3, value=1.1547005383792515)
     d15 = torch.addcmul(T2_0 * T2_0, T2_1, T2_1, value=1.0)
-    d15.addcmul_(d4, d4, value=1.0)
-    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d4, value=-1.0)
+    d15.addcmul_(d5, d5, value=1.0)
+    d16 = torch.addcmul(T2_0 * T2_3, T2_1, d5, value=-1.0)
     d16.addcmul_(T2_1, T2_2, value=1.1547005383792515)
     d17 = torch.addcmul(T2_1 * T2_1, T2_2, T2_2, value=1.3333333333333333)
     d17.addcmul_(T2_3, T2_3, value=1.0)
     # reverse sweep: adjoints of the entries above, last to first
     a0 = T2_2 * gI_4
     a1 = T2_1 * gI_4
-    a2 = d4 * gI_4
+    a2 = d5 * gI_4
     a3 = T2_3 * gI_4
     a4 = T2_0 * gI_4
-    a5 = d1 * gI_4
+    a5 = d2 * gI_4
     a6 = torch.addcmul(T1_1 * gI_3, d10, gI_5, value=1.4142135623730951)
     a7 = torch.addcmul(T1_0 * gI_3, d9, gI_5, value=-1.4142135623730951)
     a8 = torch.addcmul(T1_2 * gI_3, d8, gI_5, value=1.4142135623730951)
@@ -197,12 +197,12 @@ def _invariants_vjp_rows(args):
     a10.addcmul_(T2_1, a2, value=-1.0)
     a10.addcmul_(T2_3, a4, value=1.0)
     a10.addcmul_(d16, gI_4, value=1.0)
-    a10.addcmul_(a1, (d4 * (-1.4142135623730951) + T2_2 * 1.632993161855452), value=0.7071067811865476)
+    a10.addcmul_(a1, (d5 * (-1.4142135623730951) + T2_2 * 1.632993161855452), value=0.7071067811865476)
     a10.addcmul_(T2_1, a0, value=1.1547005383792515)
     del d16
     a11 = torch.addcmul(T1_0 * a7, T2_0, a4, value=1.0)
     a11.addcmul_(T2_1, a1, value=1.0)
-    a11.addcmul_(a2, d4, value=1.0)
+    a11.addcmul_(a2, d5, value=1.0)
     a11.addcmul_(d15, gI_4, value=0.5)
     del d15
     a12 = torch.addcmul(T1_1 * a8, T1_2, a6, value=1.0)
@@ -210,7 +210,7 @@ def _invariants_vjp_rows(args):
     a12.addcmul_(T2_1, a4, value=1.0)
     a12.addcmul_(T2_3, a5, value=1.0)
     a12.addcmul_(d14, gI_4, value=1.0)
-    a12.addcmul_(a3, (d1 * 1.4142135623730951 + T2_2 * 1.632993161855452), value=0.7071067811865476)
+    a12.addcmul_(a3, (d2 * 1.4142135623730951 + T2_2 * 1.632993161855452), value=0.7071067811865476)
     a12.addcmul_(T2_3, a0, value=1.1547005383792515)
     del a0, d14
     a13 = torch.addcmul(T1_0 * a8, T1_2, a7, value=1.0)
@@ -219,19 +219,19 @@ def _invariants_vjp_rows(args):
     a13.addcmul_(T2_1, a3, value=1.0)
     a13.addcmul_(T2_3, a1, value=1.0)
     a13.addcmul_(d13, gI_4, value=1.0)
-    a13.addcmul_(a4, (d1 * 1.4142135623730951 - d4 * 1.4142135623730951), value=0.7071067811865476)
+    a13.addcmul_(a4, (d2 * 1.4142135623730951 - d5 * 1.4142135623730951), value=0.7071067811865476)
     del a1, a2, d13
     a14 = torch.addcmul(T1_2 * a8, T2_0, a4, value=1.0)
     a14.addcmul_(T2_3, a3, value=1.0)
-    a14.addcmul_(a5, d1, value=1.0)
+    a14.addcmul_(a5, d2, value=1.0)
     a14.addcmul_(d12, gI_4, value=0.5)
     del a3, a4, a5, d12
     gT0_0 = gI_0
     gT1_0 = torch.addcmul(T1_0 * gI_1 * 2.0, T2_0, a8, value=0.7071067811865476)
     gT1_0.addcmul_(T2_1, a6, value=0.7071067811865476)
-    gT1_0.addcmul_(a7, d4, value=-0.7071067811865476)
+    gT1_0.addcmul_(a7, d5, value=-0.7071067811865476)
     gT1_0.addcmul_(d9, gI_3, value=-0.7071067811865476)
-    del d4, d9
+    del d5, d9
     gT1_1 = torch.addcmul(T1_1 * gI_1 * 2.0, T2_1, a7, value=0.7071067811865476)
     gT1_1.addcmul_(T2_3, a8, value=0.7071067811865476)
     gT1_1.addcmul_(d10, gI_3, value=0.7071067811865476)
@@ -239,9 +239,9 @@ def _invariants_vjp_rows(args):
     del d10
     gT1_2 = torch.addcmul(T1_2 * gI_1 * 2.0, T2_0, a7, value=0.7071067811865476)
     gT1_2.addcmul_(T2_3, a6, value=0.7071067811865476)
-    gT1_2.addcmul_(a8, d1, value=0.7071067811865476)
+    gT1_2.addcmul_(a8, d2, value=0.7071067811865476)
     gT1_2.addcmul_(d8, gI_3, value=0.7071067811865476)
-    del a6, a7, a8, d1, d8
+    del a6, a7, a8, d2, d8
     gT2_0 = torch.addcmul(a13 * 0.7071067811865476, T2_0, gI_2, value=2.0)
     del a13
     gT2_1 = torch.addcmul(a10 * 0.7071067811865476, T2_1, gI_2, value=2.0)
