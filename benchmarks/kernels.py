@@ -202,13 +202,6 @@ def main(argv=None) -> int:
     model = module.InvariantModel()
     checked = cartinv.load(basis, backend="torch")
     methods = {"cartinv": model, "cartinv+checks": checked}
-    if device.type == "cuda":
-        fused = cartinv.load(basis, backend="cuda", check_values=False)
-        if fused.active_backend(device) == "cuda":
-            methods["cartinv-cuda"] = fused
-            args.methods = list(args.methods) + ["cartinv-cuda"]
-        else:
-            print("# cartinv-cuda unavailable (see the warning above); CUDA rows left out")
     if "naive" in args.methods:
         methods["naive"] = None  # built per dtype
     hip_forward = None
@@ -220,6 +213,12 @@ def main(argv=None) -> int:
     methods = {k: v for k, v in methods.items() if k in args.methods}
     if hip_forward is not None:
         methods["hippynn"] = hip_forward
+    if device.type == "cuda":  # the fused kernels run whenever there is a GPU, whatever --methods says
+        fused = cartinv.load(basis, backend="cuda", check_values=False)
+        if fused.active_backend(device) == "cuda":
+            methods["cartinv-cuda"] = fused
+        else:
+            print("# cartinv-cuda unavailable (see the warning above); CUDA rows left out")
 
     print(f"# basis {basis.name} ({module.N_INVARIANTS} invariants, orders {module.ORDERS}); device {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; neighbours ~{args.neighbors}, "
