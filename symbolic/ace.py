@@ -65,8 +65,9 @@ import sympy as sp
 from . import bounds as B
 from . import cg
 from .basisfile import SCHEMA_VERSION, Basis
+from .schema import ACE_CONVENTION, ace_notation
 from .formulas import coordinate_name, coordinate_table, formula_text
-from .modular import PRIMES, Echelon, rank_mod_p  # noqa: F401 (rank_mod_p is part of this module's API)
+from .modular import INT64_MAX, PRIMES, Echelon, rank_mod_p  # noqa: F401 (rank_mod_p is part of this module's API)
 from .relations import crt, rational_reconstruct, solve_mod
 from .select import RequestError
 from .stf import double_factorial
@@ -81,13 +82,7 @@ MAX_FUNCTIONS = 60000
 LINEAR_MARGIN = 8
 CHECK_POINTS = 8
 
-CONVENTION = (
-    "ACE: A_{z,n,l,m} = T{l}c{z*nmax+n-1}_{m+l} / kappa_l (T{l}_{m+l} with one channel; orthonormal STF "
-    "coordinates, cartinv.symbolic.stf), "
-    "kappa_l^2 = l!/((2l+1)(2l-1)!!): standard real spherical harmonics in component normalisation "
-    "(sum_m Y_lm^2 = 2l+1); radial weights tied across l (channel weight R_n(r) [species_j = z]); "
-    "B = sequential generalised Clebsch-Gordan coupling (Condon-Shortley) of complex A, couplings = L_2..L_{nu-1}"
-)
+CONVENTION = ACE_CONVENTION
 
 
 class AceRequestError(RequestError):
@@ -150,8 +145,7 @@ class AceFunction:
 
     def notation(self) -> str:
         """Readable one-line description (the Basis entry's index_notation): factors A(z,n,l) and couplings."""
-        factors = " ".join(f"A({z},{n},{l})" for z, n, l in self.nl)
-        return f"ACE {factors}; couplings {list(self.couplings)}"
+        return ace_notation(self.nl, self.couplings)
 
 
 # ----------------------------------------------------------------------------------------------- request checks
@@ -340,6 +334,7 @@ class ModularAce:
         p = self.prime
         outer = (q[..., :, None] * x[..., None, :]) % p
         flat = outer.reshape(outer.shape[:-2] + (-1,))
+        assert flat.shape[-1] * (p - 1) ** 2 <= INT64_MAX  # at most (2L+1)(2l+1) products summed
         return (flat @ w.reshape(-1, w.shape[2])) % p
 
     def values(self, fns: list[AceFunction], pts: np.ndarray) -> np.ndarray:

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-REASONS = ("reducible", "linear", "algebraic", "functional")
-KINDS = ("tensor", "ace")
+from .schema import KINDS, REASONS, SCHEMA_VERSION, SchemaError  # noqa: F401 (re-exported)
+from . import schema
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_JSON_DEPTH = 12
 
 
 class BasisFileError(ValueError):
@@ -100,113 +103,73 @@ def dumps(data: dict) -> str:
 
 
 def load(path) -> Basis:
-    """Read and validate a Basis file; raise BasisFileError naming the first problem."""
+    """Read and validate a Basis file; raise BasisFileError naming the file and the first bad field."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BasisFileError(f"{path}: {size:,} bytes exceeds the Basis file limit of {MAX_FILE_BYTES:,}")
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise BasisFileError(f"cannot read Basis file {path}: it is a directory") from None
+    except ValueError:  # a path with a NUL byte
+        raise BasisFileError(f"cannot read Basis file {ascii(str(path))[:60]}: not a valid path") from None
     except OSError as exc:
         raise BasisFileError(f"cannot read Basis file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BasisFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return loads(text, source=str(path))
 
 
 def loads(text: str, source: str = "<string>") -> Basis:
+    """Parse and validate Basis JSON text (no SymPy); raise BasisFileError naming the first bad field."""
+    if not isinstance(text, str):
+        raise BasisFileError(f"{source}: expected JSON text, got {type(text).__name__}")
+    if len(text) > MAX_FILE_BYTES:
+        raise BasisFileError(f"{source}: {len(text):,} characters exceeds the Basis file limit of {MAX_FILE_BYTES:,}")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise BasisFileError(f"{source}: JSON nests {depth} levels deep (a Basis file needs at most {MAX_JSON_DEPTH})")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise BasisFileError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # duplicate keys, NaN/Infinity, integers too long to read
+        raise BasisFileError(f"{source}: {str(exc).splitlines()[0]}") from None
     validate(data, source)
     return Basis(data)
 
 
-def _need(cond: bool, source: str, msg: str) -> None:
-    if not cond:
-        raise BasisFileError(f"{source}: {msg}")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def json_depth(text: str) -> int:
+    """Deepest nesting of JSON arrays/objects in `text` (strings skipped), without parsing it."""
+    depth = best = 0
+    for m in _BRACKETS.finditer(_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        best = max(best, depth)
+    return best
 
 
-def _check_graph(entry: dict, where: str, source: str, n_channels: int, orders_allowed: set) -> None:
-    for key in ("id", "orders", "channels", "edges", "degree", "einsum", "cost"):
-        _need(key in entry, source, f"{where} lacks '{key}'")
-    orders, chans, edges = entry["orders"], entry["channels"], entry["edges"]
-    _need(isinstance(orders, list) and orders and all(_is_int(o) and o >= 0 for o in orders), source,
-          f"{where}: 'orders' must be a non-empty list of non-negative integers")
-    _need(all(o in orders_allowed for o in orders), source, f"{where}: order outside the request's orders")
-    _need(isinstance(chans, list) and len(chans) == len(orders)
-          and all(_is_int(c) and 0 <= c < n_channels for c in chans), source,
-          f"{where}: 'channels' must give a channel in 0..{n_channels - 1} for every vertex")
-    _need(entry["degree"] == len(orders), source, f"{where}: 'degree' {entry['degree']} != {len(orders)} vertices")
-    deg = [0] * len(orders)
-    _need(isinstance(edges, list), source, f"{where}: 'edges' must be a list")
-    for e in edges:
-        _need(isinstance(e, list) and len(e) == 3 and all(_is_int(x) for x in e), source,
-              f"{where}: edge {e!r} is not [u, v, multiplicity]")
-        u, v, k = e
-        _need(0 <= u < len(orders) and 0 <= v < len(orders), source, f"{where}: edge {e} names a missing vertex")
-        _need(u != v, source, f"{where}: edge {e} is a self-loop (trace of a traceless tensor)")
-        _need(k >= 1, source, f"{where}: edge {e} has multiplicity < 1")
-        deg[u] += k
-        deg[v] += k
-    _need(deg == orders, source, f"{where}: vertex degrees {deg} do not match orders {orders}")
-    subs = entry["einsum"].split("->")[0].split(",") if entry["einsum"] != "->" else [""]
-    _need(len(subs) == len(orders) and [len(s) for s in subs] == orders, source,
-          f"{where}: einsum '{entry['einsum']}' does not match orders {orders}")
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {ascii(dup)[:40]} in one object")
+    return dict(pairs)
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a number a Basis file may hold")
 
 
 def validate(data, source: str = "<basis>") -> None:
-    """Structural and consistency checks; every failure names the field."""
-    _need(isinstance(data, dict), source, "top level must be a JSON object")
-    ver = data.get("schema_version")
-    _need(ver is not None, source, "missing 'schema_version'")
-    _need(ver == SCHEMA_VERSION, source,
-          f"schema_version {ver!r} is not supported (this cartinv reads version {SCHEMA_VERSION})")
-    for key in ("kind", "name", "request", "coordinates", "bound", "rank", "invariants", "dropped", "strata"):
-        _need(key in data, source, f"missing '{key}'")
-    _need(data["kind"] in KINDS, source, f"'kind' must be one of {KINDS}, got {data['kind']!r}")
-    req = data["request"]
-    _need(isinstance(req, dict), source, "'request' must be an object")
-    for key in ("orders", "channels"):
-        _need(key in req, source, f"'request' lacks '{key}'")
-    _need(isinstance(req["orders"], list) and req["orders"] and all(_is_int(o) and o >= 0 for o in req["orders"]),
-          source, "'request.orders' must be a non-empty list of non-negative integers")
-    _need(_is_int(req["channels"]) and req["channels"] >= 1, source, "'request.channels' must be a positive integer")
-    n_ch, orders = req["channels"], set(req["orders"])
-    coords = data["coordinates"]
-    expected = [(c, l, m) for c in range(n_ch) for l in sorted(orders) for m in range(-l, l + 1)]
-    _need(isinstance(coords, list) and len(coords) == len(expected), source,
-          f"'coordinates' must list {len(expected)} block coordinates")
-    names = set()
-    for entry, (c, l, m) in zip(coords, expected):
-        _need(isinstance(entry, dict) and (entry.get("channel"), entry.get("l"), entry.get("m")) == (c, l, m),
-              source, f"coordinate {entry!r} out of order (expected channel {c}, l {l}, m {m})")
-        _need(isinstance(entry.get("name"), str) and entry["name"].isidentifier(), source,
-              f"coordinate name {entry.get('name')!r} is not an identifier")
-        names.add(entry["name"])
-    invs = data["invariants"]
-    _need(isinstance(invs, list), source, "'invariants' must be a list")
-    ids = set()
-    for i, inv in enumerate(invs):
-        where = f"invariants[{i}]"
-        _need(isinstance(inv, dict), source, f"{where} must be an object")
-        _check_graph(inv, where, source, n_ch, orders) if data["kind"] == "tensor" else None
-        _need(isinstance(inv.get("formula"), str) and inv["formula"], source, f"{where} lacks a 'formula'")
-        _need(_is_int(inv.get("degree")) and inv["degree"] >= 1, source,
-              f"{where}: 'degree' must be a positive integer (the number of factors)")
-        _need(inv["id"] not in ids, source, f"duplicate id {inv['id']!r}")
-        ids.add(inv["id"])
-    _need(_is_int(data["bound"]) and _is_int(data["rank"]), source, "'bound' and 'rank' must be integers")
-    _need(0 <= data["rank"] <= data["bound"], source, f"rank {data['rank']} outside 0..bound {data['bound']}")
-    _need(data["rank"] <= len(invs), source, f"rank {data['rank']} exceeds the {len(invs)} invariants listed")
-    for i, d in enumerate(data["dropped"]):
-        where = f"dropped[{i}]"
-        _need(isinstance(d, dict), source, f"{where} must be an object")
-        if data["kind"] == "tensor":
-            _check_graph(d, where, source, n_ch, orders)
-        _need(d.get("reason") in REASONS, source, f"{where}: 'reason' must be one of {REASONS}, got {d.get('reason')!r}")
-        _need(d["id"] not in ids, source, f"duplicate id {d['id']!r}")
-        ids.add(d["id"])
-    for i, s in enumerate(data["strata"]):
-        _need(isinstance(s, dict) and all(k in s for k in ("zero", "bound", "rank", "complete")), source,
-              f"strata[{i}] must have zero, bound, rank, complete")
+    """Every field against the strict schema (symbolic/schema.py); BasisFileError names the source and field."""
+    try:
+        schema.validate(data)
+    except SchemaError as exc:
+        raise BasisFileError(f"{source}: {exc}") from None

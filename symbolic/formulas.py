@@ -17,23 +17,8 @@ from sympy.polys.domains import QQ
 
 from . import stf
 from .contract import execute
-from .graphs import ContractionGraph, Label
-
-
-def coordinate_name(label: Label, m: int, channels: int = 1) -> str:
-    """Name of coordinate c_{l,m} of a block: T{l}_{m+l} (one channel) or T{l}c{n}_{m+l}."""
-    c, l = label
-    base = f"T{l}" if channels == 1 else f"T{l}c{c}"
-    return f"{base}_{m + l}"
-
-
-def coordinate_table(blocks, channels: int = 1) -> list[dict]:
-    """The Basis file's `coordinates`: channel-major, then l, then m = -l..l."""
-    return [
-        {"name": coordinate_name((c, l), m, channels), "channel": c, "l": l, "m": m}
-        for c, l in sorted(blocks)
-        for m in range(-l, l + 1)
-    ]
+from .graphs import ContractionGraph
+from .naming import coordinate_name, coordinate_table
 
 
 class FormulaBuilder:

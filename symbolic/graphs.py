@@ -16,6 +16,8 @@ from functools import cached_property, lru_cache
 
 import networkx as nx
 
+from .naming import block_name
+
 Label = tuple[int, int]  # (channel, order)
 LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
@@ -160,11 +162,6 @@ def parse_index_notation(text: str) -> ContractionGraph:
             raise ValueError(f"index {ch!r} contracts a factor with itself (a trace of a traceless tensor) in {text!r}")
         mult[(u, v)] = mult.get((u, v), 0) + 1
     return canonical(labels, [(u, v, k) for (u, v), k in sorted(mult.items())])
-
-
-def block_name(label: Label, channels: int = 1) -> str:
-    c, l = label
-    return f"T{l}" if channels == 1 else f"T{l}c{c}"
 
 
 def canonical(labels, edges) -> ContractionGraph:
