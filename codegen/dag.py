@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.sorting import default_sort_key
 
-from cartinv.symbolic import stf
+from cartinv.symbolic import naming, stf
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.contract import pairwise_plan
 
@@ -170,7 +170,7 @@ class DagBuilder:
         return coords
 
     def _block_name(self, channel: int, l: int) -> str:
-        return f"T{l}" if self._channels == 1 else f"T{l}c{channel}"
+        return naming.block_name((channel, l), self._channels)
 
     def add(self, k: int, einsum: str, orders, channels, label: str | None = None) -> None:
         """Output k = the full contraction `einsum` of blocks (channels[i], orders[i]); label names it in comments."""

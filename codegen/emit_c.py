@@ -22,24 +22,23 @@ from importlib import resources
 import jinja2
 import sympy as sp
 
-from cartinv.codegen import plan
+from cartinv.codegen import escape, plan
 from cartinv.codegen.naming import KERNELS, SCALAR_TYPES, c_identifier, kernel_symbol  # noqa: F401 (re-exported)
 from cartinv.symbolic.basisfile import Basis
 
 def c_comment_block(text: str) -> str:
     """The caller's header block as C comments: '//' and '/* */' text is kept, '#' comments become '//'."""
     text = text.rstrip("\n")
-    if text.lstrip().startswith("/*"):
-        return text
     lines = []
     for line in text.splitlines():
         stripped = line.lstrip()
         if stripped.startswith("//"):
-            lines.append(line)
+            stripped = stripped[2:]
         elif stripped.startswith("#"):
-            lines.append("//" + stripped[1:])
+            stripped = stripped[1:]
         else:
-            lines.append(f"// {line}".rstrip())
+            stripped = " " + line
+        lines.append(f"//{escape.c_comment(stripped.rstrip())}")
     return "\n".join(lines)
 
 
@@ -134,10 +133,10 @@ def program_statements(
     notes = dict(program.comments)
     for name, e in program.temps:
         if name in notes:
-            lines.append(f"// {notes[name]}")
+            lines.append(f"// {escape.c_comment(notes[name])}")
         lines.append(f"const scalar_t {name} = {c_expression(e)};")
     for name, e in program.outputs:
-        note = f"  // {comments[name]}" if name in comments else ""
+        note = f"  // {escape.c_comment(comments[name])}" if name in comments else ""
         lines.append(f"{outputs[name]} = {c_expression(e)};{note}")
     return lines
 
@@ -162,13 +161,15 @@ def _load_template(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load_template),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters.update(escape.FILTERS)
+    return env
 
 
 def header_context(basis: Basis, name: str, header: str) -> dict:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.sorting import default_sort_key
 
+from . import escape
 from .plan import Program, float_literal
 
 
@@ -224,7 +225,7 @@ def program_lines(program: Program, constant_like: str | None = None) -> list[st
     notes = _comments_on_kept(program, {name for name, _ in statements})
     lines: list[str] = []
     for k, (name, expr) in enumerate(statements):
-        lines.extend(f"# {text}" for text in notes.get(name, ()))
+        lines.extend(f"# {escape.python_comment(text)}" for text in notes.get(name, ()))
         if name in output_names and not expr.free_symbols:
             if constant_like is None:
                 raise EmitError(f"output {name} is a constant and no input was named to shape it")

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from cartinv.codegen import dag
+from cartinv.codegen import dag, verify
 from cartinv.symbolic import stf
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.formulas import FormulaSyntaxError, parse_formula
@@ -112,6 +112,27 @@ def evaluation_split(basis: Basis) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def invariants_dag(basis: Basis) -> dag.Dag:
     """The shared contraction DAG of the Basis's graph invariants, checked exactly against their formulas."""
     return _memo("dag", basis, _invariants_dag)
+
+
+def check_formulas(basis: Basis) -> None:
+    """Every formula verified exactly before code is written (PlanError naming the invariant otherwise).
+
+    Graph invariants: each contraction equals its formula (codegen/dag.py). Invariants without a graph (ACE, any
+    other kind): exact O(3) invariance and the recorded degree (codegen/verify.py).
+    """
+    _memo("checked", basis, _check_formulas)
+
+
+def _check_formulas(basis: Basis) -> bool:
+    invariants_dag(basis)
+    expanded, _ = evaluation_split(basis)
+    exprs = invariant_exprs(basis)
+    verify.check_invariants(
+        basis.coordinates,
+        [(basis.invariants[k]["id"], exprs[k], basis.invariants[k]["degree"]) for k in expanded],
+        seed=int(basis.content_hash()[:16], 16),
+    )
+    return True
 
 
 def _invariants_dag(basis: Basis) -> dag.Dag:

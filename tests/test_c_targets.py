@@ -79,7 +79,9 @@ def test_c_expression_rejects_non_polynomials(expr):
 
 def test_comment_block_conversion():
     assert emit_c.c_comment_block("# a\n#b\n\n// c\nplain\n") == "// a\n//b\n//\n// c\n// plain"
-    assert emit_c.c_comment_block("/* kept */\n") == "/* kept */"
+    # every line stays a '//' comment: a block comment in the text cannot open or close one
+    assert emit_c.c_comment_block("/* x */\n") == "// /* x * /"
+    assert emit_c.c_comment_block("# a\\\nb ??/\n") == "// a\\ \n// b ?\\?/"
 
 
 def test_identifiers_and_symbols():

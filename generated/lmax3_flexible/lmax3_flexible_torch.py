@@ -1610,10 +1610,37 @@ def compute(r, centers, w, n_atoms, plan=None):
     return Invariants.apply(moments(r, centers, w, n_atoms, plan))
 
 
+def check_inputs(r, centers, w, n_atoms):
+    """ValueError naming the first problem with the inputs: shapes, dtypes, devices, centre indices out of range,
+    NaN or infinity in r or w, zero-length pair vectors (whose direction, and so every harmonic, is undefined)."""
+    if not (isinstance(r, torch.Tensor) and r.dim() == 2 and r.shape[1] == 3 and r.dtype in (torch.float32, torch.float64)):
+        raise ValueError("r must be a float32 or float64 tensor of shape [P, 3]")
+    n_pairs = r.shape[0]
+    if not (isinstance(centers, torch.Tensor) and centers.shape == (n_pairs,) and centers.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"centers must be an int32 or int64 tensor of shape [{n_pairs}]")
+    want = (n_pairs, w.shape[1] if isinstance(w, torch.Tensor) and w.dim() > 1 else -1) + ((CHANNELS,) if CHANNELS > 1 else ())
+    if not (isinstance(w, torch.Tensor) and tuple(w.shape) == want and w.dtype == r.dtype):
+        raise ValueError(f"w must be a {r.dtype} tensor of shape [P, G{', CHANNELS' if CHANNELS > 1 else ''}] "
+                         f"with P = {n_pairs}{f' and CHANNELS = {CHANNELS}' if CHANNELS > 1 else ''}")
+    if centers.device != r.device or w.device != r.device:
+        raise ValueError("r, centers and w must be on one device")
+    n = int(n_atoms)
+    if n < 0 or n != n_atoms:
+        raise ValueError(f"n_atoms must be a non-negative integer, got {n_atoms!r}")
+    if n_pairs and (int(centers.min()) < 0 or int(centers.max()) >= n):
+        raise ValueError(f"centers must lie in 0..{n - 1}")
+    if not bool(torch.isfinite(r).all()) or not bool(torch.isfinite(w).all()):
+        raise ValueError("r and w must be finite (no NaN or infinity)")
+    if n_pairs and not bool((r.detach().square().sum(1) > 0).all()):
+        raise ValueError("a pair vector has zero length (an atom paired with itself, or two atoms at one place)")
+
+
 class InvariantModel(torch.nn.Module):
     """forward(r, centers, w, n_atoms) -> I [n_atoms, G, N_INVARIANTS]; differentiable twice in r and w.
 
-    No parameters: weights are computed by the caller (radial functions times channel features).
+    No parameters: weights are computed by the caller (radial functions times channel features). With
+    check_inputs=True every call first runs `check_inputs` (one pass over the data); without it, bad inputs give
+    undefined results (a zero-length pair vector gives NaN).
     """
 
     basis_name = BASIS_NAME
@@ -1621,13 +1648,16 @@ class InvariantModel(torch.nn.Module):
     n_invariants = N_INVARIANTS
     invariant_ids = INVARIANT_IDS
 
-    def __init__(self, max_padding=1.25):
+    def __init__(self, max_padding=1.25, check_inputs=False):
         super().__init__()
         self.max_padding = float(max_padding)
+        self.check_inputs = bool(check_inputs)
 
     def extra_repr(self):
         return f"basis={BASIS_NAME!r}, invariants={N_INVARIANTS}, channels={CHANNELS}"
 
     def forward(self, r, centers, w, n_atoms):
+        if self.check_inputs:
+            check_inputs(r, centers, w, n_atoms)
         plan = SegmentPlan(centers, n_atoms, self.max_padding)
         return compute(r, centers, w, n_atoms, plan)
