@@ -3,7 +3,9 @@
 Each STF block is parametrised by its 2l+1 free integer components (stf.integer_basis), so every contraction
 is a polynomial with integer coefficients in those variables. At an integer point, values and gradients are
 computed exactly mod p. Primes are below 2^25, so a product of two residues is below 2^50 and a sum of up to
-2^13 such products still fits in int64: every pairwise step is exact before it is reduced.
+2^13 such products still fits in int64. A pairwise step that would sum more products (3^k for k >= 9 contracted
+indices, e.g. T9.T9) is split along contracted indices until each part sums at most 2^13 products, and each part
+is reduced before the parts are added: every step is exact for every accepted order (asserted).
 """
 
 from __future__ import annotations
@@ -17,6 +19,33 @@ from .contract import execute
 from .graphs import ContractionGraph, Label
 
 PRIMES = (33554393, 33554383)  # the two largest primes below 2^25
+INT64_MAX = (1 << 63) - 1
+MAX_SUMMED = INT64_MAX // (max(PRIMES) - 1) ** 2  # products of two residues one int64 sum can hold (> 2^13)
+
+
+def _take(x: np.ndarray, subs: str, letter: str, value: int) -> tuple[np.ndarray, str]:
+    """x with index `letter` fixed to `value` (batch axes lead, the subscripts name the trailing axes)."""
+    if letter not in subs:
+        return x, subs
+    axis = x.ndim - len(subs) + subs.index(letter)
+    return np.take(x, value, axis=axis), subs.replace(letter, "")
+
+
+def contract_mod(a: np.ndarray, sa: str, b: np.ndarray, sb: str, out: str, prime: int) -> np.ndarray:
+    """einsum('...sa,...sb->...out') mod prime, exact: inputs are residues, and no int64 sum ever holds more
+    than MAX_SUMMED products (larger contractions are split along a summed index, each part reduced)."""
+    summed = sorted((set(sa) | set(sb)) - set(out))
+    if 3 ** len(summed) <= MAX_SUMMED:
+        assert (prime - 1) ** 2 * 3 ** len(summed) <= INT64_MAX
+        return np.einsum(f"...{sa},...{sb}->...{out}", a, b) % prime
+    letter = summed[0]
+    total = None
+    for v in range(3):
+        a_v, sa_v = _take(a, sa, letter, v)
+        b_v, sb_v = _take(b, sb, letter, v)
+        part = contract_mod(a_v, sa_v, b_v, sb_v, out, prime)
+        total = part if total is None else (total + part) % prime
+    return total
 
 
 @dataclass
@@ -44,14 +73,16 @@ class ModularPoints:
             x = rng.integers(0, self.prime, size=(self.batch, 2 * l + 1), dtype=np.int64)
             if b in self.zero:
                 x[:] = 0
-            full = (x @ stf.integer_basis(l).T.astype(np.int64)) % self.prime  # entries ≤ p · (small integers)
+            basis = stf.integer_basis(l).astype(np.int64)
+            assert int(np.abs(basis).sum(axis=1).max()) * (self.prime - 1) <= INT64_MAX  # row sums: 64 at l = 12
+            full = (x @ basis.T) % self.prime
             self.tensors[b] = full.reshape((self.batch,) + (3,) * l)
             self.offsets[b] = off
             off += 2 * l + 1
         self.dim = off
 
     def _pair(self, a, sa, b, sb, out):
-        return np.einsum(f"...{sa},...{sb}->...{out}", a, b) % self.prime
+        return contract_mod(a, sa, b, sb, out, self.prime)
 
     def _single(self, a, sa, out):
         return np.einsum(f"...{sa}->...{out}", a) % self.prime
@@ -75,7 +106,9 @@ class ModularPoints:
                               self._pair, self._single)
             else:
                 env = np.ones((self.batch,), dtype=np.int64)
-            grad = (env.reshape(self.batch, 3**l) @ stf.integer_basis(l)) % self.prime
+            basis = stf.integer_basis(l).astype(np.int64)
+            assert int(np.abs(basis).sum(axis=0).max()) * (self.prime - 1) <= INT64_MAX  # column sums < 2^18
+            grad = (env.reshape(self.batch, 3**l) @ basis) % self.prime
             o = self.offsets[lab]
             rows[:, o:o + 2 * l + 1] = (rows[:, o:o + 2 * l + 1] + grad) % self.prime
         return rows
