@@ -198,7 +198,7 @@ def main(argv=None) -> int:
 
     basis = runtime_load.resolve_basis(args.basis)
     folder, name = runtime_load.generated_dir(basis)
-    module = runtime_load.import_torch_module(folder, name)
+    module = runtime_load.import_torch_module(folder, name, basis.content_hash())
     model = module.InvariantModel()
     checked = cartinv.load(basis, backend="torch")
     methods = {"cartinv": model, "cartinv+checks": checked}

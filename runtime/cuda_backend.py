@@ -29,6 +29,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,6 +38,8 @@ import numpy as np
 import torch
 
 from cartinv.codegen.naming import c_identifier, kernel_symbol
+
+from .kernel_cache import CacheWarning, cache_root
 
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block may use without opting in
 DEFAULT_THREADS = 128
@@ -160,12 +163,6 @@ def _suffix(dtype: torch.dtype) -> str:
 # Disk cache of compiled binaries
 
 
-def cache_root() -> Path:
-    """``$CARTINV_CACHE`` when set and non-empty, else ``~/.cache/cartinv``."""
-    env = os.environ.get("CARTINV_CACHE", "")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cartinv"
-
-
 def cache_key(source: str, compiler: str, arch: str, options: Sequence[str] = ()) -> str:
     """sha256 (hex) identifying a compiled binary: changes with the source, compiler version, arch or options."""
     record = {"format": CACHE_FORMAT, "source": source, "compiler": compiler, "arch": arch, "options": list(options)}
@@ -203,14 +200,24 @@ class BinaryCache:
         return self.root / f"{key}{suffix}"
 
     def get_or_build(self, key: str, suffix: str, build: Callable[[], bytes]) -> Path:
-        """The cached file for `key`, building and storing it first when absent (or empty)."""
+        """The cached file for `key`, building and storing it first when absent, or when its content does not
+        match the sha256 stored beside it (then with one CacheWarning: a corrupted binary is never launched)."""
         path = self.path(key, suffix)
-        if path.is_file() and path.stat().st_size > 0:
-            return path
+        seal = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            try:
+                recorded = seal.read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                recorded = None
+            if recorded == hashlib.sha256(path.read_bytes()).hexdigest():
+                return path
+            warnings.warn(f"cartinv: cached binary {path} failed its integrity check; compiling it again",
+                          CacheWarning, stacklevel=2)
         data = build()
         if not data:
             raise CudaBackendError(f"compilation produced no output for cache entry {path.name}")
         atomic_write_bytes(path, data)
+        atomic_write_bytes(seal, hashlib.sha256(data).hexdigest().encode() + b"\n")
         return path
 
 

@@ -17,11 +17,9 @@ once, naming the reason, and evaluates with torch.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import shutil
 import sys
-import tempfile
+import types
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -32,7 +30,9 @@ from cartinv import __version__
 from cartinv.symbolic import basisfile
 from cartinv.symbolic.basisfile import Basis
 
+from . import kernel_cache
 from .checks import InputError, check_inputs
+from .kernel_cache import cache_root  # noqa: F401 (part of this module's API)
 
 BACKENDS = ("auto", "torch", "cuda")
 
@@ -87,12 +87,6 @@ def resolve_basis(basis_or_name) -> Basis:
     )
 
 
-def cache_root() -> Path:
-    """``$CARTINV_CACHE`` when set and non-empty, else ``~/.cache/cartinv`` (shared with the CUDA backend)."""
-    env = os.environ.get("CARTINV_CACHE", "")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cartinv"
-
-
 def _same_as_checked_in(basis: Basis) -> Path | None:
     path = checked_in_root() / basis.name
     json_path = path / f"{basis.name}.json"
@@ -102,48 +96,48 @@ def _same_as_checked_in(basis: Basis) -> Path | None:
 
 
 def generated_dir(basis: Basis) -> tuple[Path, str]:
-    """(folder, name) of the generated files of `basis`: checked in, cached, or generated now into the cache."""
+    """(folder, name) of the generated files of `basis`: checked in, or a sealed folder of the kernel cache
+    (generated now when absent or when it fails its integrity check; see runtime/kernel_cache.py)."""
     checked = _same_as_checked_in(basis)
     if checked is not None:
         return checked, basis.name
-    name = basis.name if basis.name.isidentifier() else "basis"
-    target = cache_root() / "generated" / __version__ / basis.content_hash() / name
-    if not (target / f"{name}_torch.py").is_file():
+    name = basis.name
+    required = (f"{name}_torch.py", f"{name}.json")
+
+    def build(staging: Path) -> None:
         from cartinv.codegen.generate import generate  # needs SymPy; only when generating
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-        try:
-            generate(basis, staging, name=name,
-                     regenerate_command=f"cartinv generate --basis {name}.json --name {name}")
-            try:
-                os.rename(staging, target)
-            except OSError:  # another process finished first: keep its files
-                if not (target / f"{name}_torch.py").is_file():
-                    raise
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    return target, name
+        generate(basis, staging, name=name, regenerate_command=f"cartinv generate --basis {name}.json --name {name}")
+
+    key = f"{__version__}/{basis.content_hash()}"
+    return kernel_cache.sealed_folder(key, name, basis.content_hash(), required, build), name
 
 
-_MODULES: dict[Path, object] = {}
+_MODULES: dict[tuple[Path, str], object] = {}
 
 
-def import_torch_module(folder: Path, name: str):
-    """Import <folder>/<name>_torch.py (once per process)."""
+def import_torch_module(folder: Path, name: str, basis_hash: str | None = None):
+    """The module <folder>/<name>_torch.py (once per process).
+
+    Checked-in files are imported as the package ``cartinv.generated``; cached files are executed from the exact
+    bytes that passed the cache's integrity check (no bytecode cache is read or written for them).
+    """
     path = (Path(folder) / f"{name}_torch.py").resolve()
-    if path in _MODULES:
-        return _MODULES[path]
+    key = (path, basis_hash or "")
+    if key in _MODULES:
+        return _MODULES[key]
     if path.parent.parent == checked_in_root().resolve():
         module = importlib.import_module(f"cartinv.generated.{name}.{name}_torch")
     else:
-        mod_name = f"cartinv_generated_{name}_{path.parent.parent.name[:16]}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
+        if basis_hash is None:
+            raise ValueError("importing a cached kernel module needs the Basis hash its manifest is checked against")
+        source = kernel_cache.verified_source(path.parent, path.name, basis_hash, name)
+        mod_name = f"cartinv_generated_{name}_{basis_hash[:16]}"
+        module = types.ModuleType(mod_name)
+        module.__file__ = str(path)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
-    _MODULES[path] = module
+        exec(compile(source, str(path), "exec"), module.__dict__)  # verified generated code, see kernel_cache
+    _MODULES[key] = module
     return module
 
 
@@ -244,7 +238,7 @@ def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> Car
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     basis = resolve_basis(basis_or_name)
     folder, name = generated_dir(basis)
-    module = import_torch_module(folder, name)
+    module = import_torch_module(folder, name, basis.content_hash())
     if module.BASIS_HASH != basis.content_hash():
         raise RuntimeError(
             f"{folder / (name + '_torch.py')} was generated from a different Basis (hash {module.BASIS_HASH[:12]}, "

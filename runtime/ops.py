@@ -69,6 +69,7 @@ class BasisOps:
     def __init__(self, name: str, module):
         self.name = name
         self.module = module
+        self.basis_hash = module.BASIS_HASH
         ns = "cartinv"
         k, n_coords = module.N_INVARIANTS, module.N_COORDS
 
@@ -180,7 +181,11 @@ def basis_ops(basis_or_name) -> BasisOps:
     folder, name = generated_dir(basis)
     with _LOCK:
         if name not in _REGISTERED:
-            _REGISTERED[name] = BasisOps(name, import_torch_module(folder, name))
+            module = import_torch_module(folder, name, basis.content_hash())
+            _REGISTERED[name] = BasisOps(name, module)
+        elif _REGISTERED[name].basis_hash != basis.content_hash():
+            raise ValueError(f"custom ops named {name!r} are registered for another Basis (hash "
+                             f"{_REGISTERED[name].basis_hash[:12]}); give this Basis another name")
         return _REGISTERED[name]
 
 

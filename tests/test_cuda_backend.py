@@ -159,7 +159,7 @@ def test_binary_cache_concurrent_writers(tmp_path):
     for t in threads:
         t.join()
     assert (tmp_path / f"{key}.ptx").read_bytes() in payloads
-    assert [p.name for p in tmp_path.iterdir()] == [f"{key}.ptx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.ptx", f"{key}.ptx.sha256"]
 
 
 # ------------------------------------------------------------------------------------------------ sources

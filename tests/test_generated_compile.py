@@ -50,7 +50,8 @@ def test_header_numbers_match_torch_module(name, tmp_path):
     build = subprocess.run([gxx, "-O1", "-std=c++14", "-Wall", "-I", str(folder), str(tmp_path / "driver.cpp"),
                             "-o", str(tmp_path / "driver")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
-    kernels = import_torch_module(*generated_dir(resolve_basis(name)))
+    basis = resolve_basis(name)
+    kernels = import_torch_module(*generated_dir(basis), basis.content_hash())
     rng = np.random.default_rng(3)
     t = rng.normal(size=kernels.N_COORDS)
     g_i = rng.normal(size=kernels.N_INVARIANTS)

@@ -1,5 +1,6 @@
 """cartinv.load and the runtime module: sources of generated code, the cache, input validation, backends."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -117,15 +118,71 @@ def test_load_from_json_path_generates_into_cache_once(tmp_path):
     assert torch.equal(I, m2(r, c, w, 3))
 
 
-def test_stale_generated_code_is_refused(tmp_path):
+def _one_digit_changed(text: str) -> str:
+    """The generated module with one digit of one numeric literal changed (a silent-wrong-numbers corruption)."""
+    import re
+
+    m = re.search(r"value=(-?)0\.(\d)", text)
+    assert m is not None
+    digit = m.group(2)
+    return text[:m.start(2)] + ("7" if digit != "7" else "3") + text[m.end(2):]
+
+
+@pytest.mark.parametrize("corrupt", ["digit", "truncate", "delete", "manifest", "stale_hash"])
+def test_corrupted_cache_is_detected_named_and_healed_once(tmp_path, corrupt):
+    from cartinv.runtime.kernel_cache import MANIFEST, CacheWarning
+
     basis = derived((1, 2), degree=3, channels=2)
     folder, name = runtime_load.generated_dir(basis)
     source = folder / f"{name}_torch.py"
-    text = source.read_text().replace(basis.content_hash(), "0" * 64)
-    source.write_text(text)
-    runtime_load._MODULES.pop(source.resolve(), None)
-    with pytest.raises(RuntimeError, match="different Basis"):
+    good = source.read_text()
+    rng = np.random.default_rng(2)
+    r = torch.tensor(rng.normal(size=(12, 3)))
+    c = torch.tensor(rng.integers(0, 4, size=12))
+    w = torch.tensor(rng.normal(size=(12, 3, 2)))
+    expected = cartinv.load(basis)(r, c, w, 4)
+    if corrupt == "digit":
+        source.write_text(_one_digit_changed(good))
+    elif corrupt == "truncate":
+        source.write_text(good[: len(good) // 2])
+    elif corrupt == "delete":
+        source.unlink()
+    elif corrupt == "manifest":
+        (folder / MANIFEST).write_text("{")
+    else:
+        source.write_text(good.replace(basis.content_hash(), "0" * 64))
+    runtime_load._MODULES.clear()
+    with pytest.warns(CacheWarning, match=f"{folder}.*failed their integrity check") as record:
+        healed = cartinv.load(basis)
+    assert len([w for w in record if issubclass(w.category, CacheWarning)]) == 1
+    assert source.read_text() == good
+    assert torch.equal(healed(r, c, w, 4), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # healed: no second warning
+        runtime_load._MODULES.clear()
         cartinv.load(basis)
+
+
+def test_read_only_cache_falls_back_to_a_private_cache(tmp_path, monkeypatch):
+    from cartinv.runtime import kernel_cache
+    from cartinv.runtime.kernel_cache import CacheWarning
+
+    if os.geteuid() == 0:
+        locked = tmp_path / "file_not_dir"  # root ignores permission bits: a cache root under a file cannot be made
+        locked.write_text("")
+        root = locked / "cache"
+    else:
+        root = tmp_path / "ro"
+        root.mkdir()
+        root.chmod(0o500)
+    monkeypatch.setenv("CARTINV_CACHE", str(root))
+    monkeypatch.setattr(kernel_cache, "_FALLBACK", [])
+    basis = derived((1, 2), degree=3, channels=2)
+    with pytest.warns(CacheWarning, match="is not writable.*private temporary cache"):
+        folder, _ = runtime_load.generated_dir(basis)
+    assert not folder.is_relative_to(root) and folder.is_dir()
+    assert kernel_cache.manifest_problem(folder, basis.content_hash(), basis.name,
+                                         (f"{basis.name}_torch.py",)) is None
 
 
 def test_unknown_names_and_backends():

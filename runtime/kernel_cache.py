@@ -1,0 +1,158 @@
+"""The on-disk kernel cache: generated files per Basis hash, each folder sealed by a manifest of file hashes.
+
+Layout: ``<root>/generated/<cartinv version>/<Basis content hash>/<name>/`` holds the generated files and
+``MANIFEST.json`` ({format, basis_hash, name, files: {file name: sha256}}). A folder is used only when its manifest
+parses, names this Basis, and every listed file exists with that hash; otherwise it is reported once (a
+`CacheWarning` naming the folder and the problem), set aside and generated again. Folders are built in a private
+staging folder and renamed into place, so concurrent writers never see half a folder. When the cache root cannot
+be written, a private temporary cache is used instead (one warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+MANIFEST = "MANIFEST.json"
+MANIFEST_FORMAT = "cartinv-kernel-cache"
+MAX_MANIFEST_BYTES = 64 * 1024
+
+
+class CacheWarning(UserWarning):
+    """A cache folder failed its integrity check (and was regenerated), or the cache root is not writable."""
+
+
+class CacheError(RuntimeError):
+    """The cache could not produce a sound folder even after regenerating it."""
+
+
+_FALLBACK: list[Path] = []
+
+
+def cache_root() -> Path:
+    """``$CARTINV_CACHE`` when set and non-empty, else ``~/.cache/cartinv``; a private temporary folder once the
+    configured root turned out not to be writable in this process."""
+    if _FALLBACK:
+        return _FALLBACK[0]
+    env = os.environ.get("CARTINV_CACHE", "")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cartinv"
+
+
+def use_private_cache(reason: str) -> Path:
+    """Switch this process to a private temporary cache (once), warning with the reason."""
+    if not _FALLBACK:
+        private = Path(tempfile.mkdtemp(prefix="cartinv-cache-"))
+        warnings.warn(f"cartinv: the kernel cache {cache_root()} is not writable ({reason}); using the private "
+                      f"temporary cache {private} for this process", CacheWarning, stacklevel=3)
+        _FALLBACK.append(private)
+    return _FALLBACK[0]
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_manifest(folder: Path, basis_hash: str, name: str) -> None:
+    """Seal `folder`: record the sha256 of every file in it."""
+    files = {p.name: sha256_file(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != MANIFEST}
+    record = {"format": MANIFEST_FORMAT, "basis_hash": basis_hash, "name": name, "files": files}
+    (Path(folder) / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def manifest_problem(folder: Path, basis_hash: str, name: str, required: tuple[str, ...]) -> str | None:
+    """None when `folder` is sound, else what is wrong with it (one line)."""
+    path = Path(folder) / MANIFEST
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return f"{MANIFEST} is too large"
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return f"{MANIFEST} is missing"
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"{MANIFEST} is unreadable"
+    if not (isinstance(record, dict) and record.get("format") == MANIFEST_FORMAT
+            and record.get("basis_hash") == basis_hash and record.get("name") == name
+            and isinstance(record.get("files"), dict)):
+        return f"{MANIFEST} does not describe this Basis"
+    files = record["files"]
+    for fname in required:
+        if fname not in files:
+            return f"{MANIFEST} does not list {fname}"
+    for fname, digest in sorted(files.items()):
+        target = Path(folder) / str(fname)
+        if not isinstance(fname, str) or "/" in fname or "\\" in fname or fname.startswith("."):
+            return f"{MANIFEST} lists a bad file name"
+        try:
+            actual = sha256_file(target)
+        except FileNotFoundError:
+            return f"{fname} is missing"
+        except OSError as exc:
+            return f"{fname} is unreadable ({exc.strerror})"
+        if actual != digest:
+            return f"{fname} does not match its recorded sha256 (modified or truncated)"
+    return None
+
+
+def _set_aside(folder: Path) -> None:
+    """Move a bad folder out of the way atomically (a concurrent healer may have done it already), then delete it."""
+    aside = folder.parent / f".stale-{folder.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def sealed_folder(key: str, name: str, basis_hash: str, required: tuple[str, ...], build) -> Path:
+    """The sound cache folder ``<root>/generated/<key>/<name>``: reused, or built by ``build(staging)`` and sealed.
+
+    A folder that fails its check is reported once, set aside and built again; a root that cannot be written
+    switches this process to a private temporary cache.
+    """
+    for attempt in range(3):
+        target = cache_root() / "generated" / key / name
+        problem = manifest_problem(target, basis_hash, name, required) if target.exists() else "absent"
+        if problem is None:
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if problem != "absent":
+                warnings.warn(f"cartinv: cached kernels in {target} failed their integrity check ({problem}); "
+                              f"regenerating them", CacheWarning, stacklevel=3)
+                _set_aside(target)
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+        except OSError as exc:
+            if attempt == 0 and not _FALLBACK:
+                use_private_cache(exc.strerror or type(exc).__name__)
+                continue
+            raise CacheError(f"cannot write the kernel cache {target.parent}: {exc.strerror}") from None
+        try:
+            build(staging)
+            write_manifest(staging, basis_hash, name)
+            try:
+                os.rename(staging, target)
+            except OSError:  # another process finished first: its folder is checked on the next pass
+                pass
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    target = cache_root() / "generated" / key / name
+    problem = manifest_problem(target, basis_hash, name, required)
+    if problem is not None:
+        raise CacheError(f"cached kernels in {target} are unsound after regenerating them: {problem}")
+    return target
+
+
+def verified_source(folder: Path, fname: str, basis_hash: str, name: str) -> bytes:
+    """The bytes of a sealed file, read once and checked against the manifest (what is hashed is what runs)."""
+    record = json.loads((Path(folder) / MANIFEST).read_bytes().decode("utf-8"))
+    data = (Path(folder) / fname).read_bytes()
+    if record.get("basis_hash") != basis_hash or record.get("name") != name or \
+            record.get("files", {}).get(fname) != hashlib.sha256(data).hexdigest():
+        raise CacheError(f"{Path(folder) / fname} changed after its integrity check; load it again")
+    return data
