@@ -6,6 +6,8 @@ Every expected failure (bad request, bad file, bad input) prints one line `carti
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,8 +54,35 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _check_output_file(path) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    if path is None:
+        return
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise CliError(f"-o {path}: is a directory, expected a file name")
+    if not parent.is_dir():
+        raise CliError(f"-o {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"-o {path}: not writable")
+
+
+def _check_output_dir(path) -> Path:
+    """An output directory that exists or can be created (refused before any work is done)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"-o {path}: exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent if str(probe.parent) != str(probe) else Path(".")
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise CliError(f"-o {path}: {probe} is not a writable directory")
+    return path
+
+
 def _cmd_basis(args) -> int:
-    from cartinv.symbolic import report
+    from cartinv.symbolic import estimate, report, schema
     from cartinv.symbolic.select import BasisRequest, RequestError, derive_basis
 
     if args.lmax is not None and args.orders is not None:
@@ -74,6 +103,20 @@ def _cmd_basis(args) -> int:
         prefer = PRESETS[args.preset] + prefer
     request = BasisRequest(orders=orders, degree=degree, channels=args.channels, complete=args.complete,
                            max_degree=args.max_degree, flexible=args.flexible, prefer=prefer)
+    _check_output_file(args.output)
+    try:
+        request.validate()
+        if args.name is not None:
+            schema.identifier(args.name, "--name")
+    except (RequestError, schema.SchemaError) as exc:
+        raise CliError(str(exc)) from None
+    if args.complete or args.flexible:
+        seconds = estimate.seconds(request)
+        if seconds > estimate.REFUSE_SECONDS:
+            raise CliError(f"request too large: {estimate.describe(request)} (limit "
+                           f"{estimate.REFUSE_SECONDS / 3600:.0f} h); lower --lmax, --channels or --max-degree")
+        if not args.quiet and (sys.stderr.isatty() or seconds > estimate.ANNOUNCE_SECONDS):
+            print(f"cartinv: {estimate.describe(request)}", file=sys.stderr)
     name = args.name
     if name is None and args.preset and not args.prefer:
         import dataclasses
@@ -118,15 +161,19 @@ def _cmd_explain(args) -> int:
 def _cmd_draw(args) -> int:
     from cartinv.symbolic.draw import graph_svg
 
+    out = _check_output_dir(args.output)
     basis = _load_basis(args.file)
     if basis.kind != "tensor":
         raise CliError(f"draw needs a tensor basis (graphs); {args.file} is kind {basis.kind!r}")
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     entries = basis.invariants + (basis.dropped if args.dropped else [])
+    root = out.resolve()
     for inv in entries:
         title = f"{inv['id']}: {inv.get('index_notation', '')}"
-        (out / f"{inv['id']}.svg").write_text(graph_svg(inv["orders"], inv["channels"], inv["edges"], title))
+        target = (out / f"{inv['id']}.svg").resolve()
+        if target.parent != root:  # ids are validated identifiers; this is the second wall
+            raise CliError(f"invariant id {inv['id']!r} would write outside {out}")
+        target.write_text(graph_svg(inv["orders"], inv["channels"], inv["edges"], title))
     print(f"wrote {len(entries)} SVG files to {out}")
     return 0
 
@@ -136,12 +183,13 @@ def _cmd_generate(args) -> int:
     from cartinv.codegen.emit_torch import EmitError
     from cartinv.codegen.generate import generate, generate_standard
 
+    _check_output_dir(args.output)
     if args.basis:
         basis = _load_basis(args.basis)
         try:
             paths = generate(basis, Path(args.output) / (args.name or basis.name), name=args.name or basis.name,
                              regenerate_command=f"cartinv generate --basis {args.basis} -o {args.output}")
-        except (PlanError, EmitError) as exc:
+        except (PlanError, EmitError, ValueError) as exc:
             raise CliError(f"{args.basis}: {exc}") from None
     else:
         paths = generate_standard(Path(args.output))
@@ -153,6 +201,7 @@ def _cmd_generate(args) -> int:
 def _cmd_ace(args) -> int:
     from cartinv.symbolic import ace
 
+    _check_output_file(args.output)
     try:
         basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax, species=args.species)
     except ValueError as exc:
@@ -167,6 +216,7 @@ def _cmd_ace(args) -> int:
 def _cmd_export(args) -> int:
     from cartinv.runtime import export
 
+    _check_output_dir(args.output)
     try:
         paths = export.export(args.basis, args.target, Path(args.output))
     except ValueError as exc:
@@ -179,6 +229,9 @@ def _cmd_export(args) -> int:
 def _cmd_lammps_export(args) -> int:
     from cartinv.runtime.lammps import export_lammps
 
+    _check_output_file(args.output)
+    if args.neighbor_cutoff is not None and not (math.isfinite(args.neighbor_cutoff) and args.neighbor_cutoff > 0):
+        raise CliError(f"--neighbor-cutoff must be a positive finite distance in Å, got {args.neighbor_cutoff}")
     try:
         wrapper = export_lammps(args.model, args.output, dtype=args.dtype, neighbor_cutoff=args.neighbor_cutoff)
     except (ValueError, OSError) as exc:
@@ -190,8 +243,16 @@ def _cmd_lammps_export(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with cartinv's one-line errors (exit code 2)."""
+
+    def error(self, message):
+        text = f"cartinv: error: {self.prog}: {message}".replace("\n", "\\n").replace("\r", "\\r")
+        self.exit(2, text + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cartinv", description="Optimal rotation-invariant bases and their kernels.")
+    p = _Parser(prog="cartinv", description="Optimal rotation-invariant bases and their kernels.")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("basis", help="derive a minimal complete basis (default: --lmax 3 --degree 4)")
@@ -255,7 +316,13 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except CliError as exc:
-        print(f"cartinv: error: {exc}", file=sys.stderr)
+        print(f"cartinv: error: {exc}".replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr)
+        return 2
+    except ValueError as exc:  # cartinv's errors for bad input are ValueErrors (BasisFileError, RequestError, ...)
+        print(f"cartinv: error: {exc}".replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system said no (disk full, permissions) after the checks above
+        print(f"cartinv: error: {exc.filename or ''}: {exc.strerror or exc}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cartinv: interrupted", file=sys.stderr)

@@ -19,12 +19,15 @@ import numpy as np
 
 from . import bounds as B
 from .basisfile import SCHEMA_VERSION, Basis
+from . import schema
+from .schema import TENSOR_CONVENTION
 from .formulas import FormulaBuilder, coordinate_table, formula_text
 from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import RelationFinder
 
 EXHAUSTIVE_MAX_DEGREE = 6  # beyond this, candidates are sampled (complete/flexible searches only)
+MAX_DEGREE = 32  # the Basis schema's limit (symbolic/schema.py)
 SAMPLES_PER_MULTISET = 48
 MAX_ORDER = 12
 MAX_CHANNELS = 4
@@ -49,16 +52,23 @@ class BasisRequest:
     prefer: tuple[str, ...] = ()
 
     def validate(self) -> None:
+        """Every limit is checked here, before any work starts (types and ranges first, then size estimates)."""
         if not self.orders:
             raise RequestError("no orders given: pass e.g. --orders 0,1,2,3 or --lmax 3")
-        if any(not isinstance(l, int) or l < 0 for l in self.orders):
+        if any(type(l) is not int or l < 0 for l in self.orders):
             raise RequestError(f"orders must be non-negative integers, got {list(self.orders)}")
         if len(set(self.orders)) != len(self.orders):
             raise RequestError(f"orders repeat: {list(self.orders)}")
         if max(self.orders) > MAX_ORDER:
             raise RequestError(f"order {max(self.orders)} exceeds the supported maximum {MAX_ORDER}")
-        if not isinstance(self.channels, int) or not 1 <= self.channels <= MAX_CHANNELS:
+        if type(self.channels) is not int or not 1 <= self.channels <= MAX_CHANNELS:
             raise RequestError(f"channels must be 1..{MAX_CHANNELS}, got {self.channels}")
+        for what, value in (("degree", self.degree), ("max degree", self.max_degree)):
+            if value is not None and (type(value) is not int or not 1 <= value <= MAX_DEGREE):
+                raise RequestError(f"{what} must be an integer in 1..{MAX_DEGREE}, got {value!r}")
+        if (self.complete or self.flexible) and self.degree is not None and self.degree > self.max_degree:
+            raise RequestError(f"degree {self.degree} is above the cap --max-degree {self.max_degree}: give one of "
+                               f"them, or raise the cap")
         searched = self.searched_degree
         if searched is None:
             raise RequestError("give a degree (--degree N) or ask for --complete / --flexible")
@@ -292,6 +302,11 @@ def _multiset_product(parts, pools):
 def derive_basis(request: BasisRequest, progress: Callable | None = None, name: str | None = None) -> Basis:
     """Derive the Basis for a request (see module docstring); `progress(stage, done, total)` is optional."""
     request.validate()
+    if name is not None:
+        try:
+            schema.identifier(name, "name")
+        except schema.SchemaError as exc:
+            raise RequestError(f"basis {exc}") from None
     blocks = request.blocks
     sel = _Selection(blocks, progress)
     full_bound = B.bound(blocks)
@@ -439,10 +454,12 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, n
     channels = request.channels
     fb = FormulaBuilder(sel.blocks, channels)
     invariants = []
-    for gid, g in sel.kept:
+    for k, (gid, g) in enumerate(sel.kept):
+        sel.progress("formulas", k, len(sel.kept))
         entry = _graph_entry(gid, g, channels)
         entry["formula"] = formula_text(fb.formula(g))
         invariants.append(entry)
+    sel.progress("formulas", len(sel.kept), len(sel.kept))
     dropped = []
     for gid, g, reason, rel in sel.dropped:
         entry = _graph_entry(gid, g, channels)
@@ -466,8 +483,7 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, n
         "kind": "tensor",
         "name": name or request.default_name(),
         "request": request.to_json(),
-        "convention": "orthonormal STF coordinates: T{l}_{m+l} = c_{l,m}, m = -l..l, real solid harmonic order "
-                      "(cartinv.symbolic.stf)",
+        "convention": TENSOR_CONVENTION,
         "coordinates": coordinate_table(sel.blocks, channels),
         "bound": bound,
         "rank": rank,
