@@ -24,11 +24,11 @@ scalars in the kernel's parameter order; tests use this to run the same kernels 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import tempfile
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ import torch
 
 from cartinv.codegen.naming import c_identifier, kernel_symbol
 
-from .kernel_cache import CacheWarning, cache_root
+from .kernel_cache import CacheWarning, cache_root, read_sealed
 
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block may use without opting in
 DEFAULT_THREADS = 128
@@ -130,7 +130,8 @@ class KernelSource:
         for path in paths.values():
             if not path.is_file():
                 raise CudaBackendError(f"missing generated file {path} (run `cartinv generate` for this Basis)")
-        return cls(name, paths[".h"].read_text(), paths[".cu"].read_text())
+        header, kernels = (read_sealed(folder, paths[s].name).decode("utf-8") for s in (".h", ".cu"))
+        return cls(name, header, kernels)
 
     @property
     def constants(self) -> dict[str, int]:
@@ -521,9 +522,9 @@ def load_torch_reference(generated_dir, name: str) -> Callable:
     path = Path(generated_dir) / f"{name}_torch.py"
     if not path.is_file():
         raise CudaBackendError(f"missing generated torch module {path}, needed for second derivatives")
-    spec = importlib.util.spec_from_file_location(f"cartinv_generated_{c_identifier(name)}_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType(f"cartinv_generated_{c_identifier(name)}_torch")
+    module.__file__ = str(path)
+    exec(compile(read_sealed(path.parent, path.name), str(path), "exec"), module.__dict__)  # checked bytes only
     return _reference_from_module(module, path)
 
 

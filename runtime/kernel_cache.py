@@ -148,6 +148,22 @@ def sealed_folder(key: str, name: str, basis_hash: str, required: tuple[str, ...
     return target
 
 
+def read_sealed(folder: Path, fname: str) -> bytes:
+    """The bytes of `fname`; in a sealed folder (one with a manifest, as every cache folder has) they must match
+    the recorded sha256, else CacheError: what is checked is exactly what is used."""
+    data = (Path(folder) / fname).read_bytes()
+    manifest = Path(folder) / MANIFEST
+    if manifest.exists():
+        try:
+            files = json.loads(manifest.read_bytes().decode("utf-8")).get("files", {})
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            files = {}
+        if not isinstance(files, dict) or files.get(fname) != hashlib.sha256(data).hexdigest():
+            raise CacheError(f"{Path(folder) / fname} does not match its folder's {MANIFEST} (modified or truncated); "
+                             f"load the Basis again with cartinv.load to regenerate it")
+    return data
+
+
 def verified_source(folder: Path, fname: str, basis_hash: str, name: str) -> bytes:
     """The bytes of a sealed file, read once and checked against the manifest (what is hashed is what runs)."""
     record = json.loads((Path(folder) / MANIFEST).read_bytes().decode("utf-8"))

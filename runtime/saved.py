@@ -7,6 +7,8 @@ header check says which of these does not match, and what to do about it.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -33,6 +35,13 @@ def header(fmt: str, version: int) -> dict:
     return {"format": fmt, "format_version": version, "cartinv_version": cartinv_version()}
 
 
+def _shown(value) -> str:
+    """A version as written when it looks like one, else a short escaped rendering (never a second line)."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9A-Za-z.+_-]{1,40}", value):
+        return value
+    return ascii(value)[:40]
+
+
 def check_header(payload, source: str, fmt: str, version: int, foreign: str, written: str, remedy: str) -> None:
     """ValueError unless `payload` is a dict written by this cartinv in format `fmt`, version `version`.
 
@@ -46,5 +55,5 @@ def check_header(payload, source: str, fmt: str, version: int, foreign: str, wri
                          f"supported (this cartinv reads version {version})")
     current = cartinv_version()
     if payload.get("cartinv_version") != current:
-        raise ValueError(f"{source}: {written} with cartinv {ascii(payload.get('cartinv_version'))[:40]}, this is "
+        raise ValueError(f"{source}: {written} with cartinv {_shown(payload.get('cartinv_version'))}, this is "
                          f"cartinv {current}; {remedy}")

@@ -1,16 +1,19 @@
 """Up-front size and time estimates of a basis request (printed before `--complete` / `--flexible` start work).
 
-The work of a search is dominated by exact Jacobian rows of candidate graphs, whose cost grows with the number
-of label multisets searched and, through the einsum sizes, with 3^(highest order). The constant is calibrated on
-one core of the development machine (lmax 3 flexible: 2 s; lmax 5 complete: 3 s; lmax 6 flexible: 7 min), so the
-figure is an order of magnitude, not a promise.
+The work of a search grows with the number of label multisets searched. A flexible search repeats it for every
+stratum and reaches high degrees on the high orders, so its cost also grows like 3^(highest order); a complete
+search stops at the first degree that reaches the bound and grows far more slowly. Calibrated on one core of the
+2-core development machine (measured / estimated): flexible lmax 3 5 s / 2 s, lmax 4 10 s / 15 s, lmax 5 134 s /
+135 s; complete lmax 3 2 s / 2 s, lmax 4 4 s / 6 s, lmax 5 8 s / 14 s, lmax 6 18 s / 33 s. An order of magnitude
+that errs high, not a promise.
 """
 
 from __future__ import annotations
 
 from math import comb
 
-SECONDS_PER_UNIT = 2.0e-4  # calibration: see the module docstring
+SECONDS_PER_UNIT = 2.0e-4  # flexible searches; calibration: see the module docstring
+SECONDS_PER_MULTISET_COMPLETE = 5.0e-3  # complete searches, times 1.25^(highest order)
 ANNOUNCE_SECONDS = 30.0  # print the estimate before a search longer than this (always on a terminal)
 REFUSE_SECONDS = 3600.0  # refuse searches estimated beyond this
 EXHAUSTIVE_MAX_DEGREE = 6
@@ -21,18 +24,13 @@ def label_multisets(n_blocks: int, degree: int) -> int:
     return sum(comb(n_blocks + d - 1, d) for d in range(1, degree + 1))
 
 
-def work_units(orders, channels: int, degree: int, flexible: bool) -> int:
-    n_blocks = len(orders) * channels
-    units = label_multisets(n_blocks, min(degree, EXHAUSTIVE_MAX_DEGREE)) * 3 ** max(orders)
-    if flexible:  # every stratum (non-empty set of blocks) is searched on its own
-        units *= max(1, n_blocks // 2)
-    return units
-
-
 def seconds(request) -> float:
-    """Rough single-core time of a request (BasisRequest)."""
-    return work_units(request.orders, request.channels, request.searched_degree or 1, request.flexible) * \
-        SECONDS_PER_UNIT
+    """Rough single-core time of a `--complete` or `--flexible` request (BasisRequest), erring high."""
+    n_blocks = len(request.orders) * request.channels
+    multisets = label_multisets(n_blocks, min(request.searched_degree or 1, EXHAUSTIVE_MAX_DEGREE))
+    if request.flexible:  # every stratum is searched on its own, up to high degrees on the high orders
+        return multisets * 3 ** max(request.orders) * max(1, n_blocks // 2) * SECONDS_PER_UNIT
+    return multisets * 1.25 ** max(request.orders) * SECONDS_PER_MULTISET_COMPLETE
 
 
 def _duration(t: float) -> str:

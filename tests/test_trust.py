@@ -332,3 +332,26 @@ def test_exported_torch_module_checks_inputs_on_request(tmp_path):
             checked(*args)
     good = checked(r[:1], c[:1], w[:1], 1)
     assert torch.isfinite(good).all()
+
+
+def test_cuda_sources_and_reference_are_read_only_as_sealed(tmp_path):
+    from cartinv.runtime import cuda_backend
+    from cartinv.runtime.kernel_cache import CacheError
+    from cartinv.runtime.load import generated_dir
+
+    from conftest import derived
+
+    basis = derived((1, 2), degree=3, channels=2)
+    folder, name = generated_dir(basis)
+    assert cuda_backend.KernelSource.load(folder, name).name == name
+    assert callable(cuda_backend.load_torch_reference(folder, name))
+    for fname in (f"{name}.cu", f"{name}_torch.py"):
+        path = folder / fname
+        good = path.read_text()
+        path.write_text(good.replace("0.5", "0.6", 1) if "0.5" in good else good + "\n// x\n")
+        with pytest.raises(CacheError, match="does not match its folder's MANIFEST.json"):
+            if fname.endswith(".cu"):
+                cuda_backend.KernelSource.load(folder, name)
+            else:
+                cuda_backend.load_torch_reference(folder, name)
+        path.write_text(good)
