@@ -315,10 +315,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
-        print(f"cartinv: error: {exc}".replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr)
-        return 2
-    except ValueError as exc:  # cartinv's errors for bad input are ValueErrors (BasisFileError, RequestError, ...)
+    except (CliError, ValueError) as exc:  # cartinv's errors for bad input are ValueErrors (BasisFileError, ...)
         print(f"cartinv: error: {exc}".replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr)
         return 2
     except OSError as exc:  # the file system said no (disk full, permissions) after the checks above

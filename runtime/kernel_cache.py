@@ -148,16 +148,21 @@ def sealed_folder(key: str, name: str, basis_hash: str, required: tuple[str, ...
     return target
 
 
+def _manifest_record(folder: Path):
+    """The parsed manifest of `folder`, or None when it has none or it is unreadable."""
+    try:
+        record = json.loads((Path(folder) / MANIFEST).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_sealed(folder: Path, fname: str) -> bytes:
     """The bytes of `fname`; in a sealed folder (one with a manifest, as every cache folder has) they must match
     the recorded sha256, else CacheError: what is checked is exactly what is used."""
     data = (Path(folder) / fname).read_bytes()
-    manifest = Path(folder) / MANIFEST
-    if manifest.exists():
-        try:
-            files = json.loads(manifest.read_bytes().decode("utf-8")).get("files", {})
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            files = {}
+    if (Path(folder) / MANIFEST).exists():
+        files = (_manifest_record(folder) or {}).get("files")
         if not isinstance(files, dict) or files.get(fname) != hashlib.sha256(data).hexdigest():
             raise CacheError(f"{Path(folder) / fname} does not match its folder's {MANIFEST} (modified or truncated); "
                              f"load the Basis again with cartinv.load to regenerate it")
@@ -165,10 +170,9 @@ def read_sealed(folder: Path, fname: str) -> bytes:
 
 
 def verified_source(folder: Path, fname: str, basis_hash: str, name: str) -> bytes:
-    """The bytes of a sealed file, read once and checked against the manifest (what is hashed is what runs)."""
-    record = json.loads((Path(folder) / MANIFEST).read_bytes().decode("utf-8"))
-    data = (Path(folder) / fname).read_bytes()
-    if record.get("basis_hash") != basis_hash or record.get("name") != name or \
-            record.get("files", {}).get(fname) != hashlib.sha256(data).hexdigest():
-        raise CacheError(f"{Path(folder) / fname} changed after its integrity check; load it again")
-    return data
+    """The bytes of a file of the sealed cache folder of this Basis, checked against its manifest (what is hashed
+    is what runs)."""
+    record = _manifest_record(folder) or {}
+    if record.get("basis_hash") != basis_hash or record.get("name") != name:
+        raise CacheError(f"{Path(folder) / MANIFEST} changed after its integrity check; load the Basis again")
+    return read_sealed(folder, fname)
