@@ -173,7 +173,7 @@ def _cmd_draw(args) -> int:
         target = (out / f"{inv['id']}.svg").resolve()
         if target.parent != root:  # ids are validated identifiers; this is the second wall
             raise CliError(f"invariant id {inv['id']!r} would write outside {out}")
-        target.write_text(graph_svg(inv["orders"], inv["channels"], inv["edges"], title))
+        target.write_text(graph_svg(inv["orders"], inv["channels"], inv["edges"], title, basis.channels > 1))
     print(f"wrote {len(entries)} SVG files to {out}")
     return 0
 
