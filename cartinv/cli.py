@@ -268,16 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", choices=("hiphop",), help="preferred contractions of a known model (hiphop: HIP-HOP-NN's 13)")
     b.add_argument("--name", help="basis name (default from the request)")
     b.add_argument("-o", "--output", help="write the Basis file here")
-    b.add_argument("--format", choices=("table", "json", "latex"), default="table")
+    b.add_argument("--format", choices=("table", "json", "latex"), default="table",
+                   help="what to print: a table (default), the Basis file as JSON, or a LaTeX tabular")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_cmd_basis)
 
     e = sub.add_parser("explain", help="list dropped candidates with their reasons and relations")
-    e.add_argument("file")
+    e.add_argument("file", help="a Basis file (cartinv basis -o FILE.json)")
     e.set_defaults(func=_cmd_explain)
 
     d = sub.add_parser("draw", help="render each invariant's multigraph as an SVG image")
-    d.add_argument("file")
+    d.add_argument("file", help="a Basis file of kind tensor (cartinv basis -o FILE.json)")
     d.add_argument("-o", "--output", required=True, help="output directory")
     d.add_argument("--dropped", action="store_true", help="also draw the dropped candidates")
     d.set_defaults(func=_cmd_draw)
@@ -290,16 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ace", help="ACE basis pruned to a functionally independent subset")
     a.add_argument("--nu", type=int, required=True, help="correlation order")
-    a.add_argument("--nmax", type=int, required=True)
-    a.add_argument("--lmax", type=int, required=True)
-    a.add_argument("--species", type=int, default=1)
+    a.add_argument("--nmax", type=int, required=True, help="radial functions per species (n = 1..nmax)")
+    a.add_argument("--lmax", type=int, required=True, help="highest angular order l of the single-particle basis")
+    a.add_argument("--species", type=int, default=1, help="chemical species, one channel block each (default 1)")
     a.add_argument("-o", "--output", help="write the Basis file here")
     a.set_defaults(func=_cmd_ace)
 
     x = sub.add_parser("export", help="dependency-free kernel files for embedding in another code")
     x.add_argument("--basis", required=True, help="standard basis name or Basis file")
-    x.add_argument("--target", choices=("torch", "cuda", "c"), required=True)
-    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--target", choices=("torch", "cuda", "c"), required=True,
+                   help="torch: a standalone PyTorch module; c: a C++ header; cuda: CUDA kernels and their header")
+    x.add_argument("-o", "--output", required=True, help="output directory (created if needed)")
     x.set_defaults(func=_cmd_export)
     m = sub.add_parser("lammps-export", help="write a trained model for LAMMPS `pair_style mliap unified`")
     m.add_argument("model", help="a model saved with CartinvPotential.save")

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import bounds as B
 from .basisfile import SCHEMA_VERSION, Basis
-from . import schema
+from . import naming, schema
 from .schema import TENSOR_CONVENTION
 from .formulas import FormulaBuilder, coordinate_table, formula_text
 from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation
@@ -387,7 +387,8 @@ def _select_flexible(request, sel: _Selection) -> tuple[int, dict[Label, int]]:
             for k, g in enumerate(candidates(sel.blocks, d, label_set)):
                 if g in sel.ids:
                     continue
-                sel.progress(f"stratum {sorted(label_set)} degree {d}", k + 1, None)
+                live = ", ".join(naming.block_name(b, request.channels) for b in sorted(label_set))
+                sel.progress(f"stratum {{{live}}} degree {d}", k + 1, None)
                 if stratum.rank < target and stratum.raises(g):
                     stratum.add(g)
                     sel.keep(g)

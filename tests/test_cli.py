@@ -86,3 +86,14 @@ def test_generate_from_a_file_whose_formula_is_wrong_one_line_error(tmp_path, ed
     assert len(lines) == 1 and lines[0].startswith(f"cartinv: error: {path}: ") and msg in lines[0]
     assert "I4" in lines[0] or "invariants[3]" in lines[0]  # names the invariant
     assert not (tmp_path / "out").exists()
+
+
+def test_every_option_has_help_text():
+    from cartinv.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"cartinv {name}: {action.dest} has no help text"
