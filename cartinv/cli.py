@@ -178,6 +178,22 @@ def _cmd_draw(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from cartinv.symbolic import basis_report
+
+    _check_output_file(args.output)
+    first = _load_basis(args.file)
+    if args.other is not None:
+        if args.format != "html":
+            raise CliError("a comparison (two Basis files) is written as HTML only")
+        text = basis_report.compare_html(first, _load_basis(args.other))
+    else:
+        text = basis_report.report_html(first) if args.format == "html" else basis_report.report_markdown(first)
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _cmd_generate(args) -> int:
     from cartinv.codegen.dag import PlanError
     from cartinv.codegen.emit_torch import EmitError
@@ -282,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, help="output directory")
     d.add_argument("--dropped", action="store_true", help="also draw the dropped candidates")
     d.set_defaults(func=_cmd_draw)
+
+    r = sub.add_parser("report", help="a self-contained HTML (or Markdown) report of a basis, or of two side by side")
+    r.add_argument("file", help="a Basis file")
+    r.add_argument("other", nargs="?", help="a second Basis file: compare the two (which invariants match as graphs, "
+                                            "strata ranks side by side)")
+    r.add_argument("-o", "--output", required=True, help="output file, e.g. report.html")
+    r.add_argument("--format", choices=("html", "md"), default="html", help="html (default) or md (Markdown)")
+    r.set_defaults(func=_cmd_report)
 
     g = sub.add_parser("generate", help="generate kernels (default: every standard basis into generated/)")
     g.add_argument("--basis", help="a Basis file to generate from (default: the standard bases)")
