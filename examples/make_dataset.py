@@ -18,6 +18,7 @@ Writes extended XYZ with energy and forces (read back with ``ase.io.read(path, "
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from ase.io import write
 from ase.md.langevin import Langevin
 from ase.md import velocitydistribution
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "cu_emt.xyz"
+# Written outside the tracked tree by default; the shipped copy is examples/data/cu_emt.xyz (--out to refresh it).
+DEFAULT_OUT = Path(os.environ.get("CARTINV_EXAMPLES_OUTPUT") or "cartinv_output") / "cu_emt.xyz"
 
 
 def base_structures(rng: np.random.Generator) -> dict:

@@ -4,8 +4,9 @@
     python examples/md_ase.py --model my_model.pt --ensemble nvt --temperature 600
 
 Model: ``--model``, else the degree-4 model trained on 600 structures by examples/train_tensor_model.py
-(``examples/output/models/lmax3_deg4_600_seed0.pt``) when it exists, else ``examples/output/models/md_lmax3_deg4.pt``,
-trained here on the EMT data set (about a minute) when missing. MD runs in float64 (the model is converted).
+(``cartinv_output/train_tensor_model/models/lmax3_deg4_600_seed0.pt``) when it exists, else
+``cartinv_output/md_ase/md_lmax3_deg4.pt``, trained here on the EMT data set (about a minute) when missing
+(``cartinv_output`` is in the current folder, or ``$CARTINV_EXAMPLES_OUTPUT``; nothing is written into the checkout). MD runs in float64 (the model is converted).
 Along the trajectory it reports the temperature, the total energy (NVE: its drift) and the deviation of the
 model's forces from EMT's.
 """
@@ -13,6 +14,7 @@ model's forces from EMT's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,9 +32,10 @@ from cartinv.runtime.ase import CartinvCalculator
 from cartinv.runtime.potential import CartinvPotential
 
 HERE = Path(__file__).resolve().parent
-MODELS = HERE / "output" / "models"
-TRAINED_MODEL = MODELS / "lmax3_deg4_600_seed0.pt"
-DEFAULT_MODEL = MODELS / "md_lmax3_deg4.pt"
+# Outputs go outside the tracked tree: ./cartinv_output (or $CARTINV_EXAMPLES_OUTPUT), never the checkout's files.
+OUTPUT = Path(os.environ.get("CARTINV_EXAMPLES_OUTPUT") or "cartinv_output")
+TRAINED_MODEL = OUTPUT / "train_tensor_model" / "models" / "lmax3_deg4_600_seed0.pt"
+DEFAULT_MODEL = OUTPUT / "md_ase" / "md_lmax3_deg4.pt"
 
 
 def train_default_model(path: Path, steps: int = 800, size: int = 200, seed: int = 20250331) -> CartinvPotential:
@@ -41,7 +44,7 @@ def train_default_model(path: Path, steps: int = 800, size: int = 200, seed: int
     import train_tensor_model as ttm
 
     torch.manual_seed(seed)
-    frames = ttm.load_frames(ttm.DEFAULT_DATA, seed)
+    frames = ttm.load_frames(ttm.DEFAULT_DATA, seed, OUTPUT)
     structs = ttm.featurize(frames, ["Cu"], 4.0, torch.float32)
     order = np.random.default_rng(seed).permutation(len(structs))
     model = CartinvPotential(["Cu"], basis="lmax3_deg4", cutoff=4.0, n_features=16, n_radial=6, hidden=(32,),

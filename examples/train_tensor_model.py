@@ -15,8 +15,10 @@ mean energy and force RMSEs, writes every run to JSON, and plots the learning cu
     python examples/make_dataset.py            # optional: examples/data/cu_emt.xyz (generated here if absent)
     python examples/train_tensor_model.py      # defaults: about 10 minutes on 2 CPU cores
 
-Outputs go to ``--outdir`` (default ``examples/output``): ``learning_curve.png``, ``learning_curve.json`` and the
-trained models ``models/<basis>_<size>_seed<k>.pt`` (``CartinvPotential.load``; e.g. for examples/md_ase.py).
+Outputs go to ``--outdir`` (default ``cartinv_output/train_tensor_model`` in the current folder, or under
+``$CARTINV_EXAMPLES_OUTPUT``): ``learning_curve.png``, ``learning_curve.json`` and the trained models
+``models/<basis>_<size>_seed<k>.pt`` (``CartinvPotential.load``; e.g. for examples/md_ase.py). The checked-in
+``examples/output`` holds the results quoted in the README; nothing here writes into the checkout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +37,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "cu_emt.xyz"
+# Outputs go outside the tracked tree: ./cartinv_output (or $CARTINV_EXAMPLES_OUTPUT), never the checkout's files.
+OUTPUT = Path(os.environ.get("CARTINV_EXAMPLES_OUTPUT") or "cartinv_output")
+
 BASES = ("lmax3_deg4", "lmax3_deg2")
 
 
@@ -52,14 +58,15 @@ class Structure:
         return int(self.species.shape[0])
 
 
-def load_frames(path: Path, seed: int):
+def load_frames(path: Path, seed: int, outdir: Path):
     from ase.io import read
 
     if not path.exists():
+        path = outdir / path.name
         sys.path.insert(0, str(HERE))
         from make_dataset import make_dataset
 
-        print(f"{path} not found: generating the EMT data set (seed {seed})")
+        print(f"{path} not found: generating the EMT data set (seed {seed}) into {path}")
         frames = make_dataset(seed=seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         from ase.io import write
@@ -232,7 +239,7 @@ def _prepare(args) -> dict:
     """Data (featurised once per process), the fixed test set and the training pool."""
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    frames = load_frames(args.data, args.seed)
+    frames = load_frames(args.data, args.seed, args.outdir)
     elements = sorted({s for f in frames for s in f.get_chemical_symbols()})
     structs = featurize(frames, elements, args.cutoff, dtype)
     perm = np.random.default_rng(args.seed).permutation(len(structs))
@@ -298,7 +305,7 @@ def aggregate(rows: list[dict], sizes) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--outdir", type=Path, default=HERE / "output")
+    p.add_argument("--outdir", type=Path, default=OUTPUT / "train_tensor_model")
     p.add_argument("--sizes", type=int, nargs="+", default=[3, 10, 50, 600])
     p.add_argument("--test", type=int, default=120, help="test structures (fixed, disjoint from training)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per model, size and seed")
