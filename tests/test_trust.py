@@ -207,7 +207,7 @@ def test_modular_contraction_is_exact_for_every_order(l):
 
 @pytest.mark.slow
 def test_order_nine_degree_four_keeps_four_and_relates_the_rest():
-    """`cartinv basis --orders 9 --degree 4` (6 minutes on 1 core; run with -m slow)."""
+    """`cartinv basis --orders 9 --degree 4` (about 4 minutes on 1 core; run with -m slow)."""
     from cartinv.symbolic.select import BasisRequest, derive_basis
 
     basis = derive_basis(BasisRequest(orders=(9,), degree=4))
