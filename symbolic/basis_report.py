@@ -29,15 +29,12 @@ MAX_RENDERED_TERMS = 12  # longer formulas are shown by their first terms and th
 def mathtext_svg(tex: str) -> str:
     """`tex` (mathtext, without dollars) as an inline <svg> element with no URL, or '' when mathtext refuses it."""
     import matplotlib
+    from matplotlib import mathtext
 
-    matplotlib.use("Agg")
-    from matplotlib import mathtext, rcParams
-
-    rcParams["svg.hashsalt"] = "cartinv"
-    rcParams["svg.fonttype"] = "path"
     buffer = io.BytesIO()
-    try:
-        mathtext.math_to_image(f"${tex}$", buffer, format="svg", dpi=100)
+    try:  # a Figure of its own: no pyplot backend is chosen, and the caller's rcParams are restored afterwards
+        with matplotlib.rc_context({"svg.hashsalt": "cartinv", "svg.fonttype": "path"}):
+            mathtext.math_to_image(f"${tex}$", buffer, format="svg", dpi=100)
     except (ValueError, RuntimeError):
         return ""
     svg = buffer.getvalue().decode("utf-8")
