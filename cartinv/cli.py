@@ -178,6 +178,46 @@ def _cmd_draw(args) -> int:
     return 0
 
 
+def _cmd_count(args) -> int:
+    import json
+    from math import comb
+
+    from cartinv.symbolic import molien
+
+    if args.lmax is not None and args.orders is not None:
+        raise CliError("give either --orders or --lmax, not both")
+    orders = tuple(range(args.lmax + 1)) if args.lmax is not None else (args.orders or (0, 1, 2, 3))
+    if not orders or any(l < 0 or l > 12 for l in orders) or len(set(orders)) != len(orders):
+        raise CliError(f"orders must be distinct integers in 0..12, got {list(orders)}")
+    if not 0 <= args.degree <= 32 or not 1 <= args.channels <= 16:
+        raise CliError("--degree must be in 0..32 and --channels in 1..16")
+    n_blocks = len(orders) * args.channels
+    multisets = comb(n_blocks + args.degree, args.degree)
+    if multisets > 2_000_000:
+        raise CliError(f"request too large: {multisets:,} multidegrees up to degree {args.degree} over {n_blocks} "
+                       f"blocks (limit 2,000,000); lower the degree, the orders or the channels")
+    result = molien.count(orders, args.degree, args.channels, args.group)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        return 0
+    series = " + ".join(f"{n} t^{d}" if d else str(n) for d, n in
+                        ((int(d), n) for d, n in result["by_degree"].items()) if n)
+    print(f"invariant polynomials of orders {list(result['orders'])}, {args.channels} channel(s), "
+          f"group {args.group.upper()} (exact, from characters)")
+    print(f"  Hilbert series up to t^{args.degree}: {series}")
+    print("  degree  dimension")
+    for d, n in result["by_degree"].items():
+        print(f"  {d:>6}  {n:>9}")
+    if args.multidegrees:
+        print("  multidegree (factors per block)  dimension")
+        blocks = [f"T{l}" + (f"c{c}" if args.channels > 1 else "") for c in range(args.channels) for l in
+                  sorted(orders)]
+        for e in result["by_multidegree"]:
+            text = " ".join(f"{b}^{k}" if k > 1 else b for b, k in zip(blocks, e["multidegree"]) if k) or "1"
+            print(f"  {text:<32} {e['dimension']}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from cartinv.symbolic import basis_report
 
@@ -259,6 +299,12 @@ def _cmd_lammps_export(args) -> int:
     return 0
 
 
+def molien_groups() -> tuple[str, ...]:
+    from cartinv.symbolic.molien import GROUPS
+
+    return GROUPS
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with cartinv's one-line errors (exit code 2)."""
 
@@ -298,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, help="output directory")
     d.add_argument("--dropped", action="store_true", help="also draw the dropped candidates")
     d.set_defaults(func=_cmd_draw)
+
+    c = sub.add_parser("count", help="exact number of invariant polynomials of each degree (Molien-Weyl, characters)")
+    c.add_argument("--orders", type=_int_list, help="tensor orders, e.g. 0,1,2,3 (default)")
+    c.add_argument("--lmax", type=int, help="shorthand for --orders 0..L")
+    c.add_argument("--degree", type=int, default=4, help="highest degree counted (default 4)")
+    c.add_argument("--channels", type=int, default=1, help="channels, each with every order (default 1)")
+    c.add_argument("--group", choices=molien_groups(), default="o3",
+                   help="o3: rotations and reflections (default); so3: proper rotations (adds pseudoscalars)")
+    c.add_argument("--multidegrees", action="store_true", help="also list the dimension of every multidegree")
+    c.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    c.set_defaults(func=_cmd_count)
 
     r = sub.add_parser("report", help="a self-contained HTML (or Markdown) report of a basis, or of two side by side")
     r.add_argument("file", help="a Basis file")
