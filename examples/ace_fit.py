@@ -47,8 +47,9 @@ Timing
 
 Run: python examples/ace_fit.py [--nu 4 --nmax 3 --lmax 3 --structures 200 --splits 5 --mlp-epochs 1500
      --mlp-splits 3 --mlp-lr 3e-3 --mlp-sets linear,functional --basis-out FILE] [--quick]
-     Almost all of the default run is training the 1103-input MLP (over 25 minutes on a loaded 2-core machine,
-     not yet timed unloaded); --quick (80 structures, 300 epochs) is a smoke run (115 s on the unloaded 2-core machine, measured); --mlp-splits 1 cuts it by 3×.
+     Almost all of the default run is training the MLPs: 889 s (about 15 minutes) on the unloaded 2-core
+     machine, measured; --quick (80 structures, 300 epochs) is a smoke run (115 s there, measured);
+     --mlp-splits 1 cuts the default by 3×.
 """
 
 from __future__ import annotations

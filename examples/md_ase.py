@@ -5,7 +5,7 @@
 
 Model: ``--model``, else the degree-4 model trained on 600 structures by examples/train_tensor_model.py
 (``cartinv_output/train_tensor_model/models/lmax3_deg4_600_seed0.pt``) when it exists, else
-``cartinv_output/md_ase/md_lmax3_deg4.pt``, trained here on the EMT data set (about a minute) when missing
+``cartinv_output/md_ase/md_lmax3_deg4.pt``, trained here on the EMT data set (38 s in all, measured) when missing
 (``cartinv_output`` is in the current folder, or ``$CARTINV_EXAMPLES_OUTPUT``; nothing is written into the checkout). MD runs in float64 (the model is converted).
 Along the trajectory it reports the temperature, the total energy (NVE: its drift) and the deviation of the
 model's forces from EMT's.
