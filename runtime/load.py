@@ -90,7 +90,7 @@ def resolve_basis(basis_or_name) -> Basis:
 def _same_as_checked_in(basis: Basis) -> Path | None:
     path = checked_in_root() / basis.name
     json_path = path / f"{basis.name}.json"
-    if basis.name.isidentifier() and json_path.is_file() and json_path.read_text() == basis.to_json():
+    if json_path.is_file() and json_path.read_text() == basis.to_json():
         return path
     return None
 
@@ -98,6 +98,7 @@ def _same_as_checked_in(basis: Basis) -> Path | None:
 def generated_dir(basis: Basis) -> tuple[Path, str]:
     """(folder, name) of the generated files of `basis`: checked in, or a sealed folder of the kernel cache
     (generated now when absent or when it fails its integrity check; see runtime/kernel_cache.py)."""
+    basisfile.validate(basis.data, source="Basis")  # a Basis built in Python too: its name becomes a path
     checked = _same_as_checked_in(basis)
     if checked is not None:
         return checked, basis.name

@@ -93,6 +93,14 @@ def test_codegen_validates_a_basis_object_built_in_python(tmp_path):
         render_files(loads(LMAX2.read_text()), name="x\nimport os")
 
 
+def test_a_basis_object_with_a_path_for_a_name_never_reaches_the_file_system(tmp_path):
+    data = json.loads(LMAX2.read_text())
+    data["name"] = "../../escaped"
+    with pytest.raises(BasisFileError, match=r"name: '\.\./\.\./escaped' is not an identifier"):
+        cartinv.load(Basis(data))
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "cache").exists()
+
+
 def test_saved_potential_and_lammps_export_carry_no_code(tmp_path):
     from cartinv.runtime.lammps import export_lammps, load_lammps
     from cartinv.runtime.potential import CartinvPotential
