@@ -21,7 +21,7 @@ from cartinv.symbolic.formulas import FormulaSyntaxError, parse_formula
 
 from conftest import derived
 
-STANDARD = ["lmax2_deg4", "lmax3_deg4", "hiphop_lmax3_deg4", "lmax3_flexible"]
+STANDARD = ["lmax2_deg4", "lmax3_deg2", "lmax3_deg4", "lmax4_deg4", "hiphop_lmax3_deg4", "lmax3_flexible"]
 
 
 def evaluate_program(program: plan.Program, values: dict) -> dict:
