@@ -1,4 +1,4 @@
-"""The `cartinv` command line: derive, explain, draw, generate and export bases.
+"""The `cartinv` command line: derive, explain, draw, generate and export bases; train and evaluate potentials.
 
 Every expected failure (bad request, bad file, bad input) prints one line `cartinv: error: ...` and exits 2.
 """
@@ -299,6 +299,80 @@ def _cmd_lammps_export(args) -> int:
     return 0
 
 
+# cartinv train: flag -> TrainConfig field (flags left unset keep the config file's value or the default)
+_TRAIN_FLAGS = {
+    "basis": "basis", "cutoff": "cutoff", "features": "n_features", "layers": "n_layers", "radial": "n_radial",
+    "channels": "channels", "hidden": "hidden", "dtype": "dtype", "epochs": "max_epochs", "patience": "patience",
+    "batch_size": "batch_size", "lr": "lr", "max_time": "max_time", "seed": "seed", "threads": "threads",
+    "energy_key": "energy_key", "forces_key": "forces_key", "stress_key": "stress_key",
+    "energy_weight": "energy_weight", "forces_weight": "forces_weight", "stress_weight": "stress_weight",
+    "valid_fraction": "valid_fraction", "e0s": "e0s", "backend": "backend", "valid_every": "valid_every",
+}
+
+
+def _e0s(text: str):
+    """'fit' or 'H=-13.6,O=-2041.2' (eV per element)."""
+    if text == "fit":
+        return "fit"
+    out = {}
+    for item in text.split(","):
+        sym, _, value = item.partition("=")
+        try:
+            out[sym.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'fit' or SYMBOL=ENERGY,... got {text!r}") from None
+    return out
+
+
+def _cmd_train(args) -> int:
+    from cartinv.runtime.training import TrainConfig, load_config, train
+    from cartinv.runtime.training.config import from_mapping
+
+    _check_output_dir(args.output)
+    config = load_config(args.config) if args.config else TrainConfig()
+    overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    if args.quiet:
+        overrides["progress"] = False
+    config = from_mapping(overrides, "command line", base=config)
+    result = train(args.data, config, valid=args.valid, outdir=args.output, resume=args.resume,
+                   log=None if args.quiet else print)
+    m = result.valid_metrics
+    print(f"model: {result.model_path}  (best epoch {result.best_epoch} of {result.epochs}, {result.stop_reason}; "
+          f"valid E MAE {m['energy_mae_per_atom'] * 1e3:.2f} meV/atom, F MAE {m['force_mae'] * 1e3:.1f} meV/Å)")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from cartinv.runtime.training import evaluate, parity_plot
+
+    plot = None if args.no_plot else Path(args.plot) if args.plot else \
+        Path(args.model).with_name(f"parity_{Path(args.data).stem}.png")
+    if plot is not None:
+        _check_output_file(plot)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    m, pred = evaluate(args.model, args.data, args.energy_key, args.forces_key, args.stress_key)
+    if plot is not None:
+        parity_plot(pred, plot, title=f"{Path(args.model).name} on {Path(args.data).name}")
+    if args.format == "json":
+        print(json.dumps(m, indent=1))
+    else:
+        print(f"{m['n_structures']} structures, {m['n_atoms']} atoms")
+        print(f"  energy  MAE {m['energy_mae_per_atom'] * 1e3:9.3f} meV/atom   RMSE "
+              f"{m['energy_rmse_per_atom'] * 1e3:9.3f} meV/atom")
+        print(f"  energy  MAE {m['energy_mae'] * 1e3:9.3f} meV/struct RMSE {m['energy_rmse'] * 1e3:9.3f} meV/struct")
+        print(f"  forces  MAE {m['force_mae'] * 1e3:9.2f} meV/Å      RMSE {m['force_rmse'] * 1e3:9.2f} meV/Å")
+        if "stress_mae" in m:
+            print(f"  stress  MAE {m['stress_mae'] * 1e3:9.3f} meV/Å³     RMSE {m['stress_rmse'] * 1e3:9.3f} meV/Å³")
+    if plot is not None:
+        print(f"parity plot: {plot}", file=sys.stderr if args.format == "json" else sys.stdout)
+    return 0
+
+
 def molien_groups() -> tuple[str, ...]:
     from cartinv.symbolic.molien import GROUPS
 
@@ -390,6 +464,55 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dtype", choices=("float32", "float64"), help="precision in LAMMPS (default: the model's)")
     m.add_argument("--neighbor-cutoff", type=float, help="LAMMPS neighbour cutoff (default: the model cutoff)")
     m.set_defaults(func=_cmd_lammps_export)
+
+    t = sub.add_parser("train", help="train a potential on energies and forces from any ASE-readable file")
+    t.add_argument("data", help="training data (extxyz or any format ASE reads) with energies and forces")
+    t.add_argument("--valid", help="validation data (default: --valid-fraction of DATA, seeded)")
+    t.add_argument("--config", help="settings file (.json or .toml; keys as TrainConfig); flags override it")
+    t.add_argument("-o", "--output", default="cartinv_train",
+                   help="output folder: model.pt, checkpoint.pt, history.json (default cartinv_train)")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--basis", help="checked-in basis name or Basis file (default lmax3_deg4)")
+    t.add_argument("--cutoff", type=float, help="radial cutoff in Å (default 5.0)")
+    t.add_argument("--features", type=int, help="atom features and channels per layer (default 32)")
+    t.add_argument("--layers", type=int, help="interaction layers (default 1)")
+    t.add_argument("--radial", type=int, help="radial functions (default 8)")
+    t.add_argument("--channels", type=int, help="tied channels per layer (default: --features)")
+    t.add_argument("--hidden", type=_int_list, help="hidden widths of the energy MLP, e.g. 64,64 (default 64)")
+    t.add_argument("--dtype", choices=("float32", "float64"), help="precision (default float64)")
+    t.add_argument("--epochs", type=int, help="most epochs (default 500)")
+    t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
+                                                  "(default 30)")
+    t.add_argument("--batch-size", type=int, help="structures per step (default 8)")
+    t.add_argument("--lr", type=float, help="initial learning rate of Adam (default 5e-3)")
+    t.add_argument("--max-time", type=float, help="stop after this many seconds of training")
+    t.add_argument("--valid-every", type=int, help="score the validation set every this many epochs (default 1)")
+    t.add_argument("--seed", type=int, help="seeds the initialisation, the split and the batch order (default 0)")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--energy-key", help="name of the energy in the data (default energy)")
+    t.add_argument("--forces-key", help="name of the forces in the data (default forces)")
+    t.add_argument("--stress-key", help="name of the stress in the data (default stress)")
+    t.add_argument("--energy-weight", type=float, help="loss weight of (eV/atom)^2 (default 10)")
+    t.add_argument("--forces-weight", type=float, help="loss weight of (eV/Å)^2 (default 1)")
+    t.add_argument("--stress-weight", type=float, help="loss weight of (eV/Å^3)^2 (default 1)")
+    t.add_argument("--valid-fraction", type=float, help="validation share of DATA when --valid is not given (0.1)")
+    t.add_argument("--e0s", type=_e0s, help="per-element reference energies: 'fit' (default, least squares) or "
+                                            "H=-13.6,O=-2041.2 (eV)")
+    t.add_argument("--backend", choices=("auto", "torch", "cuda"), help="cartinv backend (default auto)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    t.set_defaults(func=_cmd_train)
+
+    v = sub.add_parser("evaluate", help="energy and force errors of a trained model on labelled data")
+    v.add_argument("model", help="a model file (cartinv train's model.pt, or CartinvPotential.save)")
+    v.add_argument("data", help="labelled data (extxyz or any format ASE reads)")
+    v.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json (eV, eV/Å)")
+    v.add_argument("--plot", help="parity plot file (default: parity_<DATA stem>.png next to MODEL)")
+    v.add_argument("--no-plot", action="store_true", help="write no parity plot")
+    v.add_argument("--energy-key", default="energy", help="name of the energy in the data (default energy)")
+    v.add_argument("--forces-key", default="forces", help="name of the forces in the data (default forces)")
+    v.add_argument("--stress-key", default="stress", help="name of the stress in the data (default stress)")
+    v.add_argument("--threads", type=int, help="torch CPU threads")
+    v.set_defaults(func=_cmd_evaluate)
     return p
 
 

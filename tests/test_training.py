@@ -1,0 +1,274 @@
+"""cartinv train / evaluate: data checks, training, resume, metrics, and the saved model in ASE and LAMMPS export."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ase = pytest.importorskip("ase")
+from ase.io import read, write  # noqa: E402
+
+from cartinv.runtime.training import (ConfigError, DataError, TrainConfig, evaluate, load_config,  # noqa: E402
+                                      read_frames, train)
+from cartinv.runtime.training.data import collate, featurize, fit_e0s, predict  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MOLECULES = ROOT / "examples" / "data" / "xtb_molecules.extxyz"
+
+# small and fast: every test here trains in a second or two
+TINY = dict(n_features=4, hidden=(8,), n_radial=4, dtype="float64", threads=1, progress=False, batch_size=4)
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cartinv.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def molecules(name=None, n=None):
+    frames = read(str(MOLECULES), ":")
+    if name is not None:
+        frames = [f for f in frames if f.info["molecule"] == name]
+    return frames[:n] if n else frames
+
+
+@pytest.fixture(scope="module")
+def ethanol_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "ethanol.extxyz"
+    write(str(path), molecules("ethanol", 40))
+    return path
+
+
+def test_shipped_dataset_is_small_and_labelled():
+    assert MOLECULES.stat().st_size < 5 * 2 ** 20
+    frames = read_frames(MOLECULES)
+    names = {f.source for f in frames}
+    assert len(names) == len(frames)
+    kinds = {a.info["molecule"] for a in molecules()}
+    assert kinds == {"ethanol", "malonaldehyde", "aspirin", "naphthalene", "salicylic_acid", "toluene"}
+    assert all(np.isfinite(f.forces).all() and f.forces.shape == (f.n_atoms, 3) for f in frames)
+
+
+def test_training_reduces_the_loss_on_mixed_molecules(tmp_path):
+    frames = read_frames(MOLECULES)
+    mixed = [f for k, f in enumerate(frames) if k % 10 == 0][:48]  # every molecule, several compositions
+    config = TrainConfig(max_epochs=10, **{**TINY, "n_features": 8, "hidden": (16,)})
+    result = train(mixed, config, outdir=tmp_path / "run", log=None)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 10 and result.epochs == 10 and result.stop_reason == "max_epochs"
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert result.valid_metrics["force_mae"] < history[0]["valid_force_mae"]
+    assert set(result.elements) == {"C", "H", "O"}
+    assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, ethanol_file):
+    config = TrainConfig(max_epochs=4, **TINY)
+    whole = train(ethanol_file, config, outdir=tmp_path / "whole", log=None)
+    train(ethanol_file, config.replace(max_epochs=2), outdir=tmp_path / "split", log=None)
+    lines = []
+    resumed = train(ethanol_file, config, outdir=tmp_path / "split", resume=True, log=lines.append)
+    assert any("resumed" in line and "epoch 2" in line for line in lines)
+    assert resumed.epochs == whole.epochs == 4 and resumed.best_epoch == whole.best_epoch
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["weights"]
+    b = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["weights"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((tmp_path / "whole" / "history.json").read_text())
+    hb = json.loads((tmp_path / "split" / "history.json").read_text())
+    assert [r["valid_loss"] for r in ha] == [r["valid_loss"] for r in hb]
+
+
+def test_resume_refuses_changed_settings_or_data(tmp_path, ethanol_file):
+    config = TrainConfig(max_epochs=1, **TINY)
+    train(ethanol_file, config, outdir=tmp_path / "r", log=None)
+    with pytest.raises(ConfigError, match=r"settings \['lr'\] differ"):
+        train(ethanol_file, config.replace(lr=1e-3, max_epochs=2), outdir=tmp_path / "r", resume=True, log=None)
+    other = tmp_path / "other.extxyz"
+    write(str(other), molecules("ethanol", 41)[1:])
+    with pytest.raises(ConfigError, match="data differ"):
+        train(other, config.replace(max_epochs=2), outdir=tmp_path / "r", resume=True, log=None)
+
+
+def test_max_time_stops_within_an_epoch(tmp_path, ethanol_file):
+    result = train(ethanol_file, TrainConfig(max_time=1e-6, **TINY), outdir=tmp_path / "t", log=None)
+    assert result.stop_reason == "max_time" and result.epochs == 1
+    history = json.loads((tmp_path / "t" / "history.json").read_text())
+    assert history[0]["partial"] is True
+
+
+def test_e0s_fit_recovers_reference_energies():
+    from cartinv.runtime.training.data import Frame
+
+    true = {"C": -148.3, "H": -10.7, "O": -201.9}
+    frames = []
+    for k, formula in enumerate(["CH4", "H2O", "CO2", "CH3CH2OH", "H2CO", "O2"]):
+        from ase.build import molecule
+
+        atoms = molecule(formula)
+        e = sum(true[s] for s in atoms.get_chemical_symbols())
+        frames.append(Frame(tuple(atoms.get_chemical_symbols()), atoms.positions, np.zeros((3, 3)),
+                            (False,) * 3, e, np.zeros((len(atoms), 3)), None, f"f{k}"))
+    fitted = fit_e0s(frames, ["C", "H", "O"])
+    assert all(abs(fitted[e] - true[e]) < 1e-9 for e in true)
+
+
+def test_evaluate_matches_the_ase_calculator(tmp_path, ethanol_file):
+    from cartinv.runtime.ase import CartinvCalculator
+
+    result = train(ethanol_file, TrainConfig(max_epochs=1, **TINY), outdir=tmp_path / "m", log=None)
+    m, pred = evaluate(result.model_path, ethanol_file)
+    calc = CartinvCalculator(result.model_path)
+    frames = read(str(ethanol_file), ":")
+    energies, forces = [], []
+    for atoms in frames:
+        ref_e, ref_f = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy() - ref_e)
+        forces.append(atoms.get_forces() - ref_f)
+    err_e = np.array(energies) / np.array([len(a) for a in frames])
+    err_f = np.concatenate(forces)
+    assert m["n_structures"] == len(frames)
+    assert math.isclose(m["energy_mae_per_atom"], np.abs(err_e).mean(), rel_tol=1e-9)
+    assert math.isclose(m["energy_rmse_per_atom"], np.sqrt((err_e ** 2).mean()), rel_tol=1e-9)
+    assert math.isclose(m["force_mae"], np.abs(err_f).mean(), rel_tol=1e-9)
+    assert math.isclose(m["force_rmse"], np.sqrt((err_f ** 2).mean()), rel_tol=1e-9)
+
+
+def test_stress_of_a_batch_equals_the_calculators(tmp_path):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from cartinv.runtime.ase import CartinvCalculator
+    from cartinv.runtime.potential import CartinvPotential
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for k in range(3):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.05 * k, cubic=True).repeat((2, 1, 1))
+        atoms.rattle(0.05, seed=k)
+        atoms.set_cell(atoms.cell * (1 + 0.01 * rng.normal(size=(3, 3))), scale_atoms=True)
+        atoms.calc = EMT()
+        atoms.get_stress()
+        frames.append(atoms)
+    path = tmp_path / "cu.extxyz"
+    write(str(path), frames)
+    parsed = read_frames(path)
+    assert all(f.stress is not None for f in parsed)
+    model = CartinvPotential(["Cu"], basis="lmax2_deg4", cutoff=4.0, n_features=4, hidden=(8,), seed=1)
+    structs = featurize(parsed, ["Cu"], model.cutoff, model.dtype)
+    _, _, stress = predict(model, collate(structs), training=False, want_stress=True)
+    calc = CartinvCalculator(model)
+    for k, frame in enumerate(parsed):  # the frames as read back (extxyz rounds positions to 8 decimals)
+        atoms = frame.atoms()
+        atoms.calc = calc
+        assert np.allclose(stress[k].detach().numpy(), atoms.get_stress(), rtol=1e-10, atol=1e-12)
+    result = train(path, TrainConfig(max_epochs=2, cutoff=4.0, valid_fraction=0.34, **TINY), outdir=tmp_path / "s",
+                   log=None)
+    assert "stress_mae" in result.valid_metrics
+
+
+def test_cli_train_evaluate_and_use_the_model(tmp_path, ethanol_file):
+    out = tmp_path / "cli"
+    r = run("train", str(ethanol_file), "-o", str(out), "--epochs", "2", "--features", "4", "--hidden", "8",
+            "--radial", "4", "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("model: ") and r.stdout.count("\n") == 1
+    r = run("evaluate", str(out / "model.pt"), str(ethanol_file), "--format", "json", "--plot",
+            str(tmp_path / "parity.png"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert {"n_structures", "energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse"} <= set(m)
+    assert m["n_structures"] == 40
+    assert (tmp_path / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run("lammps-export", str(out / "model.pt"), "-o", str(tmp_path / "model.pkl"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_config_file_json_and_toml(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"basis": "lmax3_deg2", "hidden": [16, 16], "lr": 0.001}))
+    c = load_config(tmp_path / "c.json")
+    assert c.basis == "lmax3_deg2" and c.hidden == (16, 16) and c.lr == 0.001
+    (tmp_path / "c.toml").write_text('basis = "lmax2_deg4"\ne0s = { H = -13.6, O = -2041.0 }\n')
+    c = load_config(tmp_path / "c.toml")
+    assert c.e0s == {"H": -13.6, "O": -2041.0}
+    for text, field in [({"learning_rate": 1}, "unknown setting 'learning_rate'"),
+                        ({"cutoff": "5"}, "cutoff must be"), ({"hidden": [0]}, "hidden must be"),
+                        ({"max_epochs": True}, "max_epochs must be"), ({"dtype": "float16"}, "dtype must be")]:
+        (tmp_path / "bad.json").write_text(json.dumps(text))
+        with pytest.raises(ConfigError, match=field):
+            load_config(tmp_path / "bad.json")
+    (tmp_path / "nan.json").write_text('{"lr": NaN}')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(tmp_path / "nan.json")
+
+
+def _bad_files(tmp_path, ethanol_file):
+    frames = read(str(ethanol_file), ":8")
+    out = {}
+    no_forces = [f.copy() for f in frames]
+    for a, src in zip(no_forces, frames):
+        a.info["energy"] = src.get_potential_energy()
+    out["no_forces"] = (no_forces, "frame 0: no forces under the key 'forces'")
+    nan = [f.copy() for f in frames]
+    for k, (a, src) in enumerate(zip(nan, frames)):
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        a.calc = SinglePointCalculator(a, energy=math.nan if k == 5 else src.get_potential_energy(),
+                                       forces=src.get_forces())
+    out["nan_energy"] = (nan, "frame 5: energy 'energy' is nan")
+    paths = {}
+    for name, (images, msg) in out.items():
+        paths[name] = (tmp_path / f"{name}.extxyz", msg)
+        write(str(paths[name][0]), images)
+    (tmp_path / "empty.extxyz").write_text("")
+    paths["empty"] = (tmp_path / "empty.extxyz", "empty file (no frames)")
+    return paths
+
+
+def test_bad_data_is_a_one_line_error_naming_file_and_frame(tmp_path, ethanol_file):
+    cases = _bad_files(tmp_path, ethanol_file)
+    for name, (path, msg) in cases.items():
+        r = run("train", str(path), "-o", str(tmp_path / "o"), "--epochs", "1", "--quiet")
+        assert r.returncode == 2, (name, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (name, r.stderr)
+        assert str(path) in r.stderr and msg in r.stderr, (name, r.stderr)
+    r = run("train", str(ethanol_file), "--energy-key", "REF_energy", "-o", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"{ethanol_file}: frame 0: no energy under the key 'REF_energy'" in r.stderr
+    # a species the training data never saw, in the validation file
+    water = tmp_path / "water.extxyz"
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    w = molecule("SH2")
+    w.calc = SinglePointCalculator(w, energy=-1.0, forces=np.zeros((3, 3)))
+    write(str(water), [w])
+    r = run("train", str(ethanol_file), "--valid", str(water), "-o", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"{water}: frame 0: species ['S'] never occur in the training data" in r.stderr
+    r = run("train", str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 2 and "missing.extxyz: no such file" in r.stderr
+
+
+def test_evaluate_refuses_unknown_species_and_foreign_files(tmp_path, ethanol_file):
+    result = train(ethanol_file, TrainConfig(max_epochs=1, **TINY), outdir=tmp_path / "m", log=None)
+    other = tmp_path / "cu.extxyz"
+    write(str(other), read(str(ROOT / "examples" / "data" / "cu_emt.xyz"), ":2"))
+    r = run("evaluate", str(result.model_path), str(other), "--no-plot")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "species ['Cu'] never occur in the model" in r.stderr
+    r = run("evaluate", str(ethanol_file), str(ethanol_file), "--no-plot")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a saved CartinvPotential" in r.stderr
+
+
+def test_data_errors_are_value_errors():
+    assert issubclass(DataError, ValueError) and issubclass(ConfigError, ValueError)
+
+
+def test_valid_every_scores_the_validation_set_on_schedule(tmp_path, ethanol_file):
+    result = train(ethanol_file, TrainConfig(max_epochs=5, valid_every=2, **TINY), outdir=tmp_path / "v", log=None)
+    history = json.loads((tmp_path / "v" / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [2, 4, 5]  # and always after the last epoch
+    assert result.epochs == 5 and result.best_epoch in (2, 4, 5)
