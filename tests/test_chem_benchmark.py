@@ -1,0 +1,86 @@
+"""The chemistry benchmark's models obey one contract: energies invariant, forces = −∂E/∂r, and the smoke run works."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ase")
+
+from benchmarks import chem_models  # noqa: E402
+from cartinv.runtime.training import read_frames  # noqa: E402
+from cartinv.runtime.training.data import collate, featurize  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data" / "xtb_molecules.extxyz"
+
+KINDS = [
+    ("cartinv", {"basis": "lmax3_deg4", "n_features": 8, "n_layers": 2, "hidden": (8,)}, None),
+    ("hipnn_ts", {"n_features": 8}, "hippynn"),
+    ("hiphop", {"n_features": 8}, "hippynn"),
+    ("mace", {"channels": 8, "max_L": 1, "correlation": 2}, "mace"),
+]
+
+
+def _skip_missing(module):
+    if module and importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+
+
+def _energy_and_forces(model, predict_fn, frame, elements, positions=None):
+    from dataclasses import replace
+
+    if positions is not None:
+        frame = replace(frame, positions=positions)
+    batch = collate(featurize([frame], elements, 5.0, torch.float64))
+    energy, forces, _ = predict_fn(model, batch, training=False)
+    return float(energy[0]), forces.detach().numpy()
+
+
+@pytest.mark.parametrize("kind,options,module", KINDS, ids=[k[0] for k in KINDS])
+def test_forces_are_minus_the_gradient_and_energy_is_invariant(kind, options, module):
+    _skip_missing(module)
+    frame = read_frames(DATA)[70]  # malonaldehyde
+    elements = sorted(set(frame.symbols))
+    e0s = {e: -10.0 * (k + 1) for k, e in enumerate(elements)}
+    model, predict_fn = chem_models.build(kind, elements, e0s, 0.3, 5.0, seed=1, avg_neighbours=8.0, **options)
+    model.eval()
+    energy, forces = _energy_and_forces(model, predict_fn, frame, elements)
+    assert np.isfinite(energy) and abs(forces).max() > 1e-6
+    rng = np.random.default_rng(0)
+    h = 1e-5
+    for atom, axis in [(0, 0), (3, 2), (7, 1)]:
+        plus, minus = frame.positions.copy(), frame.positions.copy()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        fd = -(_energy_and_forces(model, predict_fn, frame, elements, plus)[0]
+               - _energy_and_forces(model, predict_fn, frame, elements, minus)[0]) / (2 * h)
+        assert abs(fd - forces[atom, axis]) < 1e-6 * max(1.0, abs(fd)), (atom, axis, fd, forces[atom, axis])
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    moved = (frame.positions - frame.positions.mean(0)) @ q.T + rng.normal(size=3)
+    e_rot, f_rot = _energy_and_forces(model, predict_fn, frame, elements, moved)
+    assert abs(e_rot - energy) < 1e-9 * max(1.0, abs(energy))
+    assert np.allclose(f_rot, forces @ q.T, atol=1e-9)
+
+
+def test_quick_benchmark_runs_and_resumes(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "chemistry.py"), "--quick", "--outdir", str(tmp_path),
+           "--models", "cartinv_lmax3_deg2", "cartinv_lmax3_deg4", "hipnn_ts"]
+    if importlib.util.find_spec("hippynn") is None:
+        cmd = cmd[:-1]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "results_quick.jsonl").read_text().splitlines()]
+    assert {row["model"] for row in rows} == set(cmd[cmd.index("--models") + 1:])
+    for row in rows:
+        assert row["epochs"] >= 1 and np.isfinite(row["force_mae_mev_a"]) and row["inference_us_atom"] > 0
+        assert row["train_seconds"] < 4.0 + 30.0  # the budget, plus at most one step past it
+    assert "E MAE" in r.stdout and (tmp_path / "accuracy_vs_cost_time.png").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and " ..." not in again.stdout  # every result was already there: nothing re-run
+    assert len((tmp_path / "results_quick.jsonl").read_text().splitlines()) == len(rows)
