@@ -307,6 +307,7 @@ _TRAIN_FLAGS = {
     "energy_key": "energy_key", "forces_key": "forces_key", "stress_key": "stress_key",
     "energy_weight": "energy_weight", "forces_weight": "forces_weight", "stress_weight": "stress_weight",
     "valid_fraction": "valid_fraction", "e0s": "e0s", "backend": "backend", "valid_every": "valid_every",
+    "clock": "clock",
 }
 
 
@@ -486,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help="structures per step (default 8)")
     t.add_argument("--lr", type=float, help="initial learning rate of Adam (default 5e-3)")
     t.add_argument("--max-time", type=float, help="stop after this many seconds of training")
+    t.add_argument("--clock", choices=("wall", "cpu"), help="what --max-time measures: wall time (default) or the "
+                                                             "CPU time of this process")
     t.add_argument("--valid-every", type=int, help="score the validation set every this many epochs (default 1)")
     t.add_argument("--seed", type=int, help="seeds the initialisation, the split and the batch order (default 0)")
     t.add_argument("--threads", type=int, help="torch CPU threads")

@@ -78,7 +78,7 @@ def test_quick_benchmark_runs_and_resumes(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "results_quick.jsonl").read_text().splitlines()]
     assert {row["model"] for row in rows} == set(cmd[cmd.index("--models") + 1:])
     for row in rows:
-        assert row["epochs"] >= 1 and np.isfinite(row["force_mae_mev_a"]) and row["inference_us_atom"] > 0
+        assert row["epochs"] >= 1 and np.isfinite(row["force_mae_mev_a"])
         assert row["train_seconds"] < 4.0 + 30.0  # the budget, plus at most one step past it
     assert "E MAE" in r.stdout and (tmp_path / "accuracy_vs_cost_time.png").is_file()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -35,7 +35,8 @@ class TrainConfig:
     Optimisation: Adam at ``lr``, ``batch_size`` structures per step, learning rate times ``lr_factor`` after
     ``lr_patience`` epochs without a better validation loss, stop after ``patience`` such epochs, after
     ``max_epochs`` or after ``max_time`` seconds of training (checked after every step; validation time is not
-    counted). The validation set is scored every ``valid_every`` epochs (``patience`` and ``lr_patience`` count
+    counted), measured on ``clock``: "wall" (elapsed time) or "cpu" (CPU time of this process, all threads: the
+    fair budget when other programs share the machine). The validation set is scored every ``valid_every`` epochs (``patience`` and ``lr_patience`` count
     these checks), so that small training sets do not spend most of their time on validation.
     """
 
@@ -66,6 +67,7 @@ class TrainConfig:
     lr_factor: float = 0.5
     min_lr: float = 1e-5
     max_time: float | None = None
+    clock: str = "wall"
     valid_every: int = 1
     seed: int = 0
     threads: int | None = None
@@ -100,7 +102,7 @@ class TrainConfig:
 
 
 # Fields a resumed run may change: they end or pace the run but do not alter the steps already taken.
-RESUMABLE_CHANGES = frozenset({"max_epochs", "max_time", "patience", "progress", "threads", "backend"})
+RESUMABLE_CHANGES = frozenset({"max_epochs", "max_time", "clock", "patience", "progress", "threads", "backend"})
 
 _NAME = r"[A-Za-z][A-Za-z0-9_.-]{0,63}"
 
@@ -151,6 +153,7 @@ _CHECKS = {
     "lr_factor": (lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
     "min_lr": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "max_time": (lambda v: v is None or (_is_num(v) and v > 0), "null or a positive number of seconds"),
+    "clock": (lambda v: v in ("wall", "cpu"), "'wall' or 'cpu'"),
     "valid_every": (lambda v: _is_int(v) and 1 <= v <= 1000000, "an integer >= 1"),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 63, "an integer in 0..2^63-1"),
     "threads": (lambda v: v is None or (_is_int(v) and 1 <= v <= 1024), "null or an integer in 1..1024"),

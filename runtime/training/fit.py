@@ -251,8 +251,9 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
 
     stopped = finished()
     bs = min(config.batch_size, len(train_set))
+    clock = time.process_time if config.clock == "cpu" else time.perf_counter
     while not stopped:
-        start = time.perf_counter()
+        start = clock()
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train_set))
         model.train()
         steps = range(0, len(order), bs)
@@ -269,12 +270,12 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / n_steps:.3g}")
-            if config.max_time is not None and elapsed + time.perf_counter() - start >= config.max_time:
+            if config.max_time is not None and elapsed + clock() - start >= config.max_time:
                 out_of_time = True
                 break
         if bar is not None:
             bar.close()
-        elapsed += time.perf_counter() - start
+        elapsed += clock() - start
         epoch += 1
         train_loss = total / max(n_steps, 1)
         if epoch % config.valid_every and not out_of_time and epoch < config.max_epochs:
