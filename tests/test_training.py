@@ -272,3 +272,18 @@ def test_valid_every_scores_the_validation_set_on_schedule(tmp_path, ethanol_fil
     history = json.loads((tmp_path / "v" / "history.json").read_text())
     assert [r["epoch"] for r in history] == [2, 4, 5]  # and always after the last epoch
     assert result.epochs == 5 and result.best_epoch in (2, 4, 5)
+
+
+def test_md_stability_example_runs_on_a_trained_model(tmp_path, ethanol_file):
+    """examples/md_molecule.py: a short NVT run, bonds followed, bond lengths compared with the reference MD."""
+    result = train(ethanol_file, TrainConfig(max_epochs=2, **TINY), outdir=tmp_path / "m", log=None)
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "md_molecule.py"), str(result.model_path),
+                        str(ethanol_file), "--time", "0.02", "--stride", "5", "--out", str(tmp_path / "md")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "md" / "ethanol_md.json").read_text())
+    assert summary["bonds_followed"] == 8  # ethanol: 5 C-H, 1 C-C, 1 C-O, 1 O-H
+    assert set(summary["bond_lengths"]) == {"C-C", "C-H", "C-O", "H-O"}
+    xtb = summary["bond_lengths"]["C-H"]["xtb_mean"]
+    assert 1.05 < xtb < 1.15
+    assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
