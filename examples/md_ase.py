@@ -44,14 +44,16 @@ def train_default_model(path: Path, steps: int = 800, size: int = 200, seed: int
     import train_tensor_model as ttm
 
     torch.manual_seed(seed)
-    frames = ttm.load_frames(ttm.DEFAULT_DATA, seed, OUTPUT)
+    frames = ttm.read_frames(ttm.data_file(ttm.DEFAULT_DATA, seed, OUTPUT))
     structs = ttm.featurize(frames, ["Cu"], 4.0, torch.float32)
     order = np.random.default_rng(seed).permutation(len(structs))
+    train_frames = [frames[k] for k in order[:size]]
     model = CartinvPotential(["Cu"], basis="lmax3_deg4", cutoff=4.0, n_features=16, n_radial=6, hidden=(32,),
                              dtype=torch.float32, seed=seed)
     print(f"training {path.name}: {size} structures, {steps} steps ...", flush=True)
     start = time.perf_counter()
-    ttm.train(model, [structs[k] for k in order[:size]], steps, 4, 1e-2, 10.0, seed)
+    ttm.train(model, [structs[k] for k in order[:size]], ttm.fit_e0s(train_frames, ["Cu"]),
+              ttm.force_scale(train_frames), steps, 4, 1e-2, 10.0, seed)
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)

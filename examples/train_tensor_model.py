@@ -29,11 +29,13 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from cartinv.runtime.training.data import Structure, collate, featurize, fit_e0s, predict, read_frames
+from cartinv.runtime.training.fit import force_scale
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "cu_emt.xyz"
@@ -44,23 +46,8 @@ BASES = ("lmax3_deg4", "lmax3_deg2")
 
 
 # ---------------------------------------------------------------------------------------------- data
-@dataclass
-class Structure:
-    species: torch.Tensor  # [N] int64
-    pair_i: torch.Tensor  # [P] int64
-    pair_j: torch.Tensor  # [P] int64
-    rij: torch.Tensor  # [P, 3]
-    energy: float
-    forces: torch.Tensor  # [N, 3]
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self.species.shape[0])
-
-
-def load_frames(path: Path, seed: int, outdir: Path):
-    from ase.io import read
-
+def data_file(path: Path, seed: int, outdir: Path) -> Path:
+    """``path``, or when it is absent the EMT data set generated (seeded) into ``outdir``."""
     if not path.exists():
         path = outdir / path.name
         sys.path.insert(0, str(HERE))
@@ -72,80 +59,14 @@ def load_frames(path: Path, seed: int, outdir: Path):
         from ase.io import write
 
         write(path, frames, format="extxyz")
-        return frames
-    return read(path, ":")
-
-
-def featurize(frames, elements, cutoff: float, dtype) -> list[Structure]:
-    from ase.neighborlist import neighbor_list
-
-    lookup = {e: k for k, e in enumerate(elements)}
-    out = []
-    for atoms in frames:
-        i, j, shifts = neighbor_list("ijS", atoms, cutoff)
-        pos = atoms.get_positions()
-        vec = pos[j] - pos[i] + shifts @ np.asarray(atoms.get_cell())
-        out.append(Structure(
-            species=torch.tensor([lookup[s] for s in atoms.get_chemical_symbols()], dtype=torch.int64),
-            pair_i=torch.as_tensor(i, dtype=torch.int64),
-            pair_j=torch.as_tensor(j, dtype=torch.int64),
-            rij=torch.tensor(vec, dtype=dtype),
-            energy=float(atoms.get_potential_energy()),
-            forces=torch.tensor(atoms.get_forces(), dtype=dtype),
-        ))
-    return out
-
-
-@dataclass
-class Batch:
-    species: torch.Tensor
-    pair_i: torch.Tensor
-    pair_j: torch.Tensor
-    rij: torch.Tensor
-    atom_structure: torch.Tensor  # [N] index of the structure of each atom
-    n_atoms: torch.Tensor  # [S] atoms per structure
-    energy: torch.Tensor  # [S]
-    forces: torch.Tensor  # [N, 3]
-
-
-def collate(structs: list[Structure]) -> Batch:
-    offsets = np.cumsum([0] + [s.n_atoms for s in structs[:-1]])
-    return Batch(
-        species=torch.cat([s.species for s in structs]),
-        pair_i=torch.cat([s.pair_i + int(o) for s, o in zip(structs, offsets)]),
-        pair_j=torch.cat([s.pair_j + int(o) for s, o in zip(structs, offsets)]),
-        rij=torch.cat([s.rij for s in structs]),
-        atom_structure=torch.cat([torch.full((s.n_atoms,), k, dtype=torch.int64) for k, s in enumerate(structs)]),
-        n_atoms=torch.tensor([s.n_atoms for s in structs]),
-        energy=torch.tensor([s.energy for s in structs], dtype=structs[0].rij.dtype),
-        forces=torch.cat([s.forces for s in structs]),
-    )
-
-
-def predict(model, batch: Batch, create_graph: bool):
-    """Structure energies [S] and forces [N, 3] (forces by autograd w.r.t. the pair vectors)."""
-    from cartinv.runtime.potential import pair_forces
-
-    rij = batch.rij.detach().requires_grad_(True)
-    e_atom = model(batch.species, batch.pair_i, batch.pair_j, rij)
-    energy = e_atom.new_zeros(batch.n_atoms.shape[0]).index_add(0, batch.atom_structure, e_atom)
-    (grad,) = torch.autograd.grad(energy.sum(), rij, create_graph=create_graph)
-    forces = pair_forces(grad, batch.pair_i, batch.pair_j, batch.species.shape[0])
-    return energy, forces
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- training
-def fit_reference(structs: list[Structure]) -> tuple[float, float]:
-    """Mean energy per atom (the per-element reference for one element) and the force scale."""
-    e = np.array([s.energy / s.n_atoms for s in structs])
-    f = torch.cat([s.forces for s in structs])
-    return float(e.mean()), float(f.pow(2).mean().sqrt())
-
-
-def train(model, train_set: list[Structure], steps: int, batch_size: int, lr: float, energy_weight: float,
-          seed: int, log_every: int = 0) -> None:
-    e0, f_scale = fit_reference(train_set)
-    model.set_energy_reference([e0], scale=max(f_scale, 1e-3))
+def train(model, train_set: list[Structure], e0s: dict, f_scale: float, steps: int, batch_size: int, lr: float,
+          energy_weight: float, seed: int, log_every: int = 0) -> None:
+    """Fixed-step Adam with a cosine schedule (the same budget for every model and size)."""
+    model.set_energy_reference([e0s[e] for e in model.elements], scale=f_scale)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.02)
     rng = np.random.default_rng(seed)
@@ -157,7 +78,7 @@ def train(model, train_set: list[Structure], steps: int, batch_size: int, lr: fl
             order, pos = rng.permutation(len(train_set)), 0
         batch = collate([train_set[k] for k in order[pos:pos + bs]])
         pos += bs
-        energy, forces = predict(model, batch, create_graph=True)
+        energy, forces, _ = predict(model, batch, training=True)
         n = batch.n_atoms.to(energy.dtype)
         loss_e = ((energy - batch.energy) / n).pow(2).mean()
         loss_f = (forces - batch.forces).pow(2).mean()
@@ -176,7 +97,7 @@ def evaluate(model, test_set: list[Structure], batch_size: int = 32) -> tuple[fl
     se_e, se_f, n_s, n_f = 0.0, 0.0, 0, 0
     for k in range(0, len(test_set), batch_size):
         batch = collate(test_set[k:k + batch_size])
-        energy, forces = predict(model, batch, create_graph=False)
+        energy, forces, _ = predict(model, batch, training=False)
         energy, forces = energy.detach(), forces.detach()
         n = batch.n_atoms.to(energy.dtype)
         se_e += float((((energy - batch.energy) / n) ** 2).sum())
@@ -221,11 +142,7 @@ def plot(results: dict, sizes, path: Path) -> bool:
 
 
 def build_basis(name: str):
-    """``lmax3_deg2`` is derived here (degree ≤ 2: pairwise invariants); other names are checked-in bases."""
-    if name == "lmax3_deg2":
-        from cartinv.symbolic.select import BasisRequest, derive_basis
-
-        return derive_basis(BasisRequest(orders=(0, 1, 2, 3), degree=2), name=name)
+    """A checked-in basis (both are: ``lmax3_deg2`` holds the degree ≤ 2, pairwise invariants)."""
     from cartinv.runtime.nn import resolve_basis
 
     return resolve_basis(name)
@@ -239,8 +156,8 @@ def _prepare(args) -> dict:
     """Data (featurised once per process), the fixed test set and the training pool."""
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    frames = load_frames(args.data, args.seed, args.outdir)
-    elements = sorted({s for f in frames for s in f.get_chemical_symbols()})
+    frames = read_frames(data_file(args.data, args.seed, args.outdir))
+    elements = sorted({s for f in frames for s in f.symbols})
     structs = featurize(frames, elements, args.cutoff, dtype)
     perm = np.random.default_rng(args.seed).permutation(len(structs))
     return {
@@ -249,6 +166,7 @@ def _prepare(args) -> dict:
         "elements": elements,
         "test": [structs[k] for k in perm[:args.test]],
         "pool": [structs[k] for k in perm[args.test:]],  # training sets are nested prefixes of this pool
+        "pool_frames": [frames[k] for k in perm[args.test:]],
         "neighbours": float(np.mean([s.rij.shape[0] / s.n_atoms for s in structs])),
         "n_structures": len(structs),
     }
@@ -273,8 +191,9 @@ def run_task(task) -> dict:
     model = CartinvPotential(data["elements"], basis=basis, cutoff=args.cutoff, n_features=args.features,
                              n_radial=args.radial, hidden=tuple(args.hidden), backend=args.backend,
                              dtype=data["dtype"], seed=args.seed + k)
-    train(model, data["pool"][:size], args.steps, args.batch, args.lr, args.energy_weight, args.seed + k + size,
-          args.log_every)
+    e0s = fit_e0s(data["pool_frames"][:size], data["elements"])
+    train(model, data["pool"][:size], e0s, force_scale(data["pool_frames"][:size]), args.steps, args.batch, args.lr,
+          args.energy_weight, args.seed + k + size, args.log_every)
     e_rmse, f_rmse = evaluate(model, data["test"])
     if args.save_models:
         folder = args.outdir / "models"
