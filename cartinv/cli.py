@@ -102,7 +102,8 @@ def _cmd_basis(args) -> int:
 
         prefer = PRESETS[args.preset] + prefer
     request = BasisRequest(orders=orders, degree=degree, channels=args.channels, complete=args.complete,
-                           max_degree=args.max_degree, flexible=args.flexible, prefer=prefer)
+                           max_degree=args.max_degree, flexible=args.flexible, prefer=prefer,
+                           generators=args.generators)
     _check_output_file(args.output)
     try:
         request.validate()
@@ -399,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--complete", action="store_true", help="raise the degree until the bound is reached")
     b.add_argument("--max-degree", type=int, default=10, help="cap for --complete/--flexible (default 10)")
     b.add_argument("--flexible", action="store_true", help="minimal set complete on every degenerate stratum")
+    b.add_argument("--generators", action="store_true",
+                   help="the minimal polynomial generators of the invariant algebra up to --degree (for linear "
+                        "models: their products span every invariant)")
     b.add_argument("--channels", type=int, default=1, help="channels with cross-channel invariants (default 1)")
     b.add_argument("--prefer", action="append", metavar="CONTRACTION",
                    help="try this contraction first, e.g. 'T2[ab] T2[bc] T2[ca]' (repeatable)")

@@ -20,6 +20,7 @@ from .basisfile import Basis
 from .formulas import FormulaSyntaxError, parse_formula
 from .graphs import canonical
 from .naming import block_name
+from .report import span_sentence
 
 MAX_RENDERED_TERMS = 12  # longer formulas are shown by their first terms and their term count
 
@@ -66,15 +67,17 @@ def _tex_name(name: str) -> str:
 
 
 def relation_tex(relation: str, ids: list[str]) -> str | None:
-    """LaTeX of 'D5 = 1/2*I3**2' (read without eval), or None for prose (e.g. the functional note)."""
+    """LaTeX of 'D5 = 1/2*I3**2' or 'I2*D1 = 3*I1' (read without eval), or None for prose (the functional
+    note)."""
     lhs, sep, rhs = relation.partition(" = ")
-    if not sep or lhs not in ids:
+    if not sep:
         return None
+    symbols = {i: sp.Symbol(i) for i in ids}
     try:
-        expr = parse_formula(rhs, {i: sp.Symbol(i) for i in ids})
+        left, right = parse_formula(lhs, symbols), parse_formula(rhs, symbols)
     except FormulaSyntaxError:
         return None
-    return f"{sp.latex(sp.Symbol(lhs))} = {sp.latex(expr)}"
+    return f"{sp.latex(left)} = {sp.latex(right)}"
 
 
 def _math(tex: str) -> str:
@@ -92,6 +95,8 @@ def reproduce_command(b: Basis) -> str:
     parts = ["cartinv basis", "--orders " + ",".join(map(str, req["orders"]))]
     if req.get("flexible"):
         parts.append("--flexible")
+    elif req.get("generators"):
+        parts.append("--generators")
     elif req.get("complete"):
         parts.append("--complete")
     if req.get("degree") is not None:
@@ -149,6 +154,7 @@ def _summary_rows(b: Basis) -> list[str]:
         f"({state})</td></tr>",
         f"<tr><th>invariants kept / dropped</th><td>{len(b.invariants)} / {len(b.dropped)}</td></tr>",
         f"<tr><th>degree needed</th><td>{d['degree_needed'] if d['degree_needed'] is not None else '-'}</td></tr>",
+        *([f"<tr><th>span check</th><td>{html.escape(span_sentence(b))}</td></tr>"] if span_sentence(b) else []),
         f"<tr><th>content hash (sha256)</th><td><code>{b.content_hash()}</code></td></tr>",
         f"<tr><th>reproduce</th><td><code>{html.escape(reproduce_command(b))}</code></td></tr>",
         "</table>",
@@ -210,6 +216,7 @@ def report_markdown(b: Basis) -> str:
              f"- kind {b.kind}; orders {', '.join(map(str, b.orders))}; channels {b.channels}",
              f"- rank {d['rank']} of bound {d['bound']} ({'complete' if d['complete'] else 'incomplete'}); "
              f"{len(b.invariants)} kept, {len(b.dropped)} dropped",
+             *([f"- {span_sentence(b)}"] if span_sentence(b) else []),
              f"- content hash `{b.content_hash()}`", f"- reproduce: `{reproduce_command(b)}`", "",
              "## Invariants", "", "| id | index notation | formula | degree | cost |", "| --- | --- | --- | --- | --- |"]
     for inv in b.invariants:

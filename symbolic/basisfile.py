@@ -13,11 +13,15 @@ Schema (version 1); key order is fixed, so the same Basis always serialises to t
   edges are [u, v, multiplicity] on vertices in ``orders`` order; einsum operands are the blocks named by
   (channel, order) of each vertex.
 - ``dropped``: each with the same graph fields (no formula) plus ``reason`` in
-  {reducible, linear, algebraic, functional}, ``relation`` (text, or null) and ``relation_terms``
-  ([[coefficient, [ids...]], ...], or null).
+  {reducible, linear, algebraic, implicit, functional}, ``relation`` (text, or null) and ``relation_terms``
+  ([[coefficient, [ids...]], ...]: the candidate equals their sum; for implicit, a monic polynomial in the
+  candidate, the terms sum to zero and the first is ["-1", [candidate] * degree]; null for functional).
 - ``strata``: each ``{zero, bound, rank, complete}``, ``zero`` listing the blocks set to zero as [channel, l].
 - ``block_degrees``: for each block alone, ``{block, bound, degree}``: the degree at which its pure
   invariants reach the bound (null if not reached within the search).
+- ``span_check`` (tensor bases derived by this version; optional when read): ``{group, max_degree,
+  multidegrees, graphs, dimension, rank}``: in every multidegree the search listed exhaustively, the rank of all
+  contraction graphs equals the exact Molien dimension (symbolic/span.py), summed here.
 - ``stats``: counts of candidates by reason, and the degree searched.
 """
 
@@ -93,8 +97,22 @@ class Basis:
         """sha256 of the canonical JSON: names this Basis in generated code headers."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
+    def columns_hash(self) -> str:
+        """sha256 of what fixes the invariant columns and their values (kind, convention, coordinates, the
+        request for ACE, and each kept invariant's id and graph or coupling), and nothing else: a trained model
+        stays valid when only the reasons, relations or checks of a regenerated Basis change."""
+        d = self.data
+        fields = COLUMN_FIELDS[d["kind"]]
+        signature = {"kind": d["kind"], "convention": d["convention"], "coordinates": d["coordinates"],
+                     "request": d["request"] if d["kind"] == "ace" else None,
+                     "columns": [[e[k] for k in fields] for e in d["invariants"]]}
+        return hashlib.sha256(dumps(signature).encode()).hexdigest()
+
     def save(self, path) -> None:
         Path(path).write_text(self.to_json())
+
+
+COLUMN_FIELDS = {"tensor": ("id", "orders", "channels", "edges"), "ace": ("id", "nu", "nl", "couplings")}
 
 
 def dumps(data: dict) -> str:

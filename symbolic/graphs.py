@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import networkx as nx
+import numpy as np
 
 from .naming import block_name
 
@@ -275,6 +276,35 @@ def graphs_for_labels(labels: tuple[Label, ...], connected: bool = True) -> tupl
             continue
         seen.add(g)
     return tuple(sorted(seen))
+
+
+@lru_cache(maxsize=4096)
+def sample_graphs(labels: tuple[Label, ...], count: int, seed: int, connected: bool = True) -> tuple[ContractionGraph, ...]:
+    """Distinct loopless graphs (connected ones by default) with these labels, by seeded random pairing of
+    index stubs.
+
+    Used above the exhaustive degree, where listing every graph is infeasible; deterministic for a seed (and
+    cached: the searches ask for the same samples more than once).
+    """
+    labels = tuple(sorted(labels))
+    rng = np.random.default_rng([seed] + [c * 100 + l for c, l in labels])
+    stubs = [v for v, (_, l) in enumerate(labels) for _ in range(l)]
+    found = set()
+    for _ in range(count * 20):
+        perm = rng.permutation(len(stubs))
+        pairs = [(stubs[perm[2 * k]], stubs[perm[2 * k + 1]]) for k in range(len(stubs) // 2)]
+        if any(u == v for u, v in pairs):
+            continue
+        mult: dict = {}
+        for u, v in pairs:
+            key = (min(u, v), max(u, v))
+            mult[key] = mult.get(key, 0) + 1
+        g = canonical(labels, [(u, v, k) for (u, v), k in mult.items()])
+        if not connected or g.is_connected():
+            found.add(g)
+            if len(found) >= count:
+                break
+    return tuple(sorted(found, key=lambda g: (sum(g.orders), g.cost, g.labels, g.edges)))
 
 
 def label_multisets(blocks: tuple[Label, ...], degree: int):

@@ -1,9 +1,16 @@
-"""Explicit polynomial relations: is a candidate a polynomial in the kept invariants? (background §3)
+"""Explicit relations for dropped candidates (background §3), searched in this order:
 
-Invariants are homogeneous in every block separately, so a relation for a candidate only involves products
-of kept invariants whose multidegrees add up to the candidate's. Deciding membership in that span is linear
-algebra on values at random points mod p (exact); the coefficients are solved mod two primes, combined by
-the Chinese remainder theorem, rationally reconstructed, and the identity is then verified at fresh points.
+1. linear: the candidate is a combination of kept invariants of its multidegree;
+2. algebraic: the candidate is a polynomial in the kept invariants;
+3. linear (in its multidegree): a combination of the graphs of its multidegree listed before it (kept, dropped
+   or products; each of those carries its own relation, so the chain ends in kept invariants);
+4. implicit: I c = Q(kept) with I one kept invariant of degree <= MAX_LEAD_DEGREE (c is a ratio of
+   polynomials), else c is a root of a monic polynomial c^k + sum_{j<k} c^j Q_j(kept) = 0 of the lowest degree
+   k <= MAX_ROOT_DEGREE, each term of multidegree k times the candidate's.
+Invariants are homogeneous in every block separately, so a relation only involves terms whose multidegrees add
+up to the right one. Each step is linear algebra on values at random points mod p (exact); coefficients are
+solved mod two primes, combined by the Chinese remainder theorem, rationally reconstructed, and the identity is
+verified at fresh points. A candidate with none of these is labelled functional, with the cap that stopped it.
 """
 
 from __future__ import annotations
@@ -20,16 +27,22 @@ from .modular import PRIMES, Echelon, ModularPoints
 
 MAX_MONOMIALS = 240
 BATCH = MAX_MONOMIALS + 16
+MAX_ROOT_DEGREE = 4
+MAX_LEAD_DEGREE = 2  # I * c = P(kept) is tried for kept invariants I of at most this degree
 
 
 @dataclass(frozen=True)
 class Relation:
     """candidate = sum_k coefficient_k * prod(ids_k)."""
 
-    kind: str  # "linear" or "algebraic"
+    kind: str  # "linear", "algebraic" or "implicit"
     terms: tuple[tuple[Fraction, tuple[str, ...]], ...]
+    power: int = 1  # implicit: lead * candidate**power = sum of terms (which may hold lower powers of it)
+    lead: tuple[str, ...] = ()  # implicit: kept invariants multiplying the candidate's highest power
 
     def text(self, lhs: str) -> str:
+        if self.kind == "implicit":
+            lhs = "*".join(self.lead + (lhs if self.power == 1 else f"{lhs}**{self.power}",))
         parts = []
         for coeff, ids in self.terms:
             counts = Counter(ids)
@@ -44,8 +57,33 @@ class Relation:
         rhs = ("-" if first_sign == "-" else "") + first + "".join(f" {s} {b}" for s, b in parts[1:])
         return f"{lhs} = {rhs}"
 
-    def to_json(self) -> list:
-        return [[str(c), list(ids)] for c, ids in self.terms]
+    def to_json(self, lhs: str = "") -> list:
+        """[[coefficient, [ids...]], ...]: candidate = sum of terms; for an implicit relation the terms sum to
+        zero, the first being ["-1", lead + [candidate] * power]."""
+        head = [["-1", list(self.lead) + [lhs] * self.power]] if self.kind == "implicit" else []
+        return head + [[str(c), list(ids)] for c, ids in self.terms]
+
+
+@dataclass(frozen=True)
+class NoRelation:
+    """Why the search stopped without a relation (the 'functional' label names this cap)."""
+
+    root_degree: int  # monic relations were searched up to this degree in the candidate
+    too_large_at: int | None  # the degree in the candidate at which the monomial count passed MAX_MONOMIALS
+    products_skipped: bool = False  # step 2 had more than MAX_MONOMIALS products of kept invariants
+
+    def text(self) -> str:
+        searched = self.root_degree if self.too_large_at is None else self.too_large_at - 1
+        parts = ["rank unchanged"]
+        if self.products_skipped:
+            parts.append(f"polynomial search skipped (more than {MAX_MONOMIALS} products of kept invariants)")
+        parts.append("not a linear combination of earlier graphs of its multidegree")
+        parts.append(f"no relation I*c = P(kept) with I a kept invariant of degree <= {MAX_LEAD_DEGREE}")
+        if searched >= 2:
+            parts.append(f"no monic polynomial relation over the kept invariants of degree <= {searched} in it")
+        if self.too_large_at is not None:
+            parts.append(f"degree {self.too_large_at} not searched (more than {MAX_MONOMIALS} monomials)")
+        return "; ".join(parts)
 
 
 def _multideg(graph: ContractionGraph) -> Counter:
@@ -110,18 +148,87 @@ class RelationFinder:
                 return Relation(kind, rel)
         return None
 
+    def find_among(self, cand: ContractionGraph, earlier: list[tuple[str, ContractionGraph]]):
+        """A linear relation of `cand` with graphs of its multidegree listed before it, or None."""
+        target = _multideg(cand)
+        same = [(i, g) for i, g in earlier if _multideg(g) == target]
+        if not same or len(same) > MAX_MONOMIALS:
+            return None
+        rel = self._solve(cand, same, [(k,) for k in range(len(same))])
+        return None if rel is None else Relation("linear", rel)
+
+    def find_root(self, cand: ContractionGraph, cand_id: str, kept: list[tuple[str, ContractionGraph]],
+                  max_degree: int = MAX_ROOT_DEGREE):
+        """A relation lead * cand**k = sum_{j<k} cand**j Q_j(kept) (module docstring, 4): first k = 1 with `lead`
+        one kept invariant of degree <= MAX_LEAD_DEGREE (cand is a ratio of polynomials), then monic (lead = 1) of lowest degree k in
+        2..max_degree; or NoRelation naming the cap that stopped the search."""
+        for lead in range(len(kept)):
+            if kept[lead][1].degree > MAX_LEAD_DEGREE:
+                continue
+            rel = self._root(cand, cand_id, kept, 1, (lead,))
+            if isinstance(rel, Relation):
+                return rel
+        for k in range(2, max_degree + 1):
+            rel = self._root(cand, cand_id, kept, k, ())
+            if rel == "too-large":
+                return NoRelation(max_degree, k)
+            if rel is not None:
+                return rel
+        return NoRelation(max_degree, None)
+
+    def _root(self, cand, cand_id, kept, k: int, lead: tuple[int, ...]):
+        target = _multideg(cand)
+        extra = Counter()
+        for i in lead:
+            extra += _multideg(kept[i][1])
+        big = Counter({lab: n * k for lab, n in target.items()}) + extra
+        relevant = [(i, g) for i, g in kept if all(big[lab] >= n for lab, n in _multideg(g).items())]
+        index = {i: n for n, (i, _) in enumerate(relevant)}
+        lead_mono = tuple(sorted(index[kept[i][0]] for i in lead))
+        terms = [(k, m) for m in self.monomials(extra, relevant, False) if m != lead_mono] if lead else []
+        for j in range(k - 1, -1, -1):
+            monos = self.monomials(Counter({lab: n * (k - j) for lab, n in target.items()}) + extra, relevant, False)
+            terms += [(j, m) for m in monos]
+            if len(terms) > MAX_MONOMIALS:
+                return "too-large"
+        column = self._power_column(cand, relevant)
+        rel = self._solve_columns(lambda pts: column(pts, k, lead_mono),
+                                  [lambda pts, t=t: column(pts, *t) for t in terms])
+        if rel is None:
+            return None
+        return Relation("implicit", tuple(
+            (q, (cand_id,) * terms[n][0] + tuple(relevant[i][0] for i in terms[n][1])) for q, n in rel),
+            power=k, lead=tuple(relevant[i][0] for i in lead_mono))
+
+    def _power_column(self, cand, kept):
+        def column(pts, power, mono):
+            col = self._column(pts, kept, mono)
+            for _ in range(power):
+                col = (col * self._vals(pts, cand)) % pts.prime
+            return col
+        return column
+
     def _solve(self, cand, kept, monos):
+        rel = self._solve_columns(lambda pts: self._vals(pts, cand),
+                                  [lambda pts, m=m: self._column(pts, kept, m) for m in monos])
+        if rel is None:
+            return None
+        return tuple((q, tuple(kept[i][0] for i in monos[k])) for q, k in rel)
+
+    def _solve_columns(self, target, columns):
+        """[(coefficient, column index), ...] with target = sum coefficient * column at every point, verified
+        at fresh points; the columns used are the first independent ones in order (canonical); None if the
+        target is outside their span or a coefficient does not reconstruct."""
         p0 = self.points[0]
-        # Independent monomials (greedy, in order) and whether the candidate lies in their span, at prime 0.
-        cols0 = [self._column(p0, kept, m) for m in monos]
+        # Independent columns (greedy, in order) and whether the target lies in their span, at prime 0.
         ech = Echelon(p0.batch, p0.prime)
-        chosen = [k for k, c in enumerate(cols0) if ech.add(c)]
-        if ech.would_raise(self._vals(p0, cand)):
+        chosen = [k for k, col in enumerate(columns) if ech.add(col(p0))]
+        if ech.would_raise(target(p0)):
             return None
         sols = []
         for pts in self.points:
-            a = np.stack([self._column(pts, kept, monos[k]) for k in chosen], axis=1)
-            x = solve_mod(a, self._vals(pts, cand), pts.prime)
+            a = np.stack([columns[k](pts) for k in chosen], axis=1) if chosen else np.zeros((pts.batch, 0), np.int64)
+            x = solve_mod(a, target(pts), pts.prime)
             if x is None:
                 return None
             sols.append(x)
@@ -138,11 +245,10 @@ class RelationFinder:
         acc = np.zeros(pc.batch, dtype=object)
         for q, k in zip(coeffs, chosen):
             qm = q.numerator * pow(q.denominator, -1, pc.prime) % pc.prime
-            acc = (acc + qm * self._column(pc, kept, monos[k]).astype(object)) % pc.prime
-        if not np.all((acc - self._vals(pc, cand).astype(object)) % pc.prime == 0):
+            acc = (acc + qm * columns[k](pc).astype(object)) % pc.prime
+        if not np.all((acc - target(pc).astype(object)) % pc.prime == 0):
             return None
-        terms = tuple((q, tuple(kept[i][0] for i in monos[k])) for q, k in zip(coeffs, chosen) if q != 0)
-        return terms
+        return [(q, k) for q, k in zip(coeffs, chosen) if q != 0]
 
 
 def solve_mod(a: np.ndarray, b: np.ndarray, p: int):

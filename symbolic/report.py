@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .basisfile import Basis
 
+GROUP_NAMES = {"o3": "O(3)", "so3": "SO(3)"}
+
 
 def _summary(b: Basis) -> list[str]:
     d = b.data
@@ -12,6 +14,7 @@ def _summary(b: Basis) -> list[str]:
     lines = [
         f"basis {d['name']}: orders {req['orders']}, channels {req['channels']}, "
         + ("flexible, " if req.get("flexible") else "")
+        + ("minimal polynomial generators, " if req.get("generators") else "")
         + (f"complete search (cap {req['max_degree']})" if req.get("complete") or req.get("flexible") else f"degree <= {req['degree']}"),
         f"  {len(d['invariants'])} invariants, rank {d['rank']} of bound {d['bound']} ({status})"
         + (f", degree needed {d['degree_needed']}" if d.get("degree_needed") else ""),
@@ -20,9 +23,23 @@ def _summary(b: Basis) -> list[str]:
     if stats:
         lines.append(
             f"  candidates {stats.get('candidates')}: dropped {stats.get('reducible', 0)} reducible, "
-            f"{stats.get('linear', 0)} linear, {stats.get('algebraic', 0)} algebraic, {stats.get('functional', 0)} functional"
+            f"{stats.get('linear', 0)} linear, {stats.get('algebraic', 0)} algebraic, "
+            f"{stats.get('implicit', 0)} implicit, {stats.get('functional', 0)} functional"
         )
+    span = span_sentence(b)
+    if span:
+        lines.append("  " + span)
     return lines
+
+
+def span_sentence(b: Basis) -> str | None:
+    """One line on the recorded span check (symbolic/span.py), or None for files that do not hold one."""
+    s = b.data.get("span_check")
+    if not s:
+        return None
+    return (f"span check ({GROUP_NAMES.get(s['group'], s['group'])}): in all {s['multidegrees']} multidegrees up to degree "
+            f"{s['max_degree']} that the search listed, the {s['graphs']} contraction graphs span the full "
+            f"invariant space (rank {s['rank']} = Molien dimension {s['dimension']})")
 
 
 def table(b: Basis) -> str:

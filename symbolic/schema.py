@@ -17,7 +17,7 @@ from .naming import block_name, coordinate_table
 
 SCHEMA_VERSION = 1
 KINDS = ("tensor", "ace")
-REASONS = ("reducible", "linear", "algebraic", "functional")
+REASONS = ("reducible", "linear", "algebraic", "implicit", "functional")
 
 # Limits: far above anything cartinv derives (largest checked-in formula: 81 kB; largest degree: 10).
 MAX_ORDER = 12
@@ -51,8 +51,10 @@ CONVENTIONS = {"tensor": TENSOR_CONVENTION, "ace": ACE_CONVENTION}
 
 TOP_KEYS = ("schema_version", "kind", "name", "request", "convention", "coordinates", "bound", "rank", "complete",
             "degree_needed", "invariants", "dropped", "strata", "block_degrees", "stats")
+TOP_OPTIONAL = ("span_check",)
+SPAN_KEYS = ("group", "max_degree", "multidegrees", "graphs", "dimension", "rank")
 REQUEST_KEYS = {"orders", "degree", "channels", "complete", "max_degree", "flexible"}
-REQUEST_OPTIONAL = {"tensor": {"prefer"}, "ace": set()}
+REQUEST_OPTIONAL = {"tensor": {"prefer", "generators"}, "ace": set()}
 ACE_REQUEST_KEYS = {"nu", "nmax", "lmax", "species"}
 GRAPH_KEYS = ("id", "orders", "channels", "edges", "degree", "einsum", "index_notation", "latex", "cost")
 ACE_KEYS = ("id", "nu", "nl", "couplings", "degree", "ace_degree", "index_notation")
@@ -266,6 +268,9 @@ def _request(data: dict) -> dict:
         factors = p.replace("*", " ").split()
         _need(bool(factors) and all(FACTOR_RE.fullmatch(t) for t in factors), f"request.prefer[{k}]",
               f"{_show(p)} is not index notation (e.g. 'T2[ab] T2[bc] T2[ca]')")
+    if "generators" in req:
+        _need(req["generators"] is True, "request.generators", f"must be true when present, got "
+              f"{_show(req['generators'])}")
     if kind == "ace":
         _int(req["nu"], "request.nu", 1, MAX_DEGREE)
         _int(req["nmax"], "request.nmax", 1, MAX_CHANNELS)
@@ -299,7 +304,7 @@ def validate(data) -> None:
     _need(is_int(ver) and ver == SCHEMA_VERSION, "schema_version",
           f"{_show(ver)} is not supported (this cartinv reads version {SCHEMA_VERSION})")
     _need(data.get("kind") in KINDS, "kind", f"must be one of {KINDS}, got {_show(data.get('kind'))}")
-    _dict(data, "top level", TOP_KEYS)
+    _dict(data, "top level", TOP_KEYS, TOP_OPTIONAL)
     kind = data["kind"]
     identifier(data["name"], "name")
     req = _request(data)
@@ -370,5 +375,20 @@ def validate(data) -> None:
         _int(b["bound"], f"{where}.bound", 0, bound)
         if b["degree"] is not None:
             _int(b["degree"], f"{where}.degree", 1, MAX_DEGREE)
+    if "span_check" in data:
+        _span_check(data["span_check"], kind)
     _need(type(data["stats"]) is dict, "stats", "must be an object")
     _numbers(data["stats"], "stats")
+
+
+def _span_check(s, kind: str) -> None:
+    """The record of symbolic/span.py: the graphs spanned the full Molien dimension (a file never records a
+    failed check: the search stops instead)."""
+    _need(kind == "tensor", "span_check", "is only recorded for tensor bases")
+    _dict(s, "span_check", SPAN_KEYS)
+    _need(s["group"] == "o3", "span_check.group", f"must be 'o3', got {_show(s['group'])}")
+    _int(s["max_degree"], "span_check.max_degree", 0, MAX_DEGREE)
+    for key in ("multidegrees", "graphs", "dimension"):
+        _int(s[key], f"span_check.{key}", 0, 10**9)
+    _need(is_int(s["rank"]) and s["rank"] == s["dimension"], "span_check.rank",
+          f"must equal span_check.dimension ({_show(s['dimension'])}), got {_show(s['rank'])}")

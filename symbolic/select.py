@@ -5,14 +5,16 @@ orders, then cheaper evaluation, then the canonical graph. A candidate is kept i
 of the kept set (background §3); the rank is computed exactly mod p at a random integer point, so "raises the
 rank" is a proof of independence (a rank at a point is a lower bound of the generic rank), and "does not raise
 it" is confirmed at a second point mod a second prime. The order decides which members are chosen, never how
-many. Dropped candidates are explained: reducible (disconnected), linear or algebraic (an explicit relation,
-verified), or functional (rank unchanged, no polynomial relation in the kept invariants of that degree).
+many. Dropped candidates are explained: reducible (disconnected), linear, algebraic or implicit (an explicit
+relation, verified; symbolic/relations.py), or functional (rank unchanged, no relation within the stated cap).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -22,9 +24,12 @@ from .basisfile import SCHEMA_VERSION, Basis
 from . import naming, schema
 from .schema import TENSOR_CONVENTION
 from .formulas import FormulaBuilder, coordinate_table, formula_text
-from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation
+from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
-from .relations import RelationFinder
+from .relations import NoRelation, Relation, RelationFinder
+from .generators import find_generators
+from .span import check_span, spanning_graphs
+from . import molien
 
 EXHAUSTIVE_MAX_DEGREE = 6  # beyond this, candidates are sampled (complete/flexible searches only)
 MAX_DEGREE = 32  # the Basis schema's limit (symbolic/schema.py)
@@ -32,6 +37,7 @@ SAMPLES_PER_MULTISET = 48
 MAX_ORDER = 12
 MAX_CHANNELS = 4
 MAX_LABEL_MULTISETS = 4000
+MAX_GENERATOR_DEGREE = 12
 SEED = 20250331
 
 
@@ -50,6 +56,7 @@ class BasisRequest:
     max_degree: int = 10
     flexible: bool = False
     prefer: tuple[str, ...] = ()
+    generators: bool = False  # the minimal polynomial generators up to `degree` (symbolic/generators.py)
 
     def validate(self) -> None:
         """Every limit is checked here, before any work starts (types and ranges first, then size estimates)."""
@@ -69,6 +76,9 @@ class BasisRequest:
         if (self.complete or self.flexible) and self.degree is not None and self.degree > self.max_degree:
             raise RequestError(f"degree {self.degree} is above the cap --max-degree {self.max_degree}: give one of "
                                f"them, or raise the cap")
+        if self.generators:
+            self._validate_generators()
+            return
         searched = self.searched_degree
         if searched is None:
             raise RequestError("give a degree (--degree N) or ask for --complete / --flexible")
@@ -104,6 +114,20 @@ class BasisRequest:
                 f"contraction needs an even total order (add an even order or raise the degree)"
             )
 
+    def _validate_generators(self) -> None:
+        if self.complete or self.flexible or self.prefer:
+            raise RequestError("--generators takes a degree (--degree N), not --complete, --flexible or --prefer")
+        if self.degree is None:
+            raise RequestError("--generators needs a degree (--degree N)")
+        if self.degree > MAX_GENERATOR_DEGREE:
+            raise RequestError(f"--generators searches up to degree {MAX_GENERATOR_DEGREE}, got {self.degree}")
+        n_multisets = _estimate(self.blocks, self.degree)
+        if n_multisets > MAX_LABEL_MULTISETS:
+            raise RequestError(
+                f"request too large: about {n_multisets:,} label multisets of up to {self.degree} factors over "
+                f"{len(self.blocks)} blocks (limit {MAX_LABEL_MULTISETS:,}); lower the degree, the orders or the "
+                f"channels")
+
     @property
     def searched_degree(self) -> int | None:
         if self.complete or self.flexible:
@@ -117,7 +141,9 @@ class BasisRequest:
     def default_name(self) -> str:
         orders = sorted(self.orders)
         base = f"lmax{orders[-1]}" if orders == list(range(orders[-1] + 1)) else "orders" + "".join(map(str, orders))
-        if self.flexible:
+        if self.generators:
+            base += f"_gen{self.degree}"
+        elif self.flexible:
             base += "_flexible"
         elif self.complete:
             base += "_complete"
@@ -135,6 +161,7 @@ class BasisRequest:
             "max_degree": self.max_degree,
             "flexible": self.flexible,
             **({"prefer": list(self.prefer)} if self.prefer else {}),
+            **({"generators": True} if self.generators else {}),
         }
 
 
@@ -152,32 +179,6 @@ def _estimate(blocks, degree) -> int:
 
 def cost_key(g: ContractionGraph):
     return (g.degree, sum(g.orders), tuple(sorted(g.orders)), g.cost, g.labels, g.edges)
-
-
-def sample_graphs(labels: tuple[Label, ...], count: int, seed: int) -> tuple[ContractionGraph, ...]:
-    """Distinct connected loopless graphs with these labels, by seeded random pairing of index stubs.
-
-    Used above the exhaustive degree, where listing every graph is infeasible; deterministic for a seed.
-    """
-    labels = tuple(sorted(labels))
-    rng = np.random.default_rng([seed] + [c * 100 + l for c, l in labels])
-    stubs = [v for v, (_, l) in enumerate(labels) for _ in range(l)]
-    found = set()
-    for _ in range(count * 20):
-        perm = rng.permutation(len(stubs))
-        pairs = [(stubs[perm[2 * k]], stubs[perm[2 * k + 1]]) for k in range(len(stubs) // 2)]
-        if any(u == v for u, v in pairs):
-            continue
-        mult: dict = {}
-        for u, v in pairs:
-            key = (min(u, v), max(u, v))
-            mult[key] = mult.get(key, 0) + 1
-        g = canonical(labels, [(u, v, k) for (u, v), k in mult.items()])
-        if g.is_connected():
-            found.add(g)
-            if len(found) >= count:
-                break
-    return tuple(sorted(found, key=cost_key))
 
 
 def candidates(blocks, degree: int, label_set: frozenset | None = None) -> list[ContractionGraph]:
@@ -235,6 +236,13 @@ class _Selection:
         self.finder = RelationFinder(self.blocks)
         self.progress = progress or (lambda *a, **k: None)
         self.seen: set = set()
+        self.enumerated: set = set()  # label multisets whose every graph was listed (for the span check)
+
+    def enumerate(self, degree: int, label_set: frozenset | None = None) -> None:
+        """Record that every candidate of this degree (with exactly `label_set`, if given) was listed."""
+        if degree <= EXHAUSTIVE_MAX_DEGREE:
+            self.enumerated.update(ms for ms in _multisets(self.blocks, degree)
+                                   if label_set is None or frozenset(ms) == label_set)
 
     def keep(self, g):
         gid = f"I{len(self.kept) + 1}"
@@ -244,13 +252,21 @@ class _Selection:
     def drop(self, g, reason=None, relation=None):
         gid = f"D{len(self.dropped) + 1}"
         if reason is None:
-            found = self.finder.find(g, self.kept)
-            if found is None or found == "too-large":
-                reason, relation = "functional", found
-            else:
-                reason, relation = found.kind, found
+            reason, relation = self.explain(g, gid)
         self.dropped.append((gid, g, reason, relation))
         self.ids[g] = gid
+
+    def explain(self, g, gid: str):
+        """(reason, relation) of a candidate that did not raise the rank (symbolic/relations.py, steps 1-4)."""
+        found = self.finder.find(g, self.kept)
+        if isinstance(found, Relation):
+            return found.kind, found
+        skipped = found == "too-large"
+        earlier = [(i, h) for h, i in self.ids.items()]
+        found = self.finder.find_among(g, earlier) or self.finder.find_root(g, gid, self.kept)
+        if isinstance(found, NoRelation):
+            return "functional", dataclasses.replace(found, products_skipped=skipped)
+        return found.kind, found
 
     def add_reducibles(self, degree: int) -> None:
         """Disconnected graphs of this degree: products of connected candidates already processed."""
@@ -310,6 +326,8 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
     blocks = request.blocks
     sel = _Selection(blocks, progress)
     full_bound = B.bound(blocks)
+    if request.generators:
+        return _derive_generators(request, sel, full_bound, name)
     single_degrees: dict[Label, int] = {}
     if request.flexible:
         degree_needed, single_degrees = _select_flexible(request, sel)
@@ -320,7 +338,31 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
         rank.add(g)
     strata = _strata_report(blocks, sel.kept)
     block_degrees = _block_degrees(request, sel, single_degrees)
-    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, name)
+    sel.progress("span check", 0, None)
+    span = check_span(blocks, sel.enumerated)
+    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, span, name)
+
+
+def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis:
+    """A Basis whose invariants are the minimal polynomial generators up to the degree; every other connected
+    graph is dropped with its relation over them (linear or algebraic)."""
+    result = find_generators(sel.blocks, request.degree, sel.progress)
+    dropped = iter(sorted(result.dropped, key=cost_key))
+    pending = next(dropped, None)
+    for g in result.generators:  # keep the found order; explain each dropped graph once its degree is reached
+        while pending is not None and pending.degree < g.degree:
+            sel.drop(pending)
+            pending = next(dropped, None)
+        sel.keep(g)
+    while pending is not None:
+        sel.drop(pending)
+        pending = next(dropped, None)
+    rank = _Stratum(sel.blocks)
+    for _, g in sel.kept:
+        rank.add(g)
+    strata = _strata_report(sel.blocks, sel.kept)
+    degree_needed = max((g.degree for _, g in sel.kept), default=None)
+    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, [], result.span, name)
 
 
 def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:
@@ -346,6 +388,7 @@ def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:
                 sel.keep(g)
             else:
                 sel.drop(g)
+        sel.enumerate(d)
         if request.complete and stratum.rank == full_bound:
             return d
     if request.complete:
@@ -395,6 +438,7 @@ def _select_flexible(request, sel: _Selection) -> tuple[int, dict[Label, int]]:
                     needed = max(needed, d)
                 else:
                     sel.drop(g)
+            sel.enumerate(d, label_set)
         if len(label_set) == 1 and d >= 1:
             single_degrees[next(iter(label_set))] = d
     return needed, single_degrees
@@ -421,20 +465,40 @@ def _block_degrees(request, sel: _Selection, known: dict[Label, int]) -> list[di
     out = []
     for b in sel.blocks:
         target = B.bound([b])
-        if b in known:
-            out.append({"block": list(b), "bound": target, "degree": known[b]})
-            continue
-        st = _Stratum(sel.blocks, frozenset(sel.blocks) - {b})
-        reached = None
-        for d in range(1, request.max_degree + 1):
-            for g in candidates(sel.blocks, d, frozenset([b])):
-                if st.rank < target and st.raises(g):
-                    st.add(g)
-            if st.rank == target:
-                reached = d
-                break
-        out.append({"block": list(b), "bound": target, "degree": reached})
+        degree = known[b] if b in known else pure_block_degree(b[1], request.max_degree)
+        out.append({"block": list(b), "bound": target, "degree": degree})
     return out
+
+
+@lru_cache(maxsize=None)
+def pure_block_degree(l: int, max_degree: int) -> int | None:
+    """The lowest degree at which the invariants of one block of order l alone reach its bound, or None.
+
+    It depends on l only (not on the channel or the other blocks), so it is computed once per process. At each
+    degree, graphs whose values span the whole invariant space of that degree (proven against the Molien
+    dimension; span.spanning_graphs) give the same Jacobian rank as every graph, so a handful of sampled graphs
+    replaces the full enumeration; where sampling cannot prove the span the full list is used (up to degree
+    EXHAUSTIVE_MAX_DEGREE), as in the search itself.
+    """
+    block = (0, l)
+    target = B.bound([block])
+    stratum = _Stratum((block,))
+
+    def add(graphs):
+        for g in graphs:
+            if stratum.rank < target and stratum.raises(g):
+                stratum.add(g)
+
+    for d in range(1, max_degree + 1):
+        labels = (block,) * d
+        dim = molien.invariant_dimension((l,), (d,))
+        if dim:
+            add(sample_graphs(labels, SAMPLES_PER_MULTISET, SEED, connected=False))  # reaching needs no proof
+            if stratum.rank < target:  # not reaching must hold for every invariant of this degree
+                add(spanning_graphs((block,), labels, dim)[0])
+        if stratum.rank == target:
+            return d
+    return None
 
 
 def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
@@ -451,7 +515,7 @@ def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
     }
 
 
-def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, name) -> Basis:
+def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, span, name) -> Basis:
     channels = request.channels
     fb = FormulaBuilder(sel.blocks, channels)
     invariants = []
@@ -468,17 +532,15 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, n
         if reason == "reducible":
             entry["relation"] = f"{gid} = " + "*".join(rel)
             entry["relation_terms"] = [["1", list(rel)]]
-        elif reason in ("linear", "algebraic"):
+        elif reason in ("linear", "algebraic", "implicit"):
             entry["relation"] = rel.text(gid)
-            entry["relation_terms"] = rel.to_json()
+            entry["relation_terms"] = rel.to_json(gid)
         else:
-            entry["relation"] = (
-                "rank unchanged; relation search skipped (too many products)" if rel == "too-large"
-                else "rank unchanged; no polynomial relation in the kept invariants of this degree"
-            )
+            entry["relation"] = rel.text()
             entry["relation_terms"] = None
         dropped.append(entry)
-    counts = {r: sum(1 for d in dropped if d["reason"] == r) for r in ("reducible", "linear", "algebraic", "functional")}
+    counts = {r: sum(1 for d in dropped if d["reason"] == r)
+              for r in ("reducible", "linear", "algebraic", "implicit", "functional")}
     data = {
         "schema_version": SCHEMA_VERSION,
         "kind": "tensor",
@@ -494,6 +556,7 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, n
         "dropped": dropped,
         "strata": strata,
         "block_degrees": block_degrees,
+        "span_check": span.to_json(),
         "stats": {"candidates": len(invariants) + len(dropped), "kept": len(invariants), **counts,
                   "degree_searched": request.searched_degree},
     }
