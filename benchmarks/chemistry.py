@@ -8,7 +8,7 @@ the same splits: per molecule a fixed test set (300 frames), a fixed validation 
 - ``--budget time``: equal training time per model (``--time-budget`` seconds of CPU time, one thread each, so
   that other programs on the machine do not change any model's budget);
 - ``--budget converge``: early stopping (``--patience`` validation checks without a better validation loss),
-  capped at ``--max-epochs`` and ``--max-time``.
+  capped at ``--max-epochs`` and ``--max-time`` (CPU seconds; the ``stop`` field says which ended the run).
 
 The validation set is scored about every 200 training structures (every epoch from N = 200 on); training time
 excludes validation.
@@ -138,8 +138,8 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
         config = TrainConfig(max_time=args.time_budget, clock="cpu", max_epochs=10 ** 6, patience=10 ** 6,
                              seed=seed, batch_size=args.batch_size, lr=args.lr, progress=False, valid_every=every)
     else:
-        config = TrainConfig(max_time=args.max_time, max_epochs=args.max_epochs, patience=args.patience, seed=seed,
-                             batch_size=args.batch_size, lr=args.lr, progress=False, valid_every=every)
+        config = TrainConfig(max_time=args.max_time, clock="cpu", max_epochs=args.max_epochs, patience=args.patience,
+                             seed=seed, batch_size=args.batch_size, lr=args.lr, progress=False, valid_every=every)
     loop = fit_model(model, sets[0], sets[1], config, predict_fn=predict_fn,
                      log=(lambda line: print("      " + line, flush=True)) if args.verbose else None)
     test_m = metrics(predict_all(model, sets[2], predict_fn=predict_fn))
@@ -258,7 +258,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--budget", choices=("time", "converge"), default="time")
     p.add_argument("--time-budget", type=float, default=600.0, help="seconds of training per model (--budget time)")
     p.add_argument("--max-epochs", type=int, default=2000, help="epoch cap (--budget converge)")
-    p.add_argument("--max-time", type=float, default=3 * 3600.0, help="time cap in seconds (--budget converge)")
+    p.add_argument("--max-time", type=float, default=3 * 3600.0,
+                   help="CPU-time cap in seconds (--budget converge)")
     p.add_argument("--patience", type=int, default=50, help="early-stopping patience in epochs (--budget converge)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)

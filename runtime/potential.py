@@ -230,10 +230,12 @@ class CartinvPotential(torch.nn.Module):
             raise ValueError(f"{path}: the stored basis does not match its recorded hash (file altered?)")
         current = _checked_in(payload["basis_name"])
         if current is not None and current.content_hash() != payload["basis_hash"]:
-            raise ValueError(
-                f"{path}: basis {payload['basis_name']!r} has hash {payload['basis_hash'][:12]} in the file but "
-                f"{current.content_hash()[:12]} in this cartinv; its invariant columns may differ, so the weights "
-                f"do not apply")
+            if current.columns_hash() != basis.columns_hash():
+                raise ValueError(
+                    f"{path}: basis {payload['basis_name']!r} in the file has other invariant columns than the "
+                    f"one in this cartinv (column hash {basis.columns_hash()[:12]} against "
+                    f"{current.columns_hash()[:12]}), so the weights do not apply")
+            basis = current  # same columns, regenerated (relations or checks changed): use the shipped kernels
         cfg = dict(payload["config"])
         dtype = saved.DTYPES[cfg.pop("dtype")]
         model = cls(cfg.pop("elements"), basis=basis, backend=backend, dtype=dtype, **cfg)
