@@ -23,6 +23,11 @@ Models (ridge regression; E = Σ_i w·φ(B(i)) + e_0 N; energy rows per atom, we
                (the same body order as the full basis). The dropped members are functions of the kept ones,
                not linear combinations of them, so a linear model on the pruned set alone cannot reproduce them;
                this fixed polynomial layer restores the nonlinearity at no extra invariant evaluations.
+    gen+poly   ridge on every product of the minimal polynomial generators (cartinv basis --generators: full
+               contractions of the blocks T_{n,l}, symbolic/generators.py) of total degree ≤ ν_max. Every
+               invariant polynomial of degree ≤ ν_max is a combination of these products, so this is the full
+               ACE span (the linearly independent B functions span the same space, of the Molien dimension),
+               reached from far fewer evaluated invariants.
     The ridge parameter is chosen per model and split on a validation set (grid 1e-10..1e-1 on standardised
     columns), then the model is refitted on train + validation and scored on the test set.
 Same nonlinear model for each feature set (the fair comparison; first --mlp-splits splits)
@@ -61,6 +66,7 @@ import numpy as np
 import torch
 
 from cartinv.symbolic import ace, stf
+from cartinv.symbolic.generators import find_generators
 
 R_IN, R_CUT = 2.0, 5.8
 ENERGY_WEIGHT = 10.0  # Å: energy-per-atom rows are multiplied by this relative to force rows
@@ -170,19 +176,89 @@ class Polynomial:
         return out, gout
 
 
-def design(structures, evaluator: ace.AceEvaluator, poly: Polynomial | None):
-    """Energy-per-atom rows (structures, K+1) and force rows (3N total, K+1); last column = constant e_0."""
+class GeneratorEvaluator:
+    """Values and ∂/∂T of contraction graphs (the polynomial generators) from the block coordinates T, with the
+    AceEvaluator interface: each graph is an einsum over the blocks' Cartesian STF tensors; its derivative in one
+    factor is the einsum of the other factors, mapped back to that block's coordinates (the STF tensor is linear in
+    them: flat = c @ E_l, so ∂/∂c = ∂/∂flat @ E_lᵀ)."""
+
+    def __init__(self, graphs, nmax: int, lmax: int):
+        self.functions = list(graphs)
+        _, self.offsets, self.dim = ace.block_layout(nmax, lmax, 1)
+        self.basis = {l: torch.tensor(np.array(stf.orthonormal_basis(l))) for l in range(lmax + 1)}  # (2l+1, 3^l)
+        self.specs = []
+        for g in self.functions:
+            subs = g.einsum.split("->")[0].split(",")
+            self.specs.append((tuple(g.labels), subs))
+
+    def _cart(self, x: torch.Tensor) -> dict:
+        cart = {}
+        for (c, l), off in self.offsets.items():
+            cart[(c, l)] = (x[:, off:off + 2 * l + 1] @ self.basis[l]).reshape((-1,) + (3,) * l)
+        return cart
+
+    @staticmethod
+    def _spec(subs, out: str = "") -> str:
+        return ",".join("Z" + s for s in subs) + "->Z" + out
+
+    def values(self, t: np.ndarray) -> np.ndarray:
+        cart = self._cart(torch.as_tensor(t))
+        return torch.stack([torch.einsum(self._spec(subs), *[cart[b] for b in labels])
+                            for labels, subs in self.specs], 1).numpy()
+
+    def values_and_gradients(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(atoms, K) values and (atoms, K, D) gradients."""
+        x = torch.as_tensor(t)
+        cart = self._cart(x)
+        vals = torch.empty(len(x), len(self.specs), dtype=x.dtype)
+        grads = torch.zeros(len(x), len(self.specs), self.dim, dtype=x.dtype)
+        for k, (labels, subs) in enumerate(self.specs):
+            ops = [cart[b] for b in labels]
+            vals[:, k] = torch.einsum(self._spec(subs), *ops)
+            for i, (c, l) in enumerate(labels):
+                off = self.offsets[(c, l)]
+                if len(labels) == 1:  # T0 itself
+                    grads[:, k, off] += 1.0
+                    continue
+                rest = subs[:i] + subs[i + 1:]
+                d_flat = torch.einsum(self._spec(rest, subs[i]), *(ops[:i] + ops[i + 1:])).reshape(len(x), -1)
+                grads[:, k, off:off + 2 * l + 1] += d_flat @ self.basis[l].T
+        return vals.numpy(), grads.numpy()
+
+
+class _Degree:
+    """A generator seen by `monomials`: its correlation order ν is its number of factors."""
+
+    def __init__(self, graph):
+        self.nu = graph.degree
+
+
+def design(structures, evaluator: ace.AceEvaluator, poly: Polynomial | None, chunk_atoms: int = 512):
+    """Energy-per-atom rows (structures, K+1) and force rows (3N total, K+1); last column = constant e_0.
+
+    Invariants are per atom, so structures are evaluated together in chunks of about `chunk_atoms` atoms."""
     e_rows, f_rows = [], []
-    for st in structures:
-        vals, grads = evaluator.values_and_gradients(st["T"])
+    start = 0
+    while start < len(structures):
+        stop, atoms = start, 0
+        while stop < len(structures) and (stop == start or atoms + len(structures[stop]["T"]) <= chunk_atoms):
+            atoms += len(structures[stop]["T"])
+            stop += 1
+        group = structures[start:stop]
+        vals_all, grads_all = evaluator.values_and_gradients(np.concatenate([st["T"] for st in group]))
         if poly is not None:
-            vals, grads = poly(vals, grads)
-        n = len(vals)
-        e_rows.append(np.append(vals.sum(0) / n, 1.0))
-        # F_a = −∂E/∂r_a = −Σ_i Σ_d ∂E/∂T_d(i) ∂T_d(i)/∂r_a
-        dbdr = np.tensordot(grads, st["S"], axes=([0, 2], [0, 1]))  # (K, atoms, 3)
-        f = -np.transpose(dbdr, (1, 2, 0)).reshape(3 * n, -1)
-        f_rows.append(np.concatenate([f, np.zeros((3 * n, 1))], 1))
+            vals_all, grads_all = poly(vals_all, grads_all)
+        first = 0
+        for st in group:
+            n = len(st["T"])
+            vals, grads = vals_all[first:first + n], grads_all[first:first + n]
+            first += n
+            e_rows.append(np.append(vals.sum(0) / n, 1.0))
+            # F_a = −∂E/∂r_a = −Σ_i Σ_d ∂E/∂T_d(i) ∂T_d(i)/∂r_a
+            dbdr = np.tensordot(grads, st["S"], axes=([0, 2], [0, 1]))  # (K, atoms, 3)
+            f = -np.transpose(dbdr, (1, 2, 0)).reshape(3 * n, -1)
+            f_rows.append(np.concatenate([f, np.zeros((3 * n, 1))], 1))
+        start = stop
     return np.array(e_rows), np.concatenate(f_rows)
 
 
@@ -381,11 +457,19 @@ def main() -> None:
     reasons = [d["reason"] for d in basis.dropped]
     full = sorted(kept + dropped, key=ace.AceFunction.sort_key)
     linear = sorted(kept + [f for f, r in zip(dropped, reasons) if r == "functional"], key=ace.AceFunction.sort_key)
+    t0 = time.perf_counter()
+    gens = find_generators(tuple((n, l) for n in range(args.nmax) for l in range(args.lmax + 1)), args.nu)
+    by_nu = [sum(g.degree == nu for g in gens.generators) for nu in range(1, args.nu + 1)]
+    print(f"minimal polynomial generators of degree <= {args.nu}: {len(gens.generators)} "
+          f"(by degree {by_nu}), found in {time.perf_counter() - t0:.1f} s; invariant polynomials of degree "
+          f"1..{args.nu}: {gens.span.dimension} (Molien), spanned by their products")
+    gen_monos = monomials([_Degree(g) for g in gens.generators], args.nu)
     evaluators = {
         "full": (ace.AceEvaluator(full, args.nmax, args.lmax), None),
         "linear": (ace.AceEvaluator(linear, args.nmax, args.lmax), None),
         "functional": (ace.AceEvaluator(kept, args.nmax, args.lmax), None),
         "func+poly": (ace.AceEvaluator(kept, args.nmax, args.lmax), Polynomial(monomials(kept, args.nu))),
+        "gen+poly": (GeneratorEvaluator(gens.generators, args.nmax, args.lmax), Polynomial(gen_monos)),
     }
 
     t0 = time.perf_counter()
