@@ -238,7 +238,7 @@ class _Selection:
         self.seen: set = set()
         self.enumerated: set = set()  # label multisets whose every graph was listed (for the span check)
 
-    def enumerate(self, degree: int, label_set: frozenset | None = None) -> None:
+    def mark_listed(self, degree: int, label_set: frozenset | None = None) -> None:
         """Record that every candidate of this degree (with exactly `label_set`, if given) was listed."""
         if degree <= EXHAUSTIVE_MAX_DEGREE:
             self.enumerated.update(ms for ms in _multisets(self.blocks, degree)
@@ -388,7 +388,7 @@ def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:
                 sel.keep(g)
             else:
                 sel.drop(g)
-        sel.enumerate(d)
+        sel.mark_listed(d)
         if request.complete and stratum.rank == full_bound:
             return d
     if request.complete:
@@ -438,7 +438,7 @@ def _select_flexible(request, sel: _Selection) -> tuple[int, dict[Label, int]]:
                     needed = max(needed, d)
                 else:
                     sel.drop(g)
-            sel.enumerate(d, label_set)
+            sel.mark_listed(d, label_set)
         if len(label_set) == 1 and d >= 1:
             single_degrees[next(iter(label_set))] = d
     return needed, single_degrees
