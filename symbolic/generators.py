@@ -20,7 +20,7 @@ import numpy as np
 from . import molien
 from .graphs import ContractionGraph, Label, graphs_for_labels, label_multisets, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
-from .span import EXHAUSTIVE_MAX_DEGREE, MAX_SAMPLES, SAMPLES, SEED, SpanCheck, SpanError
+from .span import EXHAUSTIVE_MAX_DEGREE, MAX_SAMPLES, SAMPLES, SEED, SpanCheck, SpanError, multidegree
 
 MAX_PRODUCTS = 20_000  # products of lower generators in one multidegree (refused above, with the count)
 
@@ -41,7 +41,7 @@ class GeneratorResult:
         return [g.degree for g in self.generators]
 
 
-def _products(target: Counter, gens: list[tuple[Counter, int]], limit: int) -> list[tuple[int, ...]]:
+def _products(target: Counter, gens: list[Counter], limit: int) -> list[tuple[int, ...]]:
     """Multisets of at least two generator indices whose multidegrees add up to `target`."""
     out: list[tuple[int, ...]] = []
 
@@ -51,7 +51,7 @@ def _products(target: Counter, gens: list[tuple[Counter, int]], limit: int) -> l
                 out.append(tuple(chosen))
             return
         for k in range(start, len(gens)):
-            d = gens[k][0]
+            d = gens[k]
             if all(remaining[lab] >= n for lab, n in d.items()):
                 rec(k, remaining - d, chosen + [k])
                 if len(out) > limit:
@@ -71,18 +71,12 @@ def _candidates(labels: tuple[Label, ...], samples: int):
 def find_generators(blocks: tuple[Label, ...], degree: int, progress=None) -> GeneratorResult:
     """Minimal generators of the O(3) invariants of `blocks` (label tuples) up to `degree` (module docstring)."""
     blocks = tuple(sorted(blocks))
-    index = {b: k for k, b in enumerate(blocks)}
     orders = tuple(l for _, l in blocks)
     multisets = [ms for d in range(1, degree + 1) for ms in label_multisets(blocks, d)]
-    dims = {}
-    for ms in multisets:
-        md = [0] * len(blocks)
-        for b in ms:
-            md[index[b]] += 1
-        dims[ms] = molien.invariant_dimension(orders, tuple(md))
+    dims = {ms: molien.invariant_dimension(orders, multidegree(blocks, ms)) for ms in multisets}
     batch = max(dims.values(), default=0) + 8
     points = [ModularPoints(blocks, p, batch, SEED + 1) for p in PRIMES]
-    gens: list[tuple[Counter, int]] = []  # (multidegree, position in `found`)
+    gens: list[Counter] = []  # the multidegree of each generator in `found`
     found: list[ContractionGraph] = []
     values: list[list[np.ndarray]] = [[] for _ in PRIMES]  # values[prime][generator]
     dropped: list[ContractionGraph] = []
@@ -114,7 +108,7 @@ def find_generators(blocks: tuple[Label, ...], degree: int, progress=None) -> Ge
                     for e, r, vals in zip(echelons, rows, values):
                         e.add(r)
                         vals.append(r)
-                    gens.append((target, len(found)))
+                    gens.append(target)
                     found.append(g)
                 else:
                     dropped.append(g)

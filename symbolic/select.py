@@ -27,7 +27,7 @@ from .formulas import FormulaBuilder, coordinate_table, formula_text
 from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import NoRelation, Relation, RelationFinder
-from .generators import find_generators
+from .generators import GeneratorError, find_generators
 from .span import check_span, spanning_graphs
 from . import molien
 
@@ -346,7 +346,10 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
 def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis:
     """A Basis whose invariants are the minimal polynomial generators up to the degree; every other connected
     graph is dropped with its relation over them (linear or algebraic)."""
-    result = find_generators(sel.blocks, request.degree, sel.progress)
+    try:
+        result = find_generators(sel.blocks, request.degree, sel.progress)
+    except GeneratorError as exc:
+        raise RequestError(str(exc)) from None
     dropped = iter(sorted(result.dropped, key=cost_key))
     pending = next(dropped, None)
     for g in result.generators:  # keep the found order; explain each dropped graph once its degree is reached

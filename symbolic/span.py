@@ -109,6 +109,11 @@ def _rank(blocks, labels, dimension: int, graphs) -> tuple[int, int]:
     return len(graphs), rank
 
 
+def multidegree(blocks: tuple[Label, ...], labels: tuple[Label, ...]) -> tuple[int, ...]:
+    """How many of `labels` are each of the (sorted) `blocks`: the argument molien.invariant_dimension takes."""
+    return tuple(labels.count(b) for b in blocks)
+
+
 def check_span(blocks: tuple[Label, ...], label_multisets, group: str = "o3") -> SpanCheck:
     """Check every given label multiset (tuples of blocks); raise SpanError naming the first that fails.
 
@@ -117,14 +122,10 @@ def check_span(blocks: tuple[Label, ...], label_multisets, group: str = "o3") ->
     if group != "o3":
         raise ValueError(f"only O(3) contraction graphs are enumerated, not {group!r}")
     blocks = tuple(sorted(blocks))
-    index = {b: k for k, b in enumerate(blocks)}
-    orders = tuple(l for _, l in blocks)
     n_md = n_graphs = total_dim = total_rank = top = 0
     for labels in sorted(set(tuple(sorted(ms)) for ms in label_multisets), key=lambda ms: (len(ms), ms)):
-        md = [0] * len(blocks)
-        for b in labels:
-            md[index[b]] += 1
-        dim = molien.invariant_dimension(orders, tuple(md), group)
+        md = multidegree(blocks, labels)
+        dim = molien.invariant_dimension(tuple(l for _, l in blocks), md, group)
         count, rank = multidegree_rank(blocks, labels, dim)
         if rank != dim:
             sampled = len(labels) > EXHAUSTIVE_MAX_DEGREE

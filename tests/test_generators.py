@@ -73,3 +73,12 @@ def test_cli(capsys, tmp_path):
     assert "--generators" in (tmp_path / "r.md").read_text()
     assert main(["basis", "--generators", "--orders", "3", "--complete"]) == 2
     assert "not --complete" in capsys.readouterr().err
+
+
+def test_too_many_products_is_a_one_line_error(capsys, monkeypatch):
+    from cartinv.symbolic import generators
+
+    monkeypatch.setattr(generators, "MAX_PRODUCTS", 1)
+    assert main(["basis", "--generators", "--orders", "1,2", "--degree", "6", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "more than 1 products of lower generators in multidegree" in err and "Traceback" not in err
