@@ -1,4 +1,4 @@
-"""Kernel benchmark: cartinv's generated torch backend vs a naive einsum reference vs hippynn's HIP-HOP path.
+"""Kernel benchmark: cartinv's fused CPU and generated torch backends vs a naive einsum reference vs hippynn.
 
 One process, side by side, on the same inputs: pairs with ~`--neighbors` neighbours per atom (Poisson counts,
 pairs sorted by centre as a neighbour list gives them), unit-free random pair vectors, tied weights w [P, C].
@@ -6,6 +6,8 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
     cartinv   the generated module of a checked-in basis (default hiphop_lmax3_deg4: HIP-HOP-NN's 13
               contractions in hippynn's column order), called directly (no input validation), and through
               cartinv.load (with validation) as "cartinv+checks";
+    cartinv-cpu   (CPU runs) the fused C++ kernels through cartinv.load(backend="cpu", check_values=False)
+              (runtime/cpu_backend.py; compiled on first use);
     cartinv-cuda  (GPU runs) the fused CUDA kernels through cartinv.load(backend="cuda", check_values=False);
     naive     Y per pair, T = index_add of the [P, C, 16] outer products, full Cartesian STF tensors, one torch.einsum
               per invariant (autograd for the backward);
@@ -16,12 +18,18 @@ of sum(I * a) w.r.t. r and w (a fixed random [C, K]). Best of --repeats runs aft
 on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated during one call
 (torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
 
+Arithmetic: GFLOP/s counts the operations of the generated programs (harmonics, invariants and their VJPs, per
+pair and per (atom, group) row) plus the moment products (2 per pair, group, channel and harmonic forward; 4
+backward), the same count for every method; "peak%" is that rate as a fraction of a torch matmul measured in the
+same run on the same threads (2048 x 2048, the dtype's best of 5).
+
 Roofline line (every run): the bytes of pair data a forward must read once (r, w, the CSR order and offsets),
 the device's copy bandwidth measured here (a large tensor copy: read + write), the time that reading takes at
 that bandwidth, and the fused forward (cartinv-cuda on a GPU, else cartinv) as a multiple of it.
 
     python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
     python benchmarks/kernels.py --quick    # a small run (seconds)
+    python benchmarks/kernels.py --threads 1 --methods cartinv-cpu cartinv hippynn   # the issue-14 table
 """
 
 from __future__ import annotations
@@ -169,6 +177,39 @@ def pair_bytes(inputs) -> int:
     return r.numel() * r.element_size() + w.numel() * w.element_size() + 8 * (centers.numel() + n_atoms + 1)
 
 
+def matmul_peak(dtype, device, n=2048, repeats=5) -> float:
+    """FLOP/s of the best of `repeats` n x n matrix products (2 n^3 operations each)."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def operation_counts(basis) -> dict[str, int]:
+    """Operations of the generated straight-line programs of `basis` (codegen: needs SymPy; benchmark only)."""
+    from cartinv.codegen.generate import torch_context
+
+    return torch_context(basis, basis.name, "")["op_counts"]
+
+
+def flops(ops: dict[str, int], n_pairs: int, n_atoms: int, groups: int, channels: int, n_harmonics: int,
+          backward: bool) -> int:
+    """Arithmetic of one call (see the module docstring); the backward includes the forward it differentiates."""
+    moments = 2 * n_pairs * groups * channels * n_harmonics
+    forward = n_pairs * ops["harmonics"] + moments + n_atoms * groups * ops["invariants"]
+    if not backward:
+        return forward
+    return (forward + n_pairs * (ops["harmonics_vjp"] + 12) + 2 * moments
+            + n_atoms * groups * ops["invariants_vjp"])
+
+
 def agreement(a, b):
     """max |a - b| / max |b| over each column, worst column."""
     a, b = a.double(), b.double()
@@ -186,7 +227,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--methods", nargs="+", default=["cartinv", "cartinv+checks", "naive", "hippynn"])
+    ap.add_argument("--methods", nargs="+", default=["cartinv-cpu", "cartinv", "cartinv+checks", "naive", "hippynn"])
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat: 500 and 2,000 atoms, 8 channels")
     args = ap.parse_args(argv)
@@ -202,6 +243,12 @@ def main(argv=None) -> int:
     model = module.InvariantModel()
     checked = cartinv.load(basis, backend="torch")
     methods = {"cartinv": model, "cartinv+checks": checked}
+    if device.type == "cpu" and "cartinv-cpu" in args.methods:
+        fused_cpu = cartinv.load(basis, backend="cpu", check_values=False)
+        if fused_cpu.active_backend(device) == "cpu":
+            methods = {"cartinv-cpu": fused_cpu, **methods}
+        else:
+            print("# cartinv-cpu unavailable (see the warning above); its rows left out")
     if "naive" in args.methods:
         methods["naive"] = None  # built per dtype
     hip_forward = None
@@ -226,8 +273,11 @@ def main(argv=None) -> int:
     print("# memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                           else "peak live tensor bytes during one call (profiler memory events), not RSS"))
     header = (f"{'atoms':>6} {'pairs':>7} {'dtype':>7} {'method':>15} {'fwd s':>8} {'fwd+bwd s':>10} "
-              f"{'hip/x fwd':>9} {'hip/x f+b':>9} {'naive/x f+b':>11} {'peak MB fwd':>11} {'peak MB f+b':>11} "
-              f"{'max dev':>8}")
+              f"{'GF/s f+b':>8} {'peak%':>6} {'torch/x f+b':>11} {'hip/x fwd':>9} {'hip/x f+b':>9} "
+              f"{'naive/x f+b':>11} {'peak MB fwd':>11} {'peak MB f+b':>11} {'max dev':>8}")
+    ops = operation_counts(basis)
+    peaks = {d: matmul_peak(getattr(torch, d), device) for d in args.dtypes}
+    print("# matmul peak on these threads: " + ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in peaks.items()))
     bandwidth = copy_bandwidth(device)
     print(f"# copy bandwidth on {device}: {bandwidth / 1e9:.1f} GB/s (read + write of a 1 GiB tensor copy)")
     print(header)
@@ -254,15 +304,20 @@ def main(argv=None) -> int:
                 del out
             hip = rows.get("hippynn")
             naive = rows.get("naive")
+            torch_row = rows.get("cartinv")
+            work = flops(ops, inputs[0].shape[0], n_atoms, args.channels, module.CHANNELS, module.N_HARMONICS, True)
             for label, (fwd, both, mem, dev) in rows.items():
+                rate = work / both
+                ratio_t = f"{torch_row[1] / both:11.2f}" if torch_row else f"{'-':>11}"
                 ratio_f = f"{hip[0] / fwd:9.2f}" if hip else f"{'-':>9}"
                 ratio_b = f"{hip[1] / both:9.2f}" if hip else f"{'-':>9}"
                 ratio_n = f"{naive[1] / both:11.2f}" if naive else f"{'-':>11}"
                 mf = f"{mem[0] / 2**20:11.1f}" if mem[0] is not None else f"{'-':>11}"
                 mb = f"{mem[1] / 2**20:11.1f}" if mem[1] is not None else f"{'-':>11}"
                 print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.4f} {both:10.4f} "
-                      f"{ratio_f} {ratio_b} {ratio_n} {mf} {mb} {dev:8.1e}", flush=True)
-            fused_label = "cartinv-cuda" if "cartinv-cuda" in rows else "cartinv"
+                      f"{rate / 1e9:8.2f} {100 * rate / peaks[dname]:5.1f}% {ratio_t} {ratio_f} {ratio_b} {ratio_n} "
+                      f"{mf} {mb} {dev:8.1e}", flush=True)
+            fused_label = next((k for k in ("cartinv-cuda", "cartinv-cpu", "cartinv") if k in rows), None)
             if fused_label in rows:
                 nbytes = pair_bytes(inputs)
                 floor = nbytes / bandwidth

@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--valid-fraction", type=float, help="validation share of DATA when --valid is not given (0.1)")
     t.add_argument("--e0s", type=_e0s, help="per-element reference energies: 'fit' (default, least squares) or "
                                             "H=-13.6,O=-2041.2 (eV)")
-    t.add_argument("--backend", choices=("auto", "torch", "cuda"), help="cartinv backend (default auto)")
+    t.add_argument("--backend", choices=("auto", "torch", "cpu", "cuda"), help="cartinv backend (default auto)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     t.set_defaults(func=_cmd_train)
 

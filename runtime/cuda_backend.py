@@ -5,7 +5,7 @@ Pieces, each usable and testable on its own:
 - ``available()``: whether this process can run the backend, and why not;
 - ``KernelSource``: the generated header and kernels of one Basis, their constants, and the single NVRTC source
   (header inlined, so NVRTC needs no include path);
-- ``cache_key`` / ``atomic_write_bytes`` / ``BinaryCache``: compiled binaries cached on disk under
+- ``cache_key`` / ``BinaryCache`` (over kernel_cache.BinaryCache): compiled binaries cached on disk under
   ``$CARTINV_CACHE`` (default ``~/.cache/cartinv``), keyed by sha256 of (source, NVRTC version, architecture,
   options), written atomically (temporary file + ``os.replace``) so concurrent processes never see half a file;
 - ``build_csr``: pairs sorted by centre (stable) and CSR offsets per atom;
@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import types
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,7 +36,8 @@ import torch
 
 from cartinv.codegen.naming import c_identifier, kernel_symbol
 
-from .kernel_cache import CacheWarning, cache_root, read_sealed
+from . import kernel_cache
+from .kernel_cache import cache_root, read_sealed
 
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block may use without opting in
 DEFAULT_THREADS = 128
@@ -170,56 +168,11 @@ def cache_key(source: str, compiler: str, arch: str, options: Sequence[str] = ()
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either no file, an older complete file, or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-class BinaryCache:
-    """Compiled binaries by key in one folder (``<root>/cuda`` by default)."""
+class BinaryCache(kernel_cache.BinaryCache):
+    """Compiled CUDA binaries by key (``<root>/cuda`` by default); an empty build raises CudaBackendError."""
 
     def __init__(self, root: Path | None = None):
-        self.root = Path(root) if root is not None else cache_root() / "cuda"
-
-    def path(self, key: str, suffix: str) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", key):
-            raise ValueError(f"cache key must be a sha256 hex digest, got {key!r}")
-        return self.root / f"{key}{suffix}"
-
-    def get_or_build(self, key: str, suffix: str, build: Callable[[], bytes]) -> Path:
-        """The cached file for `key`, building and storing it first when absent, or when its content does not
-        match the sha256 stored beside it (then with one CacheWarning: a corrupted binary is never launched)."""
-        path = self.path(key, suffix)
-        seal = path.with_name(path.name + ".sha256")
-        if path.is_file():
-            try:
-                recorded = seal.read_text().strip()
-            except (OSError, UnicodeDecodeError):
-                recorded = None
-            if recorded == hashlib.sha256(path.read_bytes()).hexdigest():
-                return path
-            warnings.warn(f"cartinv: cached binary {path} failed its integrity check; compiling it again",
-                          CacheWarning, stacklevel=2)
-        data = build()
-        if not data:
-            raise CudaBackendError(f"compilation produced no output for cache entry {path.name}")
-        atomic_write_bytes(path, data)
-        atomic_write_bytes(seal, hashlib.sha256(data).hexdigest().encode() + b"\n")
-        return path
+        super().__init__(root if root is not None else cache_root() / "cuda", error=CudaBackendError)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`cartinv export`: copy a basis's generated files for one target, with an embedding guide, into a folder.
 
 The exported files are self-contained: the PyTorch module imports only torch, the C/C++ header only the
-standard library, the CUDA source only its header.
+standard library, the CUDA source only its header. The C target also carries the hand-written fused CPU core
+(fused_cpu.cpp), which builds with the header into a shared library with C entry points.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from pathlib import Path
 
 from cartinv import __version__
 
+from cartinv.codegen.naming import c_identifier
+
 from .load import generated_dir, resolve_basis
 
+CORE_FILES = {"c": ("fused_cpu.cpp",)}  # basis-independent sources from runtime/csrc, copied beside the generated ones
 TARGET_FILES = {
     "torch": ("{name}_torch.py", "{name}.json"),
     "c": ("{name}.h", "{name}.json"),
@@ -37,6 +41,12 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
         dst = outdir / src.name
         shutil.copyfile(src, dst)
         written.append(dst)
+    from importlib import resources
+
+    for fname in CORE_FILES.get(target, ()):
+        dst = outdir / fname
+        dst.write_text(resources.files("cartinv.runtime").joinpath("csrc", fname).read_text())
+        written.append(dst)
     guide = outdir / "EMBEDDING.md"
     guide.write_text(_guide(basis, name, target, [p.name for p in written]))
     written.append(guide)
@@ -57,6 +67,7 @@ def _guide(basis, name: str, target: str, files: list[str]) -> str:
         name=name, target=target, version=__version__, hash=basis.content_hash(),
         orders=", ".join(map(str, data["request"]["orders"])), n_harmonics=n_harmonics,
         n_invariants=len(data["invariants"]), channels=data["request"]["channels"], files=files,
+        namespace=c_identifier(name),
         invariants=[{"id": i["id"], "degree": i["degree"], "notation": i.get("index_notation") or i["formula"][:80]}
                     for i in data["invariants"]],
     )

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = "cartinv-kernel-cache"
@@ -176,3 +178,61 @@ def verified_source(folder: Path, fname: str, basis_hash: str, name: str) -> byt
     if record.get("basis_hash") != basis_hash or record.get("name") != name:
         raise CacheError(f"{Path(folder) / MANIFEST} changed after its integrity check; load the Basis again")
     return read_sealed(folder, fname)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Compiled binaries
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either no file, an older complete file, or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class BinaryCache:
+    """Compiled binaries (CUDA modules, CPU shared libraries) by sha256 key in one folder, each stored with its
+    sha256 beside it: an entry whose bytes no longer match is rebuilt (one CacheWarning), never loaded."""
+
+    def __init__(self, root: Path, error: type[Exception] = None):
+        self.root = Path(root)
+        self.error = error or CacheError
+
+    def path(self, key: str, suffix: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ValueError(f"cache key must be a sha256 hex digest, got {key!r}")
+        return self.root / f"{key}{suffix}"
+
+    def get_or_build(self, key: str, suffix: str, build: Callable[[], bytes]) -> Path:
+        """The cached file for `key`, building and storing it first when absent, or when its content does not
+        match the sha256 stored beside it (then with one CacheWarning: a corrupted binary is never launched)."""
+        path = self.path(key, suffix)
+        seal = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            try:
+                recorded = seal.read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                recorded = None
+            if recorded == hashlib.sha256(path.read_bytes()).hexdigest():
+                return path
+            warnings.warn(f"cartinv: cached binary {path} failed its integrity check; compiling it again",
+                          CacheWarning, stacklevel=2)
+        data = build()
+        if not data:
+            raise self.error(f"compilation produced no output for cache entry {path.name}")
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(seal, hashlib.sha256(data).hexdigest().encode() + b"\n")
+        return path

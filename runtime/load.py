@@ -8,10 +8,11 @@ Where the generated code comes from:
   (``$CARTINV_CACHE``, default ``~/.cache/cartinv``, under generated/<cartinv version>/<content hash>/) and
   imported from there; a Basis identical to a checked-in one uses the checked-in files.
 
-Backends: "torch" (the generated PyTorch module: any device), "cuda" (the generated CUDA kernels through
-cartinv.runtime.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU when that backend is usable, else
-torch). When CUDA was requested, or expected because the inputs are on a GPU, but cannot run, the module warns
-once, naming the reason, and evaluates with torch.
+Backends: "torch" (the generated PyTorch module: any device), "cpu" (the fused C++ kernels of
+cartinv.runtime.cpu_backend, compiled on first use), "cuda" (the generated CUDA kernels through
+cartinv.runtime.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU, the fused kernels for inputs on the
+CPU, each where usable, else torch). When a backend was requested, or expected from the inputs' device, but cannot
+run (no C++ compiler, no CuPy, ...), the module warns once, naming the reason, and evaluates with torch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from . import kernel_cache
 from .checks import InputError, check_inputs
 from .kernel_cache import cache_root  # noqa: F401 (part of this module's API)
 
-BACKENDS = ("auto", "torch", "cuda")
+BACKENDS = ("auto", "torch", "cpu", "cuda")
 
 
 class BackendWarning(UserWarning):
@@ -183,9 +184,13 @@ class CartinvModule(torch.nn.Module):
         self.invariant_degrees = torch_module.INVARIANT_DEGREES
         self._cuda_impl = None
         self._cuda_reason: str | None = None
+        self._cpu_impl = None
+        self._cpu_reason: str | None = None
         self._warned = False
         if backend == "cuda":
             self._cuda()
+        elif backend == "cpu":
+            self._cpu()
 
     def extra_repr(self) -> str:
         return f"basis={self.basis_name!r}, invariants={self.n_invariants}, backend={self.backend!r}"
@@ -211,12 +216,31 @@ class CartinvModule(torch.nn.Module):
                             f"using the torch backend")
         return self._cuda_impl
 
+    def _cpu(self):
+        """The fused CPU implementation, or None (after one warning naming the reason)."""
+        if self._cpu_impl is None and self._cpu_reason is None:
+            from cartinv.runtime import cpu_backend
+
+            try:
+                self._cpu_impl = cpu_backend.FusedInvariants(self.folder, self.name, self.basis_hash)
+            except cpu_backend.CpuBackendError as exc:
+                self._cpu_reason = str(exc)
+        if self._cpu_impl is None:
+            wanted = "requested" if self.backend == "cpu" else "expected for CPU inputs"
+            self._warn_once(f"cartinv: the fused CPU backend was {wanted} but is unavailable: {self._cpu_reason}; "
+                            f"using the torch backend")
+        return self._cpu_impl
+
     def active_backend(self, device) -> str:
-        """The backend that evaluates inputs on `device`: "cuda" or "torch"."""
+        """The backend that evaluates inputs on `device`: "cuda", "cpu" or "torch"."""
         device = torch.device(device)
-        if self.backend == "torch" or device.type != "cuda":
+        if self.backend == "torch":
             return "torch"
-        return "cuda" if self._cuda() is not None else "torch"
+        if device.type == "cuda":
+            return "cuda" if self.backend in ("auto", "cuda") and self._cuda() is not None else "torch"
+        if device.type == "cpu" and self.backend in ("auto", "cpu"):
+            return "cpu" if self._cpu() is not None else "torch"
+        return "torch"
 
     def forward(self, r, centers, w, n_atoms):
         r, centers, w, n_atoms = check_inputs(r, centers, w, n_atoms, channels=self.channels,
@@ -224,8 +248,14 @@ class CartinvModule(torch.nn.Module):
         if self.backend == "cuda" and r.device.type != "cuda" and self._cuda_impl is not None:
             raise InputError(f"backend='cuda' evaluates CUDA tensors; the inputs are on {r.device} "
                              f"(move them to the GPU, or load with backend='auto')")
-        if self.active_backend(r.device) == "cuda":
+        if self.backend == "cpu" and r.device.type != "cpu":
+            raise InputError(f"backend='cpu' evaluates CPU tensors; the inputs are on {r.device} "
+                             f"(load with backend='auto' to follow the inputs' device)")
+        active = self.active_backend(r.device)
+        if active == "cuda":
             return self._cuda_impl(r, centers, w, n_atoms)
+        if active == "cpu":
+            return self._cpu_impl(r, centers, w, n_atoms)
         return self.torch_impl(r, centers, w, n_atoms)
 
 
@@ -233,7 +263,8 @@ def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> Car
     """A torch module evaluating the invariants of a Basis: ``module(r, centers, w, n_atoms) -> I``.
 
     basis_or_name: a checked-in name (see ``checked_in_names()``), a path to a Basis file, or a Basis.
-    backend: "auto" (CUDA for GPU inputs when usable, else torch), "torch", or "cuda".
+    backend: "auto" (CUDA for GPU inputs, fused C++ for CPU inputs, each when usable, else torch), "torch", "cpu"
+    or "cuda".
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

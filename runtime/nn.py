@@ -158,7 +158,7 @@ class TensorInvariantLayer(torch.nn.Module):
     :param channels: number of tied channels (default ``n_out``); for a basis that couples B > 1 channels, the
         number of groups of B channels, each with its own invariants
     :param normalization: ``"root"``, ``"group"`` or ``"none"`` (see ``InvariantNorm``)
-    :param backend: cartinv backend (``"auto"``, ``"torch"``, ``"cuda"``)
+    :param backend: cartinv backend (``"auto"``, ``"torch"``, ``"cpu"``, ``"cuda"``)
     :param self_interaction: add W z_i + b
     :param eps: smoothing of the ``"root"`` normalisation
     :param dtype: parameter dtype (default: torch's default dtype)

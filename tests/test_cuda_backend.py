@@ -19,6 +19,7 @@ import harness as H  # noqa: E402
 
 import cartinv  # noqa: E402
 from cartinv.runtime import cuda_backend as cb  # noqa: E402
+from cartinv.runtime import kernel_cache  # noqa: E402
 from cartinv.runtime import load as runtime_load  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ availability
@@ -100,22 +101,22 @@ def test_cache_key_depends_on_every_part():
 
 def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
     path = tmp_path / "sub" / "a.cubin"
-    cb.atomic_write_bytes(path, b"first")
-    cb.atomic_write_bytes(path, b"second")
+    kernel_cache.atomic_write_bytes(path, b"first")
+    kernel_cache.atomic_write_bytes(path, b"second")
     assert path.read_bytes() == b"second"
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.cubin"]
 
 
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "a.cubin"
-    cb.atomic_write_bytes(path, b"old")
+    kernel_cache.atomic_write_bytes(path, b"old")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        cb.atomic_write_bytes(path, b"new")
+        kernel_cache.atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.cubin"]
 

@@ -57,3 +57,34 @@ def test_export_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cartinv.cli", "export", "--basis", "no_such_basis", "--target", "torch",
                         "-o", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("cartinv: error:") and "Traceback" not in r.stderr
+
+
+def test_exported_fused_cpu_core_builds_with_the_guides_command(tmp_path):
+    """The C export carries the fused CPU core; the build command printed in EMBEDDING.md makes a library whose
+    forward, backward and double backward agree with the torch backend."""
+    import shlex
+    import shutil
+
+    from cartinv.runtime import cpu_backend
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    paths = export("lmax2_deg4", "c", tmp_path)
+    assert {p.name for p in paths} == {"lmax2_deg4.h", "lmax2_deg4.json", "fused_cpu.cpp", "EMBEDDING.md"}
+    guide = (tmp_path / "EMBEDDING.md").read_text()
+    command = guide[guide.index("    g++"):].split("\n\n")[0].replace("\\\n", " ")
+    subprocess.run(shlex.split(command) + ["-Wno-psabi"], check=True, cwd=tmp_path)
+    module = cartinv.load("lmax2_deg4", backend="torch")
+    lib = cpu_backend.FusedLibrary(tmp_path / "liblmax2_deg4_fused.so", module.basis_hash)
+    rng = np.random.default_rng(5)
+    r = torch.tensor(rng.normal(size=(30, 3)), requires_grad=True)
+    w = torch.tensor(rng.normal(size=(30, 6)), requires_grad=True)
+    centers = torch.tensor(rng.integers(0, 5, size=30))
+    ref = module(r, centers, w, 6)
+    out, moments = lib.forward(r.detach(), w.detach().unsqueeze(-1), centers, 6)
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g = torch.tensor(rng.normal(size=tuple(ref.shape)))
+    gr, gw = torch.autograd.grad(ref, (r, w), g)
+    got_r, got_w = lib.backward(r.detach(), w.detach().unsqueeze(-1), centers, 6, moments, g)
+    np.testing.assert_allclose(got_r.numpy(), gr.numpy(), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(got_w.squeeze(-1).numpy(), gw.numpy(), rtol=1e-11, atol=1e-11)

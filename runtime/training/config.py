@@ -157,7 +157,7 @@ _CHECKS = {
     "valid_every": (lambda v: _is_int(v) and 1 <= v <= 1000000, "an integer >= 1"),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 63, "an integer in 0..2^63-1"),
     "threads": (lambda v: v is None or (_is_int(v) and 1 <= v <= 1024), "null or an integer in 1..1024"),
-    "backend": (lambda v: v in ("auto", "torch", "cuda"), "'auto', 'torch' or 'cuda'"),
+    "backend": (lambda v: v in ("auto", "torch", "cpu", "cuda"), "'auto', 'torch', 'cpu' or 'cuda'"),
     "progress": (lambda v: type(v) is bool, "true or false"),
 }
 

@@ -1,0 +1,542 @@
+// cartinv fused CPU kernels: forward, backward and double backward of one Basis in one pass over atoms.
+//
+// Hand-written and basis-independent; compiled once per Basis together with its generated header, which
+// supplies only the maths that depends on the basis: harmonics, harmonics_vjp, invariants, invariants_vjp
+// (straight-line templates over scalar_t). Build (done by cartinv.runtime.cpu_backend):
+//
+//   g++ -O3 -std=c++17 -shared -fPIC -pthread -DCARTINV_BASIS_NS=<namespace> -include <name>.h fused_cpu.cpp
+//
+// Data layout (the same as every other cartinv backend):
+//   r [P][3], centers [P] (int64), w [P][G][CHANNELS], I [n_atoms][G][N_INVARIANTS].
+// Private layout of the saved moments: T [n_atoms][blocks][N_COORDS][LANES], groups in blocks of LANES.
+//
+// Design:
+//  - atoms run in parallel (std::thread, dynamic chunks); every pair belongs to exactly one atom, so each output
+//    element is written by one thread and results do not depend on the thread count;
+//  - groups are the SIMD dimension: the generated programs are instantiated on a LANES-wide vector type, so
+//    one call evaluates LANES groups of an atom at once;
+//  - the double backward (what training on forces needs) is the backward run on dual numbers
+//    (value + tangent along the incoming gradient): the tangent of the invariants is the gradient with respect
+//    to the invariant gradient, the tangent of the pair gradients is the Hessian-vector product. The same
+//    generated programs, no other derivative code.
+// Every entry point returns 0, or a negative code: -1 a centre outside 0..n_atoms-1, -2 a bad size argument.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#ifndef CARTINV_BASIS_NS
+#error "compile with -DCARTINV_BASIS_NS=<namespace of the generated header> -include <header>"
+#endif
+
+namespace fused {
+
+namespace B = cartinv::CARTINV_BASIS_NS;
+
+constexpr int CH = B::CHANNELS;
+constexpr int NH = B::N_HARMONICS;
+constexpr int NC = B::N_COORDS;
+constexpr int NI = B::N_INVARIANTS;
+constexpr int J_TILE = 8;  // harmonics accumulated in registers at once (8 of the 16 vector registers of AVX2)
+static_assert(NH <= 64, "lane_sums of dual numbers holds at most 64 harmonics");
+
+// ---------------------------------------------------------------------------------------------------------
+// Lane vectors (one SIMD register of float or double) and dual numbers over any arithmetic type.
+
+// Lane width in bytes: the native SIMD register (64 with AVX-512, 32 with AVX2, 16 otherwise), set by the build.
+#ifndef CARTINV_LANE_BYTES
+#define CARTINV_LANE_BYTES 32
+#endif
+
+template <typename S>
+struct LaneType {
+    typedef S type __attribute__((vector_size(CARTINV_LANE_BYTES)));
+    // integer vector of the same width and lane count (shuffle masks)
+    typedef typename std::conditional<sizeof(S) == 8, int64_t, int32_t>::type index;
+    typedef index mask __attribute__((vector_size(CARTINV_LANE_BYTES)));
+    static constexpr int width = CARTINV_LANE_BYTES / int(sizeof(S));
+};
+
+template <typename S>
+struct Vec {
+    typedef typename LaneType<S>::type raw;
+    static constexpr int W = LaneType<S>::width;
+    raw x;
+    Vec() = default;
+    explicit Vec(raw v) : x(v) {}
+    explicit Vec(double s) { x = raw{} + S(s); }
+};
+template <typename S> inline Vec<S> operator+(Vec<S> a, Vec<S> b) { return Vec<S>(a.x + b.x); }
+template <typename S> inline Vec<S> operator-(Vec<S> a, Vec<S> b) { return Vec<S>(a.x - b.x); }
+template <typename S> inline Vec<S> operator*(Vec<S> a, Vec<S> b) { return Vec<S>(a.x * b.x); }
+template <typename S> inline Vec<S> operator-(Vec<S> a) { return Vec<S>(-a.x); }
+template <typename S> inline Vec<S> scale(Vec<S> a, S s) { return Vec<S>(a.x * s); }
+// c[i] = a[2i] + a[2i + 1] and c[W/2 + i] = b[2i] + b[2i + 1] (constant shuffle masks).
+template <typename S, std::size_t... K>
+inline typename LaneType<S>::type pair_sums(typename LaneType<S>::type a, typename LaneType<S>::type b,
+                                            std::index_sequence<K...>)
+{
+    typedef typename LaneType<S>::index index;
+    const typename LaneType<S>::mask even = {index(2 * K)...};
+    const typename LaneType<S>::mask odd = {index(2 * K + 1)...};
+    return __builtin_shuffle(a, b, even) + __builtin_shuffle(a, b, odd);
+}
+
+// out[j] = sum over lanes of v[j], j < count: W vectors at a time, reduced together by log2(W) levels of
+// pair_sums (W - 1 shuffle-add steps per W sums instead of log2(W) per sum).
+template <typename S>
+inline void lane_sums(const Vec<S>* v, int count, S* out)
+{
+    typedef typename LaneType<S>::type raw;
+    constexpr int W = Vec<S>::W;
+    for (int j0 = 0; j0 < count; j0 += W) {
+        raw level[W];
+        for (int k = 0; k < W; ++k) level[k] = j0 + k < count ? v[j0 + k].x : raw{};
+        for (int width = W; width > 1; width /= 2) {
+            for (int k = 0; k < width / 2; ++k) {
+                level[k] = pair_sums<S>(level[2 * k], level[2 * k + 1], std::make_index_sequence<W>());
+            }
+        }
+        for (int k = 0; k < W && j0 + k < count; ++k) out[j0 + k] = level[0][k];
+    }
+}
+
+template <typename T>
+struct Dual {
+    T v, d;
+    Dual() = default;
+    Dual(T value, T tangent) : v(value), d(tangent) {}
+    explicit Dual(double s) : v(T(s)), d(T(0.0)) {}
+};
+template <typename T> inline Dual<T> operator+(Dual<T> a, Dual<T> b) { return {a.v + b.v, a.d + b.d}; }
+template <typename T> inline Dual<T> operator-(Dual<T> a, Dual<T> b) { return {a.v - b.v, a.d - b.d}; }
+template <typename T> inline Dual<T> operator*(Dual<T> a, Dual<T> b) { return {a.v * b.v, a.v * b.d + a.d * b.v}; }
+template <typename T> inline Dual<T> operator-(Dual<T> a) { return {-a.v, -a.d}; }
+
+// Lanes (Vec or Dual<Vec>) times a pair scalar (S or Dual<S>), and the sum over lanes.
+template <typename S> inline Vec<S> mul(Vec<S> a, S s) { return scale(a, s); }
+template <typename S> inline Dual<Vec<S>> mul(Dual<Vec<S>> a, Dual<S> s)
+{
+    return {scale(a.v, s.v), scale(a.d, s.v) + scale(a.v, s.d)};
+}
+template <typename S>
+inline void lane_sums(const Dual<Vec<S>>* v, int count, Dual<S>* out)
+{
+    constexpr int N = 64;  // at most N harmonics per call (checked below)
+    Vec<S> values[N], tangents[N];
+    S sums[N], tangent_sums[N];
+    for (int j = 0; j < count; ++j) {
+        values[j] = v[j].v;
+        tangents[j] = v[j].d;
+    }
+    lane_sums(values, count, sums);
+    lane_sums(tangents, count, tangent_sums);
+    for (int j = 0; j < count; ++j) out[j] = Dual<S>(sums[j], tangent_sums[j]);
+}
+
+inline double inv_sqrt(double x) { return 1.0 / std::sqrt(x); }
+inline float inv_sqrt(float x) { return 1.0f / std::sqrt(x); }
+template <typename S> inline Dual<S> inv_sqrt(Dual<S> x)
+{
+    const S value = inv_sqrt(x.v);
+    return {value, S(-0.5) * x.d * value * value * value};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loads and stores of one block of lanes (groups g0 .. g0 + n - 1) with a stride between groups.
+
+template <typename S>
+inline Vec<S> load(const S* p, int64_t stride, int n)
+{
+    Vec<S> v;
+    if (stride == 1 && n == Vec<S>::W) {
+        std::memcpy(&v.x, p, sizeof(v.x));
+        return v;
+    }
+    v = Vec<S>(0.0);
+    for (int i = 0; i < n; ++i) v.x[i] = p[i * stride];
+    return v;
+}
+template <typename S>
+inline void store(S* p, int64_t stride, int n, Vec<S> v)
+{
+    if (stride == 1 && n == Vec<S>::W) {
+        std::memcpy(p, &v.x, sizeof(v.x));
+        return;
+    }
+    for (int i = 0; i < n; ++i) p[i * stride] = v.x[i];
+}
+
+// The generated programs, each compiled once per type as its own function (not inlined into the loops: the
+// straight-line code stays one basic block, which keeps compile time and register pressure down).
+template <typename X>
+__attribute__((noinline)) void invariants_of(const X* T, X* I) { B::invariants(T, I); }
+template <typename X>
+__attribute__((noinline)) void invariants_vjp_of(const X* T, const X* gI, X* gT) { B::invariants_vjp(T, gI, gT); }
+
+// ---------------------------------------------------------------------------------------------------------
+// One pair: unit vector, 1/|r| and harmonics; gradient with respect to r from the harmonics gradient.
+
+template <typename P>
+inline void pair_geometry(const P r[3], P u[3], P& inv_length, P* Y)
+{
+    inv_length = inv_sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
+    u[0] = r[0] * inv_length;
+    u[1] = r[1] * inv_length;
+    u[2] = r[2] * inv_length;
+    B::harmonics(u[0], u[1], u[2], Y);
+}
+
+template <typename P>
+inline void pair_gradient(const P u[3], const P inv_length, const P* gY, P gr[3])
+{
+    P gu[3];
+    B::harmonics_vjp(u[0], u[1], u[2], gY, gu);
+    const P radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
+    for (int k = 0; k < 3; ++k) gr[k] = (gu[k] - u[k] * radial) * inv_length;
+}
+
+// Up to W pairs of one atom at once, the pairs in the lanes: the harmonics and their VJP run as vector code
+// (the per-pair scalar work would otherwise cost as much as the per-group products).
+template <typename S>
+struct PairBatch {
+    typedef Vec<S> V;
+    static constexpr int W = V::W;
+    int n = 0;
+    int64_t pairs[W];
+    V u[3], inv_length;
+    alignas(64) S Y[NH][W];  // Y[j][k]: harmonic j of the k-th pair of the batch
+
+    template <typename Index>
+    void load(const S* r, const Index& index, int64_t q, int64_t end)
+    {
+        n = int(std::min<int64_t>(W, end - q));
+        V rv[3] = {V(1.0), V(0.0), V(0.0)};  // idle lanes hold a unit vector
+        for (int k = 0; k < n; ++k) {
+            pairs[k] = index.pair(q + k);
+            for (int c = 0; c < 3; ++c) rv[c].x[k] = r[3 * pairs[k] + c];
+        }
+        const V rr = rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2];
+        for (int k = 0; k < W; ++k) inv_length.x[k] = inv_sqrt(rr.x[k]);
+        for (int c = 0; c < 3; ++c) u[c] = rv[c] * inv_length;
+        V Yv[NH];
+        B::harmonics(u[0], u[1], u[2], Yv);
+        for (int j = 0; j < NH; ++j) std::memcpy(Y[j], &Yv[j].x, sizeof(Yv[j].x));
+    }
+
+    // gr of the batch's pairs from gY[j][k] (the same layout as Y).
+    void gradient(const S (*gY)[W], S* gr) const
+    {
+        V gYv[NH], gu[3];
+        for (int j = 0; j < NH; ++j) std::memcpy(&gYv[j].x, gY[j], sizeof(gYv[j].x));
+        B::harmonics_vjp(u[0], u[1], u[2], gYv, gu);
+        const V radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
+        for (int c = 0; c < 3; ++c) {
+            const V g = (gu[c] - u[c] * radial) * inv_length;
+            for (int k = 0; k < n; ++k) gr[3 * pairs[k] + c] = g.x[k];
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Pairs grouped by centre (counting sort; identity when the centres are already sorted).
+
+struct PairIndex {
+    std::vector<int64_t> offsets;  // [n_atoms + 1]
+    std::vector<int64_t> order;    // empty when the pairs are already sorted by centre
+    int64_t pair(int64_t q) const { return order.empty() ? q : order[q]; }
+};
+
+inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, PairIndex& index)
+{
+    index.offsets.assign(n_atoms + 1, 0);
+    bool sorted = true;
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        const int64_t c = centers[p];
+        if (c < 0 || c >= n_atoms) return -1;
+        if (p > 0 && c < centers[p - 1]) sorted = false;
+        ++index.offsets[c + 1];
+    }
+    for (int64_t a = 0; a < n_atoms; ++a) index.offsets[a + 1] += index.offsets[a];
+    if (!sorted) {
+        index.order.resize(n_pairs);
+        std::vector<int64_t> next(index.offsets.begin(), index.offsets.end() - 1);
+        for (int64_t p = 0; p < n_pairs; ++p) index.order[next[centers[p]]++] = p;
+    }
+    return 0;
+}
+
+// body(begin, end) over atom ranges on n_threads threads (the caller's thread included).
+template <typename F>
+void parallel_atoms(int64_t n_atoms, int n_threads, F body)
+{
+    const int64_t chunk = 8;
+    const int64_t chunks = (n_atoms + chunk - 1) / chunk;
+    n_threads = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, chunks)));
+    if (n_threads == 1) {
+        if (n_atoms > 0) body(0, n_atoms);
+        return;
+    }
+    std::atomic<int64_t> next(0);
+    auto worker = [&]() {
+        for (int64_t k = next.fetch_add(1); k < chunks; k = next.fetch_add(1)) {
+            body(k * chunk, std::min(n_atoms, (k + 1) * chunk));
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 1; t < n_threads; ++t) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Forward: I and the saved moments T.
+
+template <typename S>
+int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups,
+            S* I, S* T, int n_threads)
+{
+    typedef Vec<S> V;
+    constexpr int W = V::W;
+    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
+    PairIndex index;
+    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
+    const int64_t blocks = (groups + W - 1) / W;
+    const int64_t wrow = groups * CH;
+    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+        V inv[NI];
+        PairBatch<S> batch;
+        for (int64_t a = begin; a < end; ++a) {
+            V* Ta = reinterpret_cast<V*>(T) + a * blocks * NC;  // T is 64-byte aligned (checked by the caller)
+            for (int64_t c = 0; c < blocks * NC; ++c) Ta[c] = V(0.0);
+            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; q += W) {
+                batch.load(r, index, q, index.offsets[a + 1]);
+                // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
+                for (int64_t b = 0; b < blocks; ++b) {
+                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                    for (int ch = 0; ch < CH; ++ch) {
+                        V* Tc = Ta + b * NC + ch * NH;
+                        V wv[W];
+                        for (int k = 0; k < batch.n; ++k) wv[k] = load(w + batch.pairs[k] * wrow + b * W * CH + ch, CH, n);
+                        for (int j0 = 0; j0 < NH; j0 += J_TILE) {
+                            V tile[J_TILE];
+                            for (int jj = 0; jj < J_TILE; ++jj) tile[jj] = j0 + jj < NH ? Tc[j0 + jj] : V(0.0);
+                            for (int k = 0; k < batch.n; ++k) {
+                                for (int jj = 0; jj < J_TILE; ++jj) {
+                                    if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv[k], batch.Y[j0 + jj][k]);
+                                }
+                            }
+                            for (int jj = 0; jj < J_TILE && j0 + jj < NH; ++jj) Tc[j0 + jj] = tile[jj];
+                        }
+                    }
+                }
+            }
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int n = int(std::min<int64_t>(W, groups - b * W));
+                invariants_of(Ta + b * NC, inv);
+                for (int k = 0; k < NI; ++k) store(I + (a * groups + b * W) * NI + k, NI, n, inv[k]);
+            }
+        }
+    });
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward: gr [P][3] and gw [P][G][CH] from the invariant gradient gI and the saved moments T.
+
+template <typename S>
+int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups,
+             const S* T, const S* gI, S* gr, S* gw, int n_threads)
+{
+    typedef Vec<S> V;
+    constexpr int W = V::W;
+    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
+    PairIndex index;
+    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
+    const int64_t blocks = (groups + W - 1) / W;
+    const int64_t wrow = groups * CH;
+    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+        std::vector<V> gT(blocks * NC);
+        V gIv[NI];
+        V acc[NH];
+        PairBatch<S> batch;
+        alignas(64) S gY[NH][W];
+        for (int64_t a = begin; a < end; ++a) {
+            const V* Ta = reinterpret_cast<const V*>(T) + a * blocks * NC;
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int n = int(std::min<int64_t>(W, groups - b * W));
+                for (int k = 0; k < NI; ++k) gIv[k] = load(gI + (a * groups + b * W) * NI + k, NI, n);
+                invariants_vjp_of(Ta + b * NC, gIv, gT.data() + b * NC);
+            }
+            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; q += W) {
+                batch.load(r, index, q, index.offsets[a + 1]);
+                for (int k = 0; k < W; ++k) {
+                    if (k >= batch.n) {
+                        for (int j = 0; j < NH; ++j) gY[j][k] = S(0);
+                        continue;
+                    }
+                    const int64_t p = batch.pairs[k];
+                    for (int j = 0; j < NH; ++j) acc[j] = V(0.0);
+                    for (int64_t b = 0; b < blocks; ++b) {
+                        const int n = int(std::min<int64_t>(W, groups - b * W));
+                        const V* gTb = gT.data() + b * NC;
+                        for (int ch = 0; ch < CH; ++ch) {
+                            const int64_t at = p * wrow + b * W * CH + ch;
+                            const V wv = load(w + at, CH, n);
+                            V gwv(0.0);
+                            for (int j = 0; j < NH; ++j) {
+                                gwv = gwv + mul(gTb[ch * NH + j], batch.Y[j][k]);
+                                acc[j] = acc[j] + gTb[ch * NH + j] * wv;
+                            }
+                            store(gw + at, CH, n, gwv);
+                        }
+                    }
+                    S sums[NH];
+                    lane_sums(acc, NH, sums);
+                    for (int j = 0; j < NH; ++j) gY[j][k] = sums[j];
+                }
+                batch.gradient(gY, gr);
+            }
+        }
+    });
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Double backward: with S = <ggr, gr> + <ggw, gw> for the backward's outputs (gr, gw)(r, w, gI), returns
+// dS/dr, dS/dw (Hessian-vector products) and dS/dgI (the forward's derivative along (ggr, ggw)). ggr or ggw
+// may be null (zero).
+
+template <typename S>
+int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
+                     int64_t groups, const S* gI, const S* ggr, const S* ggw, S* grad_r, S* grad_w, S* grad_gI,
+                     int n_threads)
+{
+    typedef Vec<S> V;
+    typedef Dual<V> DV;
+    typedef Dual<S> DS;
+    constexpr int W = V::W;
+    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
+    PairIndex index;
+    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
+    const int64_t blocks = (groups + W - 1) / W;
+    const int64_t wrow = groups * CH;
+    auto pair_duals = [&](int64_t p, DS u[3], DS& inv_length, DS* Y) {
+        DS rp[3];
+        for (int k = 0; k < 3; ++k) rp[k] = DS(r[3 * p + k], ggr ? ggr[3 * p + k] : S(0));
+        pair_geometry(rp, u, inv_length, Y);
+    };
+    auto weight_duals = [&](int64_t at, int n) {
+        return DV(load(w + at, CH, n), ggw ? load(ggw + at, CH, n) : V(0.0));
+    };
+    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+        std::vector<DV> Td(blocks * NC), gTd(blocks * NC);
+        DV inv[NI], gIv[NI], acc[NH];
+        DS Y[NH], gY[NH];
+        for (int64_t a = begin; a < end; ++a) {
+            for (auto& t : Td) t = DV(0.0);
+            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; ++q) {
+                const int64_t p = index.pair(q);
+                DS u[3], inv_length;
+                pair_duals(p, u, inv_length, Y);
+                for (int64_t b = 0; b < blocks; ++b) {
+                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                    for (int ch = 0; ch < CH; ++ch) {
+                        const DV wv = weight_duals(p * wrow + b * W * CH + ch, n);
+                        for (int j = 0; j < NH; ++j) {
+                            DV& t = Td[b * NC + ch * NH + j];
+                            t = t + mul(wv, Y[j]);
+                        }
+                    }
+                }
+            }
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int n = int(std::min<int64_t>(W, groups - b * W));
+                invariants_of(Td.data() + b * NC, inv);
+                for (int k = 0; k < NI; ++k) {
+                    const int64_t at = (a * groups + b * W) * NI + k;
+                    store(grad_gI + at, NI, n, inv[k].d);
+                    gIv[k] = DV(load(gI + at, NI, n), V(0.0));
+                }
+                invariants_vjp_of(Td.data() + b * NC, gIv, gTd.data() + b * NC);
+            }
+            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; ++q) {
+                const int64_t p = index.pair(q);
+                DS u[3], inv_length;
+                pair_duals(p, u, inv_length, Y);
+                for (int j = 0; j < NH; ++j) acc[j] = DV(0.0);
+                for (int64_t b = 0; b < blocks; ++b) {
+                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                    const DV* gTb = gTd.data() + b * NC;
+                    for (int ch = 0; ch < CH; ++ch) {
+                        const int64_t at = p * wrow + b * W * CH + ch;
+                        const DV wv = weight_duals(at, n);
+                        DV gwv(0.0);
+                        for (int j = 0; j < NH; ++j) {
+                            gwv = gwv + mul(gTb[ch * NH + j], Y[j]);
+                            acc[j] = acc[j] + gTb[ch * NH + j] * wv;
+                        }
+                        store(grad_w + at, CH, n, gwv.d);
+                    }
+                }
+                lane_sums(acc, NH, gY);
+                DS grp[3];
+                pair_gradient(u, inv_length, gY, grp);
+                for (int k = 0; k < 3; ++k) grad_r[3 * p + k] = grp[k].d;
+            }
+        }
+    });
+    return 0;
+}
+
+}  // namespace fused
+
+// ---------------------------------------------------------------------------------------------------------
+// C entry points (loaded with ctypes; the GIL is released while they run).
+
+extern "C" {
+
+// sizes[0..5] = CHANNELS, N_HARMONICS, N_COORDS, N_INVARIANTS, lanes (float32), lanes (float64)
+int cartinv_fused_sizes(int* sizes)
+{
+    sizes[0] = fused::CH;
+    sizes[1] = fused::NH;
+    sizes[2] = fused::NC;
+    sizes[3] = fused::NI;
+    sizes[4] = fused::Vec<float>::W;
+    sizes[5] = fused::Vec<double>::W;
+    return 0;
+}
+
+const char* cartinv_fused_basis_hash() { return cartinv::CARTINV_BASIS_NS::basis_hash(); }
+
+#define CARTINV_FUSED_ENTRIES(S, SUFFIX)                                                                         \
+    int cartinv_fused_forward_##SUFFIX(const S* r, const S* w, const int64_t* centers, int64_t n_pairs,          \
+                                       int64_t n_atoms, int64_t groups, S* I, S* T, int n_threads)               \
+    {                                                                                                          \
+        return fused::forward<S>(r, w, centers, n_pairs, n_atoms, groups, I, T, n_threads);                    \
+    }                                                                                                          \
+    int cartinv_fused_backward_##SUFFIX(const S* r, const S* w, const int64_t* centers, int64_t n_pairs,         \
+                                        int64_t n_atoms, int64_t groups, const S* T, const S* gI, S* gr, S* gw,  \
+                                        int n_threads)                                                         \
+    {                                                                                                          \
+        return fused::backward<S>(r, w, centers, n_pairs, n_atoms, groups, T, gI, gr, gw, n_threads);          \
+    }                                                                                                          \
+    int cartinv_fused_double_backward_##SUFFIX(const S* r, const S* w, const int64_t* centers, int64_t n_pairs,  \
+                                               int64_t n_atoms, int64_t groups, const S* gI, const S* ggr,       \
+                                               const S* ggw, S* grad_r, S* grad_w, S* grad_gI, int n_threads)    \
+    {                                                                                                          \
+        return fused::double_backward<S>(r, w, centers, n_pairs, n_atoms, groups, gI, ggr, ggw, grad_r, grad_w, \
+                                         grad_gI, n_threads);                                                  \
+    }
+
+CARTINV_FUSED_ENTRIES(float, f32)
+CARTINV_FUSED_ENTRIES(double, f64)
+
+}  // extern "C"

@@ -1,0 +1,198 @@
+"""The fused CPU backend (runtime/cpu_backend.py + runtime/csrc/fused_cpu.cpp): agreement with the torch backend
+for every checked-in basis and a channel-coupled one, first and second derivatives, the torch.library ops,
+determinism across thread counts, bad inputs and the fallback when no compiler is found."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import cartinv
+from cartinv.runtime import cpu_backend
+from cartinv.runtime import load as runtime_load
+from conftest import derived
+
+pytestmark = pytest.mark.skipif(not cpu_backend.available()[0], reason="no C++ compiler for the fused CPU backend")
+
+
+def environment(seed=0, n_atoms=7, n_pairs=60, groups=11, channels=1, dtype=torch.float64, sort=False):
+    """Random pairs; atom n_atoms - 1 has none; centres unsorted unless `sort`; groups not a multiple of the lanes."""
+    rng = np.random.default_rng(seed)
+    centers = rng.integers(0, n_atoms - 1, size=n_pairs)
+    if sort:
+        centers = np.sort(centers)
+    r = torch.tensor(rng.normal(size=(n_pairs, 3)), dtype=dtype)
+    shape = (n_pairs, groups) if channels == 1 else (n_pairs, groups, channels)
+    w = torch.tensor(rng.normal(size=shape), dtype=dtype)
+    return r, torch.tensor(centers), w, n_atoms
+
+
+def pair(name_or_basis):
+    return (cartinv.load(name_or_basis, backend="torch"), cartinv.load(name_or_basis, backend="cpu"))
+
+
+@pytest.mark.parametrize("name", runtime_load.checked_in_names())
+def test_every_checked_in_basis_matches_torch(name):
+    reference, fused = pair(name)
+    assert fused.active_backend("cpu") == "cpu"
+    for sort in (False, True):
+        r, c, w, n = environment(sort=sort)
+        expected = reference(r, c, w, n)
+        got = fused(r, c, w, n)
+        scale = expected.abs().max().item()
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=0, atol=1e-12 * scale), (got - expected).abs().max()
+        assert torch.all(got[n - 1] == 0)  # an atom without pairs: zero moments, zero invariants
+    r32, w32 = r.float(), w.float()
+    assert torch.allclose(fused(r32, c, w32, n).double(), expected, rtol=0, atol=2e-6 * scale)
+
+
+def test_channel_coupled_basis_with_derivatives():
+    basis = derived((1, 2), degree=3, channels=2)
+    reference, fused = pair(basis)
+    r, c, w, n = environment(n_atoms=5, n_pairs=25, groups=3, channels=2)
+    assert torch.allclose(fused(r, c, w, n), reference(r, c, w, n), rtol=1e-12, atol=1e-12)
+    r.requires_grad_(True)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda r, w: fused(r, c, w, n), (r, w))
+    assert torch.autograd.gradgradcheck(lambda r, w: fused(r, c, w, n), (r, w))
+
+
+@pytest.mark.parametrize("name", ["lmax3_deg4", "lmax2_deg4"])
+def test_gradcheck_and_gradgradcheck(name):
+    fused = cartinv.load(name, backend="cpu")
+    r, c, w, n = environment(n_atoms=4, n_pairs=14, groups=5)
+    r.requires_grad_(True)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda r, w: fused(r, c, w, n), (r, w))
+    assert torch.autograd.gradgradcheck(lambda r, w: fused(r, c, w, n), (r, w))
+
+
+def test_first_and_second_derivatives_match_torch():
+    """Forces and a force loss's parameter gradient (the double backward training needs) agree with torch."""
+    reference, fused = pair("lmax3_deg4")
+    r, c, w, n = environment(groups=10)
+    weights = torch.randn(10, reference.n_invariants, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def force_loss(module):
+        rr = r.clone().requires_grad_(True)
+        ww = w.clone().requires_grad_(True)
+        energy = (module(rr, c, ww, n) * weights).sum()
+        forces, = torch.autograd.grad(energy, rr, create_graph=True)
+        loss = (forces ** 2).sum()
+        return (forces, *torch.autograd.grad(loss, (rr, ww)))
+
+    for a, b in zip(force_loss(reference), force_loss(fused)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10 * a.abs().max().item())
+
+
+def test_invariant_under_rotation_reflection_and_pair_order():
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment()
+    base = fused(r, c, w, n)
+    scale = base.abs().max().item()
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+    for rot in (q, -q):  # one of them is a reflection
+        assert torch.allclose(fused(r @ rot.T, c, w, n), base, rtol=1e-11, atol=1e-11 * scale)
+    perm = torch.randperm(r.shape[0], generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(fused(r[perm], c[perm], w[perm], n), base, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment(n_atoms=300, n_pairs=6000, groups=19)
+    r.requires_grad_(True)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            out = fused(r, c, w, n)
+            outs.append((out, torch.autograd.grad(out.square().sum(), r)[0]))
+    finally:
+        torch.set_num_threads(before)
+    for out, grad in outs[1:]:
+        assert torch.equal(out, outs[0][0]) and torch.equal(grad, outs[0][1])
+
+
+def test_ops_pass_opcheck_and_torch_compile():
+    fused = cartinv.load("lmax2_deg4", backend="cpu")
+    ops = fused._cpu_impl.ops
+    r, c, w, n = environment(n_atoms=4, n_pairs=14, groups=5)
+    w3 = w.unsqueeze(-1)
+    torch.library.opcheck(ops.forward, (r.requires_grad_(True), w3.requires_grad_(True), c, n))
+    I, moments = ops.forward(r.detach(), w3.detach(), c, n)
+    torch.library.opcheck(ops.backward, (r.detach(), w3.detach(), c, n, moments, torch.randn_like(I)))
+    compiled = torch.compile(lambda r, w: fused._cpu_impl(r, c, w, n), fullgraph=True, backend="eager")
+    assert torch.allclose(compiled(r.detach(), w.detach()), fused(r.detach(), c, w.detach(), n), rtol=0, atol=0)
+
+
+def test_bad_centre_is_an_error_not_a_crash():
+    fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=False)
+    r, c, w, n = environment()
+    c = c.clone()
+    c[3] = n + 5
+    with pytest.raises(cpu_backend.CpuBackendError, match="centre index is outside"):
+        fused(r, c, w, n)
+
+
+def test_library_of_another_basis_is_refused():
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    path = fused._cpu_impl.ops.library.path
+    with pytest.raises(cpu_backend.CpuBackendError, match="was built for Basis"):
+        cpu_backend.FusedLibrary(path, "0" * 64)
+
+
+def test_no_compiler_warns_once_and_uses_torch(monkeypatch):
+    monkeypatch.setattr(cpu_backend, "_OPS", {})
+    monkeypatch.setattr(cpu_backend, "compiler", lambda: None)
+    r, c, w, n = environment()
+    with pytest.warns(runtime_load.BackendWarning, match="fused CPU backend was expected for CPU inputs but is "
+                                                         "unavailable: no C\\+\\+ compiler found"):
+        m = cartinv.load("lmax3_deg4")
+        out = m(r, c, w, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        assert torch.equal(m(r, c, w, n), out)
+    assert m.active_backend("cpu") == "torch"
+    assert torch.equal(out, cartinv.load("lmax3_deg4", backend="torch")(r, c, w, n))
+
+
+
+def test_modules_deep_copy_and_pickle():
+    """Training keeps deep copies of the best model; saved modules pickle: the fused path holds no ctypes state."""
+    import copy
+    import pickle
+
+    m = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment()
+    out = m(r, c, w, n)
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert clone.active_backend("cpu") == "cpu"
+        assert torch.equal(clone(r, c, w, n), out)
+
+
+@pytest.mark.parametrize("lane_bytes", [16, 64])
+def test_other_simd_widths_give_the_same_numbers(lane_bytes):
+    """The library built for SSE-wide (16 B) and AVX-512-wide (64 B) lanes, as other CPUs get it, run here
+    (the compiler splits or merges the vectors): forward, backward and double backward equal the native build's."""
+    folder = runtime_load.checked_in_root() / "lmax2_deg4"
+    fused = cartinv.load("lmax2_deg4", backend="cpu")
+    native = fused._cpu_impl.ops.library
+    other = cpu_backend.FusedLibrary(cpu_backend.build_library(folder, "lmax2_deg4", quiet=True,
+                                                               lane_bytes=lane_bytes), fused.basis_hash)
+    assert other.lanes[torch.float64] == lane_bytes // 8
+    r, c, w, n = environment(groups=13)
+    w = w.unsqueeze(-1)
+    results = []
+    for lib in (native, other):
+        out, moments = lib.forward(r, w, c, n)
+        g = torch.randn_like(out, generator=torch.Generator().manual_seed(4))
+        gr, gw = lib.backward(r, w, c, n, moments, g)
+        second = lib.double_backward(r, w, c, n, g, torch.ones_like(r), torch.ones_like(w))
+        results.append((out, gr, gw, *second))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12 * a.abs().max().item())
