@@ -6,12 +6,15 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
     cartinv   the generated module of a checked-in basis (default hiphop_lmax3_deg4: HIP-HOP-NN's 13
               contractions in hippynn's column order), called directly (no input validation), and through
               cartinv.load (with validation) as "cartinv+checks";
-    cartinv-cpu   (CPU runs) the fused C++ kernels through cartinv.load(backend="cpu", check_values=False)
-              (runtime/cpu_backend.py; compiled on first use);
+    cartinv-cpu   (CPU runs) the fused C++ kernels through cartinv.load(backend="cpu"), what users get by default
+              for CPU inputs, input checks included (runtime/cpu_backend.py; compiled on first use);
     cartinv-cuda  (GPU runs) the fused CUDA kernels through cartinv.load(backend="cuda", check_values=False);
     naive     Y per pair, T = index_add of the [P, C, 16] outer products, full Cartesian STF tensors, one torch.einsum
               per invariant (autograd for the backward);
-    hippynn   benchmarks/peers.hippynn_forward: hippynn's TensorExtractor, envsum and calc_invariants.
+    hippynn   benchmarks/peers.hippynn_forward: hippynn's TensorExtractor, envsum and calc_invariants;
+    mace      benchmarks/mace_peer.MaceInvariants: e3nn harmonics, the same moments, mace-torch's
+              SymmetricContraction (correlation 3, L = 3 inputs, one invariant per channel): a different function
+              (learned contraction weights), so its rows report time and memory only (no GF/s, no agreement).
 
 Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward with autograd, then the gradient
 of sum(I * a) w.r.t. r and w (a fixed random [C, K]). Best of --repeats runs after one warm-up. Peak memory:
@@ -29,7 +32,7 @@ that bandwidth, and the fused forward (cartinv-cuda on a GPU, else cartinv) as a
 
     python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
     python benchmarks/kernels.py --quick    # a small run (seconds)
-    python benchmarks/kernels.py --threads 1 --methods cartinv-cpu cartinv hippynn   # the issue-14 table
+    python benchmarks/kernels.py --threads 1 --methods cartinv-cpu cartinv hippynn mace   # the issue-14 table
 """
 
 from __future__ import annotations
@@ -244,13 +247,15 @@ def main(argv=None) -> int:
     checked = cartinv.load(basis, backend="torch")
     methods = {"cartinv": model, "cartinv+checks": checked}
     if device.type == "cpu" and "cartinv-cpu" in args.methods:
-        fused_cpu = cartinv.load(basis, backend="cpu", check_values=False)
+        fused_cpu = cartinv.load(basis, backend="cpu")  # the kernels check the values as they read them
         if fused_cpu.active_backend(device) == "cpu":
             methods = {"cartinv-cpu": fused_cpu, **methods}
         else:
             print("# cartinv-cpu unavailable (see the warning above); its rows left out")
     if "naive" in args.methods:
         methods["naive"] = None  # built per dtype
+    if "mace" in args.methods:
+        methods["mace"] = None  # built per dtype
     hip_forward = None
     if "hippynn" in args.methods:
         try:
@@ -293,21 +298,28 @@ def main(argv=None) -> int:
             for label, fn in methods.items():
                 if label == "naive":
                     fn = NaiveEinsum(basis, module, dtype, device)
+                if label == "mace":
+                    try:
+                        from benchmarks.mace_peer import MaceInvariants  # noqa: PLC0415
+                    except ImportError as exc:
+                        print(f"# mace peer unavailable: {exc}")
+                        continue
+                    fn = MaceInvariants(args.channels, dtype).to(device)
                 out = _step(fn, inputs, coeff, backward=False)
-                if reference is None:
+                if reference is None and label != "mace":
                     reference = out
                 fwd = time_call(fn, inputs, coeff, False, args.repeats, device)
                 both = time_call(fn, inputs, coeff, True, args.repeats, device)
                 mem = (None, None) if args.no_memory else (
                     peak_bytes(fn, inputs, coeff, False, device), peak_bytes(fn, inputs, coeff, True, device))
-                rows[label] = (fwd, both, mem, agreement(out, reference))
+                rows[label] = (fwd, both, mem, agreement(out, reference) if label != "mace" else None)
                 del out
             hip = rows.get("hippynn")
             naive = rows.get("naive")
             torch_row = rows.get("cartinv")
             work = flops(ops, inputs[0].shape[0], n_atoms, args.channels, module.CHANNELS, module.N_HARMONICS, True)
             for label, (fwd, both, mem, dev) in rows.items():
-                rate = work / both
+                rate = work / both if dev is not None else None  # mace: a different function, no shared count
                 ratio_t = f"{torch_row[1] / both:11.2f}" if torch_row else f"{'-':>11}"
                 ratio_f = f"{hip[0] / fwd:9.2f}" if hip else f"{'-':>9}"
                 ratio_b = f"{hip[1] / both:9.2f}" if hip else f"{'-':>9}"
@@ -315,8 +327,9 @@ def main(argv=None) -> int:
                 mf = f"{mem[0] / 2**20:11.1f}" if mem[0] is not None else f"{'-':>11}"
                 mb = f"{mem[1] / 2**20:11.1f}" if mem[1] is not None else f"{'-':>11}"
                 print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.4f} {both:10.4f} "
-                      f"{rate / 1e9:8.2f} {100 * rate / peaks[dname]:5.1f}% {ratio_t} {ratio_f} {ratio_b} {ratio_n} "
-                      f"{mf} {mb} {dev:8.1e}", flush=True)
+                      + (f"{rate / 1e9:8.2f} {100 * rate / peaks[dname]:5.1f}% " if rate else f"{'-':>8} {'-':>6} ")
+                      + f"{ratio_t} {ratio_f} {ratio_b} {ratio_n} {mf} {mb} "
+                      + (f"{dev:8.1e}" if dev is not None else f"{'-':>8}"), flush=True)
             fused_label = next((k for k in ("cartinv-cuda", "cartinv-cpu", "cartinv") if k in rows), None)
             if fused_label in rows:
                 nbytes = pair_bytes(inputs)

@@ -17,6 +17,7 @@ _LAZY = {
     "BasisFileError": ("cartinv.symbolic.basisfile", "BasisFileError"),
     "load_basis": ("cartinv.symbolic.basisfile", "load"),
     "load": ("cartinv.runtime.load", "load"),
+    "InputError": ("cartinv.runtime.checks", "InputError"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -40,11 +40,18 @@ CACHE_FORMAT = 1  # bump when the build recipe changes meaning
 CXX_FLAGS = ("-O3", "-fno-dse", "-ffp-contract=fast", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread",
              "-Wno-psabi")
 COMPILE_TIMEOUT_S = 900
-ERRORS = {-1: "a centre index is outside 0..n_atoms-1", -2: "bad sizes (negative counts or no groups)"}
+ERRORS = {-1: "a centre index is outside 0..n_atoms-1", -2: "bad sizes (negative counts or no groups)",
+          -3: "a pair vector has zero length, or a squared length that is NaN, inf or overflows",
+          -4: "a moment is NaN or inf (NaN or inf in w, or an overflow)"}
+VALUE_ERRORS = (-1, -3, -4)  # codes about the data (as opposed to the call)
 
 
 class CpuBackendError(RuntimeError):
     """The fused CPU backend cannot be built or run here: the message says why."""
+
+
+class BadValues(CpuBackendError):
+    """The kernels found data they cannot evaluate (see ERRORS); cartinv.load's module names the element."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -227,7 +234,8 @@ class FusedLibrary:
         status = self._fn[kernel, dtype](r.data_ptr(), w.data_ptr(), centers.data_ptr(), r.shape[0], n_atoms,
                                          w.shape[1], *ptrs, torch.get_num_threads())
         if status != 0:
-            raise CpuBackendError(f"fused CPU {kernel}: {ERRORS.get(status, f'error {status}')}")
+            error = BadValues if status in VALUE_ERRORS else CpuBackendError
+            raise error(f"fused CPU {kernel}: {ERRORS.get(status, f'error {status}')}")
 
     def forward(self, r, w, centers, n_atoms: int):
         groups = w.shape[1]
@@ -302,8 +310,11 @@ class FusedOps:
             ctx.n_atoms = n_atoms
             ctx.save_for_backward(r, w, centers, output[1])
             ctx.mark_non_differentiable(output[1])
+            ctx.set_materialize_grads(False)  # else autograd zero-fills a moments-sized gradient on every call
 
         def forward_grad(ctx, grad_out, _grad_moments):
+            if grad_out is None:
+                return None, None, None, None
             r, w, centers, moments = ctx.saved_tensors
             grad_r, grad_w = backward(r, w, centers, ctx.n_atoms, moments, grad_out)
             return grad_r, grad_w, None, None
@@ -342,8 +353,8 @@ def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False) -> FusedO
 
 
 class FusedInvariants(torch.nn.Module):
-    """``forward(r, centers, w, n_atoms) -> I`` on the fused CPU kernels of one Basis (inputs validated by the
-    caller: see cartinv.runtime.checks). Holds only the Basis's folder, name and hash (the loaded library lives
+    """``forward(r, centers, w, n_atoms) -> I`` on the fused CPU kernels of one Basis (shapes and dtypes validated
+    by the caller, see cartinv.runtime.checks; the values are checked by the kernels, raising BadValues). Holds only the Basis's folder, name and hash (the loaded library lives
     in a per-process registry), so models that contain it deep-copy and pickle."""
 
     def __init__(self, folder, name: str, basis_hash: str, quiet: bool = False):

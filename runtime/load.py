@@ -163,7 +163,7 @@ class CartinvModule(torch.nn.Module):
     r [P, 3] pair vectors, centers [P] centre atom of each pair (int64 or int32), w [P, C] (one-channel Basis)
     or [P, G, channels] weights, n_atoms. Differentiable twice in r and w. `check_values=False` skips the checks
     that read the data (range of centres, NaN/inf, zero-length vectors); shapes, dtypes and devices are always
-    checked.
+    checked. The fused CPU backend checks the values while it computes (at no cost), whatever `check_values` says.
     """
 
     def __init__(self, torch_module, folder: Path, name: str, backend: str = "auto", check_values: bool = True):
@@ -243,8 +243,11 @@ class CartinvModule(torch.nn.Module):
         return "torch"
 
     def forward(self, r, centers, w, n_atoms):
+        # the fused CPU kernels check the values as they read them: the separate pass over the data (as costly
+        # as the forward itself) runs only to name the element once they have found one
+        fused_cpu = self.backend in ("auto", "cpu") and isinstance(r, torch.Tensor) and r.device.type == "cpu"
         r, centers, w, n_atoms = check_inputs(r, centers, w, n_atoms, channels=self.channels,
-                                              values=self.check_values)
+                                              values=self.check_values and not fused_cpu)
         if self.backend == "cuda" and r.device.type != "cuda" and self._cuda_impl is not None:
             raise InputError(f"backend='cuda' evaluates CUDA tensors; the inputs are on {r.device} "
                              f"(move them to the GPU, or load with backend='auto')")
@@ -255,7 +258,16 @@ class CartinvModule(torch.nn.Module):
         if active == "cuda":
             return self._cuda_impl(r, centers, w, n_atoms)
         if active == "cpu":
-            return self._cpu_impl(r, centers, w, n_atoms)
+            from cartinv.runtime.cpu_backend import BadValues
+
+            try:
+                return self._cpu_impl(r, centers, w, n_atoms)
+            except BadValues as exc:
+                check_inputs(r, centers, w, n_atoms, channels=self.channels)  # raises naming the element
+                raise InputError(f"{exc} (no single input element is NaN, inf or zero-length: the values are "
+                                 f"too large for {r.dtype})") from None
+        if fused_cpu and self.check_values:  # the fused backend is unavailable: check before the torch backend
+            check_inputs(r, centers, w, n_atoms, channels=self.channels)
         return self.torch_impl(r, centers, w, n_atoms)
 
 

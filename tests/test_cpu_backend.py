@@ -130,13 +130,56 @@ def test_ops_pass_opcheck_and_torch_compile():
     assert torch.allclose(compiled(r.detach(), w.detach()), fused(r.detach(), c, w.detach(), n), rtol=0, atol=0)
 
 
-def test_bad_centre_is_an_error_not_a_crash():
-    fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=False)
+@pytest.mark.parametrize("check_values", [True, False])
+def test_bad_centre_is_an_error_not_a_crash(check_values):
+    fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=check_values)
     r, c, w, n = environment()
     c = c.clone()
     c[3] = n + 5
-    with pytest.raises(cpu_backend.CpuBackendError, match="centre index is outside"):
+    with pytest.raises(cartinv.InputError, match=r"centers\[3\] = 12 is out of range"):
         fused(r, c, w, n)
+    with pytest.raises(cpu_backend.BadValues, match="centre index is outside"):  # the bare kernels
+        fused._cpu_impl(r, c, w, n)
+
+
+BAD_VALUES = [  # (tensor, index, value, message)
+    ("r", (17, 1), float("nan"), r"r\[17\] = .* contains NaN or inf"),
+    ("r", (0, 2), float("-inf"), r"r\[0\] = .* contains NaN or inf"),
+    ("r", (59,), 0.0, r"pair vector r\[59\] has zero length"),
+    ("w", (33, 10), float("nan"), r"w\[33\] contains NaN or inf"),
+    ("w", (5, 0), float("inf"), r"w\[5\] contains NaN or inf"),
+]
+
+
+@pytest.mark.parametrize("check_values", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("which, index, value, message", BAD_VALUES)
+def test_kernels_find_bad_values_and_the_module_names_them(which, index, value, message, dtype, check_values):
+    """The forward checks the values it reads (the module's separate pass over the data is skipped on the
+    fused path): every bad element is found, in any lane and block, and the error names it."""
+    fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=check_values)
+    r, c, w, n = environment(dtype=dtype)
+    data = {"r": r.clone(), "w": w.clone()}
+    data[which][index] = value
+    with pytest.raises(cartinv.InputError, match=message):
+        fused(data["r"], c, data["w"], n)
+    with pytest.raises(cpu_backend.BadValues):
+        fused._cpu_impl(data["r"], c, data["w"], n)
+
+
+def test_overflow_is_an_error_not_inf():
+    """Finite inputs whose squared length or moments overflow float32 are refused, not returned as inf."""
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment(dtype=torch.float32)
+    big_r = r.clone()
+    big_r[4] = 1e20  # |r|^2 = 3e40 > float32 max
+    with pytest.raises(cartinv.InputError, match="squared length .* overflows .* too large for torch.float32"):
+        fused(big_r, c, w, n)
+    big_w = w.clone()
+    big_w[c == c[0]] = 3e38  # the atom's moments sum past float32 max
+    with pytest.raises(cartinv.InputError, match="moment is NaN or inf .* too large for torch.float32"):
+        fused(r, c, big_w, n)
+    assert torch.isfinite(fused(r, c, w, n)).all()  # the same module on good data
 
 
 def test_library_of_another_basis_is_refused():

@@ -19,13 +19,17 @@
 //    (value + tangent along the incoming gradient): the tangent of the invariants is the gradient with respect
 //    to the invariant gradient, the tangent of the pair gradients is the Hessian-vector product. The same
 //    generated programs, no other derivative code.
-// Every entry point returns 0, or a negative code: -1 a centre outside 0..n_atoms-1, -2 a bad size argument.
+// Every entry point returns 0, or a negative code: -1 a centre outside 0..n_atoms-1, -2 a bad size argument;
+// the forward also checks the values as it reads them (at no measurable cost): -3 a pair vector of zero length
+// or with a squared length that is not finite (NaN, inf, overflow), -4 a moment that is not finite (NaN or inf
+// in w, or an overflow). The caller turns a code into a message naming the element.
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -33,6 +37,11 @@
 
 #ifndef CARTINV_BASIS_NS
 #error "compile with -DCARTINV_BASIS_NS=<namespace of the generated header> -include <header>"
+#endif
+
+// Lane width in bytes: the native SIMD register (64 with AVX-512, 32 with AVX2, 16 otherwise), set by the build.
+#ifndef CARTINV_LANE_BYTES
+#define CARTINV_LANE_BYTES 32
 #endif
 
 namespace fused {
@@ -43,16 +52,14 @@ constexpr int CH = B::CHANNELS;
 constexpr int NH = B::N_HARMONICS;
 constexpr int NC = B::N_COORDS;
 constexpr int NI = B::N_INVARIANTS;
-constexpr int J_TILE = 8;  // harmonics accumulated in registers at once (8 of the 16 vector registers of AVX2)
+// Harmonics accumulated in registers at once: half the vector registers (16 with AVX2, 32 with AVX-512), so
+// the accumulators, a weight vector and the broadcast harmonics never spill to the stack.
+constexpr int J_TILE = CARTINV_LANE_BYTES >= 64 ? 16 : 8;
 static_assert(NH <= 64, "lane_sums of dual numbers holds at most 64 harmonics");
 
 // ---------------------------------------------------------------------------------------------------------
 // Lane vectors (one SIMD register of float or double) and dual numbers over any arithmetic type.
 
-// Lane width in bytes: the native SIMD register (64 with AVX-512, 32 with AVX2, 16 otherwise), set by the build.
-#ifndef CARTINV_LANE_BYTES
-#define CARTINV_LANE_BYTES 32
-#endif
 
 template <typename S>
 struct LaneType {
@@ -213,8 +220,9 @@ struct PairBatch {
     V u[3], inv_length;
     alignas(64) S Y[NH][W];  // Y[j][k]: harmonic j of the k-th pair of the batch
 
+    // Loads pairs q .. min(q + W, end) - 1 of the index; false when one has a zero or non-finite squared length.
     template <typename Index>
-    void load(const S* r, const Index& index, int64_t q, int64_t end)
+    bool load(const S* r, const Index& index, int64_t q, int64_t end)
     {
         n = int(std::min<int64_t>(W, end - q));
         V rv[3] = {V(1.0), V(0.0), V(0.0)};  // idle lanes hold a unit vector
@@ -223,11 +231,16 @@ struct PairBatch {
             for (int c = 0; c < 3; ++c) rv[c].x[k] = r[3 * pairs[k] + c];
         }
         const V rr = rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2];
-        for (int k = 0; k < W; ++k) inv_length.x[k] = inv_sqrt(rr.x[k]);
+        bool usable = true;
+        for (int k = 0; k < W; ++k) {
+            usable = usable && rr.x[k] > S(0) && rr.x[k] <= std::numeric_limits<S>::max();
+            inv_length.x[k] = inv_sqrt(rr.x[k]);
+        }
         for (int c = 0; c < 3; ++c) u[c] = rv[c] * inv_length;
         V Yv[NH];
         B::harmonics(u[0], u[1], u[2], Yv);
         for (int j = 0; j < NH; ++j) std::memcpy(Y[j], &Yv[j].x, sizeof(Yv[j].x));
+        return usable;
     }
 
     // gr of the batch's pairs from gY[j][k] (the same layout as Y).
@@ -272,6 +285,41 @@ inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
     return 0;
 }
 
+// What every kernel needs first: the pairs grouped by centre and the block sizes (status: 0, -1 or -2).
+template <typename S>
+struct Layout {
+    static constexpr int W = Vec<S>::W;
+    PairIndex index;
+    int64_t groups = 0, blocks = 0, wrow = 0;
+    int status = 0;
+
+    Layout(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups_)
+    {
+        if (n_pairs < 0 || n_atoms < 0 || groups_ < 1) {
+            status = -2;
+            return;
+        }
+        status = build_index(centers, n_pairs, n_atoms, index);
+        groups = groups_;
+        blocks = (groups + W - 1) / W;
+        wrow = groups * CH;
+    }
+    int64_t begin(int64_t a) const { return index.offsets[a]; }
+    int64_t end(int64_t a) const { return index.offsets[a + 1]; }
+    int lanes(int64_t b) const { return int(std::min<int64_t>(W, groups - b * W)); }  // groups in block b
+};
+
+// The first error code seen by any thread (0 while there is none).
+struct Status {
+    std::atomic<int> code{0};
+    void fail(int c)
+    {
+        int expected = 0;
+        code.compare_exchange_strong(expected, c);
+    }
+    bool failed() const { return code.load(std::memory_order_relaxed) != 0; }
+};
+
 // body(begin, end) over atom ranges on n_threads threads (the caller's thread included).
 template <typename F>
 void parallel_atoms(int64_t n_atoms, int n_threads, F body)
@@ -304,32 +352,30 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
 {
     typedef Vec<S> V;
     constexpr int W = V::W;
-    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
-    PairIndex index;
-    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
-    const int64_t blocks = (groups + W - 1) / W;
-    const int64_t wrow = groups * CH;
+    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    if (L.status) return L.status;
+    Status status;
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
         V inv[NI];
         PairBatch<S> batch;
-        for (int64_t a = begin; a < end; ++a) {
-            V* Ta = reinterpret_cast<V*>(T) + a * blocks * NC;  // T is 64-byte aligned (checked by the caller)
-            for (int64_t c = 0; c < blocks * NC; ++c) Ta[c] = V(0.0);
-            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; q += W) {
-                batch.load(r, index, q, index.offsets[a + 1]);
+        for (int64_t a = begin; a < end && !status.failed(); ++a) {
+            V* Ta = reinterpret_cast<V*>(T) + a * L.blocks * NC;  // T is 64-byte aligned (checked by the caller)
+            for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
+            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
                 // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
-                for (int64_t b = 0; b < blocks; ++b) {
-                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                for (int64_t b = 0; b < L.blocks; ++b) {
+                    const int n = L.lanes(b);
                     for (int ch = 0; ch < CH; ++ch) {
                         V* Tc = Ta + b * NC + ch * NH;
-                        V wv[W];
-                        for (int k = 0; k < batch.n; ++k) wv[k] = load(w + batch.pairs[k] * wrow + b * W * CH + ch, CH, n);
+                        const S* wb = w + b * W * CH + ch;
                         for (int j0 = 0; j0 < NH; j0 += J_TILE) {
                             V tile[J_TILE];
                             for (int jj = 0; jj < J_TILE; ++jj) tile[jj] = j0 + jj < NH ? Tc[j0 + jj] : V(0.0);
                             for (int k = 0; k < batch.n; ++k) {
+                                const V wv = load(wb + batch.pairs[k] * L.wrow, CH, n);
                                 for (int jj = 0; jj < J_TILE; ++jj) {
-                                    if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv[k], batch.Y[j0 + jj][k]);
+                                    if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv, batch.Y[j0 + jj][k]);
                                 }
                             }
                             for (int jj = 0; jj < J_TILE && j0 + jj < NH; ++jj) Tc[j0 + jj] = tile[jj];
@@ -337,14 +383,20 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
                     }
                 }
             }
-            for (int64_t b = 0; b < blocks; ++b) {
-                const int n = int(std::min<int64_t>(W, groups - b * W));
+            // x - x is 0 for finite x and NaN otherwise: one subtraction per moment checks them all
+            V residue(0.0);
+            for (int64_t c = 0; c < L.blocks * NC; ++c) residue = residue + (Ta[c] - Ta[c]);
+            for (int k = 0; k < W; ++k) {
+                if (residue.x[k] != S(0)) status.fail(-4);
+            }
+            for (int64_t b = 0; b < L.blocks; ++b) {
+                const int n = L.lanes(b);
                 invariants_of(Ta + b * NC, inv);
                 for (int k = 0; k < NI; ++k) store(I + (a * groups + b * W) * NI + k, NI, n, inv[k]);
             }
         }
     });
-    return 0;
+    return status.code.load();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -356,52 +408,80 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
 {
     typedef Vec<S> V;
     constexpr int W = V::W;
-    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
-    PairIndex index;
-    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
-    const int64_t blocks = (groups + W - 1) / W;
-    const int64_t wrow = groups * CH;
+    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    if (L.status) return L.status;
+    // gY[j] of a pair = sum over (group, channel) of w gT[j]: lanes over harmonics (gT transposed once per atom),
+    // so no sums across lanes; PK pairs at a time and gw over BB blocks at a time keep 8 or more independent FMA
+    // chains in flight (one chain waits 4 cycles per FMA).
+    constexpr int NHV = (NH + W - 1) / W;
+    constexpr int PK = std::max(1, std::min(W, 8 / NHV));
+    constexpr int BB = std::max(1, 8 / W);
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
-        std::vector<V> gT(blocks * NC);
+        std::vector<V> gT(L.blocks * NC), gTt(L.wrow * NHV, V(0.0));
         V gIv[NI];
-        V acc[NH];
         PairBatch<S> batch;
         alignas(64) S gY[NH][W];
         for (int64_t a = begin; a < end; ++a) {
-            const V* Ta = reinterpret_cast<const V*>(T) + a * blocks * NC;
-            for (int64_t b = 0; b < blocks; ++b) {
-                const int n = int(std::min<int64_t>(W, groups - b * W));
+            const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
+            for (int64_t b = 0; b < L.blocks; ++b) {
+                const int n = L.lanes(b);
                 for (int k = 0; k < NI; ++k) gIv[k] = load(gI + (a * groups + b * W) * NI + k, NI, n);
-                invariants_vjp_of(Ta + b * NC, gIv, gT.data() + b * NC);
-            }
-            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; q += W) {
-                batch.load(r, index, q, index.offsets[a + 1]);
-                for (int k = 0; k < W; ++k) {
-                    if (k >= batch.n) {
-                        for (int j = 0; j < NH; ++j) gY[j][k] = S(0);
-                        continue;
+                V* gTb = gT.data() + b * NC;
+                invariants_vjp_of(Ta + b * NC, gIv, gTb);
+                for (int ch = 0; ch < CH; ++ch) {
+                    for (int j = 0; j < NH; ++j) {
+                        for (int l = 0; l < n; ++l) gTt[((b * W + l) * CH + ch) * NHV + j / W].x[j % W] = gTb[ch * NH + j].x[l];
                     }
-                    const int64_t p = batch.pairs[k];
-                    for (int j = 0; j < NH; ++j) acc[j] = V(0.0);
-                    for (int64_t b = 0; b < blocks; ++b) {
-                        const int n = int(std::min<int64_t>(W, groups - b * W));
-                        const V* gTb = gT.data() + b * NC;
-                        for (int ch = 0; ch < CH; ++ch) {
-                            const int64_t at = p * wrow + b * W * CH + ch;
-                            const V wv = load(w + at, CH, n);
-                            V gwv(0.0);
-                            for (int j = 0; j < NH; ++j) {
-                                gwv = gwv + mul(gTb[ch * NH + j], batch.Y[j][k]);
-                                acc[j] = acc[j] + gTb[ch * NH + j] * wv;
-                            }
-                            store(gw + at, CH, n, gwv);
+                }
+            }
+            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                batch.load(r, L.index, q, L.end(a));  // checked by the forward
+                const int n_pairs_here = batch.n;
+                for (int k0 = 0; k0 < n_pairs_here; k0 += PK) {
+                    V acc[PK][NHV];
+                    const S* rows[PK];
+                    for (int kk = 0; kk < PK; ++kk) {
+                        for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = V(0.0);
+                        rows[kk] = w + batch.pairs[std::min(k0 + kk, n_pairs_here - 1)] * L.wrow;
+                    }
+                    for (int64_t i = 0; i < L.wrow; ++i) {
+                        const V* t = gTt.data() + i * NHV;
+                        for (int kk = 0; kk < PK; ++kk) {
+                            const S x = rows[kk][i];
+                            for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = acc[kk][jv] + mul(t[jv], x);
                         }
                     }
-                    S sums[NH];
-                    lane_sums(acc, NH, sums);
-                    for (int j = 0; j < NH; ++j) gY[j][k] = sums[j];
+                    for (int kk = 0; kk < PK && k0 + kk < n_pairs_here; ++kk) {
+                        for (int j = 0; j < NH; ++j) gY[j][k0 + kk] = acc[kk][j / W].x[j % W];
+                    }
+                }
+                for (int k = n_pairs_here; k < W; ++k) {
+                    for (int j = 0; j < NH; ++j) gY[j][k] = S(0);
                 }
                 batch.gradient(gY, gr);
+                // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]: the pairs of the batch and
+                // BB blocks at once
+                for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
+                    for (int ch = 0; ch < CH; ++ch) {
+                        V g[BB][W];
+                        for (int bb = 0; bb < BB; ++bb) {
+                            for (int k = 0; k < W; ++k) g[bb][k] = V(0.0);
+                        }
+                        for (int j = 0; j < NH; ++j) {
+                            for (int bb = 0; bb < BB; ++bb) {
+                                if (b0 + bb >= L.blocks) break;
+                                const V t = gT[(b0 + bb) * NC + ch * NH + j];
+                                for (int k = 0; k < W; ++k) g[bb][k] = g[bb][k] + mul(t, batch.Y[j][k]);
+                            }
+                        }
+                        for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
+                            const int n = L.lanes(b0 + bb);
+                            for (int k = 0; k < n_pairs_here; ++k) {
+                                store(gw + batch.pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
+                            }
+                        }
+                    }
+                }
             }
         }
     });
@@ -422,11 +502,8 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
     typedef Dual<V> DV;
     typedef Dual<S> DS;
     constexpr int W = V::W;
-    if (n_pairs < 0 || n_atoms < 0 || groups < 1) return -2;
-    PairIndex index;
-    if (int status = build_index(centers, n_pairs, n_atoms, index)) return status;
-    const int64_t blocks = (groups + W - 1) / W;
-    const int64_t wrow = groups * CH;
+    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    if (L.status) return L.status;
     auto pair_duals = [&](int64_t p, DS u[3], DS& inv_length, DS* Y) {
         DS rp[3];
         for (int k = 0; k < 3; ++k) rp[k] = DS(r[3 * p + k], ggr ? ggr[3 * p + k] : S(0));
@@ -436,19 +513,19 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
         return DV(load(w + at, CH, n), ggw ? load(ggw + at, CH, n) : V(0.0));
     };
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
-        std::vector<DV> Td(blocks * NC), gTd(blocks * NC);
+        std::vector<DV> Td(L.blocks * NC), gTd(L.blocks * NC);
         DV inv[NI], gIv[NI], acc[NH];
         DS Y[NH], gY[NH];
         for (int64_t a = begin; a < end; ++a) {
             for (auto& t : Td) t = DV(0.0);
-            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; ++q) {
-                const int64_t p = index.pair(q);
+            for (int64_t q = L.begin(a); q < L.end(a); ++q) {
+                const int64_t p = L.index.pair(q);
                 DS u[3], inv_length;
                 pair_duals(p, u, inv_length, Y);
-                for (int64_t b = 0; b < blocks; ++b) {
-                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                for (int64_t b = 0; b < L.blocks; ++b) {
+                    const int n = L.lanes(b);
                     for (int ch = 0; ch < CH; ++ch) {
-                        const DV wv = weight_duals(p * wrow + b * W * CH + ch, n);
+                        const DV wv = weight_duals(p * L.wrow + b * W * CH + ch, n);
                         for (int j = 0; j < NH; ++j) {
                             DV& t = Td[b * NC + ch * NH + j];
                             t = t + mul(wv, Y[j]);
@@ -456,8 +533,8 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                     }
                 }
             }
-            for (int64_t b = 0; b < blocks; ++b) {
-                const int n = int(std::min<int64_t>(W, groups - b * W));
+            for (int64_t b = 0; b < L.blocks; ++b) {
+                const int n = L.lanes(b);
                 invariants_of(Td.data() + b * NC, inv);
                 for (int k = 0; k < NI; ++k) {
                     const int64_t at = (a * groups + b * W) * NI + k;
@@ -466,16 +543,16 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                 }
                 invariants_vjp_of(Td.data() + b * NC, gIv, gTd.data() + b * NC);
             }
-            for (int64_t q = index.offsets[a]; q < index.offsets[a + 1]; ++q) {
-                const int64_t p = index.pair(q);
+            for (int64_t q = L.begin(a); q < L.end(a); ++q) {
+                const int64_t p = L.index.pair(q);
                 DS u[3], inv_length;
                 pair_duals(p, u, inv_length, Y);
                 for (int j = 0; j < NH; ++j) acc[j] = DV(0.0);
-                for (int64_t b = 0; b < blocks; ++b) {
-                    const int n = int(std::min<int64_t>(W, groups - b * W));
+                for (int64_t b = 0; b < L.blocks; ++b) {
+                    const int n = L.lanes(b);
                     const DV* gTb = gTd.data() + b * NC;
                     for (int ch = 0; ch < CH; ++ch) {
-                        const int64_t at = p * wrow + b * W * CH + ch;
+                        const int64_t at = p * L.wrow + b * W * CH + ch;
                         const DV wv = weight_duals(at, n);
                         DV gwv(0.0);
                         for (int j = 0; j < NH; ++j) {
