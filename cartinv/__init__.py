@@ -18,6 +18,7 @@ _LAZY = {
     "load_basis": ("cartinv.symbolic.basisfile", "load"),
     "load": ("cartinv.runtime.load", "load"),
     "InputError": ("cartinv.runtime.checks", "InputError"),
+    "CartinvError": ("cartinv.errors", "CartinvError"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from cartinv.errors import CartinvError
 
-class CliError(Exception):
+
+class CliError(CartinvError):
     """An error to report in one line without a traceback."""
 
 
@@ -236,8 +238,6 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from cartinv.codegen.dag import PlanError
-    from cartinv.codegen.emit_torch import EmitError
     from cartinv.codegen.generate import generate, generate_standard
 
     _check_output_dir(args.output)
@@ -246,7 +246,7 @@ def _cmd_generate(args) -> int:
         try:
             paths = generate(basis, Path(args.output) / (args.name or basis.name), name=args.name or basis.name,
                              regenerate_command=f"cartinv generate --basis {args.basis} -o {args.output}")
-        except (PlanError, EmitError, ValueError) as exc:
+        except CartinvError as exc:
             raise CliError(f"{args.basis}: {exc}") from None
     else:
         paths = generate_standard(Path(args.output))
@@ -261,7 +261,7 @@ def _cmd_ace(args) -> int:
     _check_output_file(args.output)
     try:
         basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax, species=args.species)
-    except ValueError as exc:
+    except CartinvError as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(ace.format_counts(basis))
     if args.output:
@@ -276,7 +276,7 @@ def _cmd_export(args) -> int:
     _check_output_dir(args.output)
     try:
         paths = export.export(args.basis, args.target, Path(args.output))
-    except ValueError as exc:
+    except CartinvError as exc:
         raise CliError(str(exc)) from None
     for p in paths:
         print(p)
@@ -291,7 +291,7 @@ def _cmd_lammps_export(args) -> int:
         raise CliError(f"--neighbor-cutoff must be a positive finite distance in Å, got {args.neighbor_cutoff}")
     try:
         wrapper = export_lammps(args.model, args.output, dtype=args.dtype, neighbor_cutoff=args.neighbor_cutoff)
-    except (ValueError, OSError) as exc:
+    except (CartinvError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(f"wrote {args.output}: {wrapper}")
     print("in your LAMMPS input:")
@@ -528,7 +528,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ValueError) as exc:  # cartinv's errors for bad input are ValueErrors (BasisFileError, ...)
+    except CartinvError as exc:  # every error cartinv raises on purpose (cartinv/errors.py); others are bugs
         print(f"cartinv: error: {exc}".replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr)
         return 2
     except OSError as exc:  # the file system said no (disk full, permissions) after the checks above

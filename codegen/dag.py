@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.sorting import default_sort_key
 
+from cartinv.errors import CartinvError
 from cartinv.symbolic import naming, stf
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.contract import pairwise_plan
@@ -31,7 +32,7 @@ from cartinv.symbolic.contract import pairwise_plan
 Statement = tuple[str, sp.Expr]
 
 
-class PlanError(ValueError):
+class PlanError(CartinvError, ValueError):
     """A Basis that cannot be turned into code: a malformed contraction, missing coordinates, an unreadable
     formula, or a formula that disagrees with its contraction graph."""
 

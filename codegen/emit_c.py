@@ -69,10 +69,10 @@ def _factor_texts(factor: sp.Expr) -> list[str]:
     if factor.is_Pow:
         base, exp = factor.args
         if not (exp.is_Integer and exp >= 2):
-            raise ValueError(f"only positive integer powers of variables can be printed, got {factor}")
+            raise plan.EmitError(f"only positive integer powers of variables can be printed, got {factor}")
         text = base.name if base.is_Symbol else f"({c_expression(base)})"
         return [text] * int(exp)
-    raise ValueError(f"cannot print {factor!r} ({type(factor).__name__}) as C")
+    raise plan.EmitError(f"cannot print {factor!r} ({type(factor).__name__}) as C")
 
 
 def _product(expr: sp.Expr) -> str:
@@ -104,7 +104,7 @@ def c_expression(expr: sp.Expr) -> str:
         return "".join(out)
     if expr.is_Mul or expr.is_Pow:
         return f"-{_product(-expr)}" if _is_negative(expr) else _product(expr)
-    raise ValueError(f"cannot print {expr!r} ({type(expr).__name__}) as C")
+    raise plan.EmitError(f"cannot print {expr!r} ({type(expr).__name__}) as C")
 
 
 def program_statements(
@@ -125,7 +125,7 @@ def program_statements(
         used |= {s.name for s in e.free_symbols}
     unknown = used - set(inputs) - {name for name, _ in program.temps}
     if unknown:
-        raise ValueError(f"program uses symbols without a source: {sorted(unknown)}")
+        raise plan.EmitError(f"program uses symbols without a source: {sorted(unknown)}")
     lines = []
     for name in program.inputs:
         if name in used and inputs[name] != name:
@@ -151,7 +151,7 @@ def _check_layout(basis: Basis) -> list[int]:
     expected = [(c, l, m) for c in range(basis.channels) for l in orders for m in range(-l, l + 1)]
     got = [(e["channel"], e["l"], e["m"]) for e in basis.coordinates]
     if got != expected:
-        raise ValueError("Basis coordinates are not in channel-major (channel, l, m) order")
+        raise plan.EmitError("Basis coordinates are not in channel-major (channel, l, m) order")
     return orders
 
 

@@ -26,11 +26,7 @@ import sympy as sp
 from sympy.core.sorting import default_sort_key
 
 from . import escape
-from .plan import Program, float_literal
-
-
-class EmitError(ValueError):
-    """An expression the torch emitter cannot render (non-polynomial in the program's variables)."""
+from .plan import EmitError, Program, float_literal  # noqa: F401 (EmitError re-exported)
 
 
 @dataclass(frozen=True)

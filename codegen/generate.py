@@ -5,7 +5,9 @@ the cartinv version and the command that regenerates it; the JSON copy is the Ba
 
 - ``<name>_torch.py``  standalone PyTorch module (templates/torch_module.py.j2);
 - ``<name>.h``, ``<name>.cu``  C++/CUDA targets (codegen/emit_c.py), when that emitter is available;
-- ``<name>.json``  the Basis file the code was generated from.
+- ``<name>.json``  the Basis file the code was generated from;
+- ``<name>_manifest.json``  sizes, kernel symbols and the sha256 of each file above (codegen/manifest.py): what the
+  runtime reads instead of parsing the generated code.
 
 Generation is deterministic: the same Basis gives the same bytes on every run and machine.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import jinja2
 
 from cartinv import __version__
-from cartinv.codegen import emit_torch, escape, plan
+from cartinv.codegen import emit_torch, escape, manifest, plan
 from cartinv.symbolic import basisfile, schema
 from cartinv.symbolic.basisfile import Basis
 
@@ -83,7 +85,7 @@ def _orders(basis: Basis) -> list[int]:
     expected = [(n, l, m) for n in range(basis.channels) for l in orders for m in range(-l, l + 1)]
     got = [(c["channel"], c["l"], c["m"]) for c in basis.coordinates]
     if got != expected or len(set(names)) != len(names):
-        raise ValueError(f"Basis {basis.name!r}: coordinates are not channel-major over orders {orders}")
+        raise plan.EmitError(f"Basis {basis.name!r}: coordinates are not channel-major over orders {orders}")
     return orders
 
 
@@ -168,7 +170,26 @@ def render_files(basis: Basis, name: str | None = None, regenerate_command: str 
     files = {f"{name}_torch.py": render_torch(basis, name, header)}
     files.update(_render_c(basis, name, header))
     files[f"{name}.json"] = basis.to_json()
+    files[manifest.file_name(name)] = manifest_of(basis, name, files).to_json()
     return files
+
+
+def manifest_of(basis: Basis, name: str, files: dict[str, str]) -> manifest.Manifest:
+    """The manifest of `files` (file name -> text), generated from `basis` under `name`."""
+    orders = _orders(basis)
+    n_harmonics = sum(2 * l + 1 for l in orders)
+    sizes = {"L_MAX": orders[-1], "N_ORDERS": len(orders), "CHANNELS": basis.channels, "N_HARMONICS": n_harmonics,
+             "N_COORDS": basis.channels * n_harmonics, "N_INVARIANTS": len(basis.invariants)}
+    if f"{name}.h" in files:
+        from cartinv.codegen.emit_c import harmonics_stride
+
+        sizes["HARMONICS_STRIDE"] = harmonics_stride(n_harmonics)
+    return manifest.Manifest(
+        name=name, basis_name=basis.name, basis_hash=basis.content_hash(), cartinv_version=__version__,
+        orders=tuple(orders), sizes=tuple(sorted(sizes.items())),
+        invariant_ids=tuple(inv["id"] for inv in basis.invariants),
+        invariant_degrees=tuple(inv["degree"] for inv in basis.invariants),
+        files=tuple(sorted((f, manifest.sha256(text.encode("utf-8"))) for f, text in files.items())))
 
 
 def generate(basis: Basis, outdir, name: str | None = None, regenerate_command: str | None = None) -> list[Path]:

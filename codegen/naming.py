@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from cartinv.errors import ArgumentError
 
 KERNELS = ("forward", "invariants_backward", "pairs_backward")
 SCALAR_TYPES = {"f32": "float", "f64": "double"}
@@ -19,7 +20,7 @@ def c_identifier(name: str) -> str:
 def kernel_symbol(name: str, kernel: str, suffix: str) -> str:
     """extern "C" symbol of a kernel in <name>.cu, e.g. lmax3_deg4_forward_f32."""
     if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
+        raise ArgumentError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
     if suffix not in SCALAR_TYPES:
-        raise ValueError(f"unknown dtype suffix {suffix!r}; expected one of {tuple(SCALAR_TYPES)}")
+        raise ArgumentError(f"unknown dtype suffix {suffix!r}; expected one of {tuple(SCALAR_TYPES)}")
     return f"{c_identifier(name)}_{kernel}_{suffix}"

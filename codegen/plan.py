@@ -22,9 +22,14 @@ from functools import lru_cache
 import sympy as sp
 
 from cartinv.codegen import dag, verify
+from cartinv.errors import CartinvError
 from cartinv.symbolic import stf
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.formulas import FormulaSyntaxError, parse_formula
+
+
+class EmitError(CartinvError, ValueError):
+    """A program or Basis a printer cannot render (non-polynomial terms, unknown names, bad coordinate order)."""
 
 
 @dataclass(frozen=True)

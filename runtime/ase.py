@@ -13,6 +13,8 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.neighborlist import neighbor_list
 
+from cartinv.errors import ArgumentError
+
 from .potential import CartinvPotential, pair_forces, pair_virial
 
 __all__ = ["CartinvCalculator"]
@@ -35,7 +37,7 @@ class CartinvCalculator(Calculator):
         if not isinstance(model, CartinvPotential):
             model = CartinvPotential.load(model, backend=backend)
         if cutoff is not None and abs(float(cutoff) - model.cutoff) > 1e-12 * max(1.0, model.cutoff):
-            raise ValueError(f"cutoff {cutoff} does not match the model cutoff {model.cutoff}; the model was "
+            raise ArgumentError(f"cutoff {cutoff} does not match the model cutoff {model.cutoff}; the model was "
                              f"trained with neighbours up to {model.cutoff}")
         self.model = model.to(device)
         self.model.eval()

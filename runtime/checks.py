@@ -13,12 +13,14 @@ import operator
 
 import torch
 
+from cartinv.errors import CartinvError
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int64, torch.int32)
 INT32_MAX = 2**31 - 1
 
 
-class InputError(ValueError):
+class InputError(CartinvError, ValueError):
     """Inputs a cartinv module cannot evaluate; the message says which argument and why."""
 
 

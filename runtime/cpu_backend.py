@@ -33,8 +33,10 @@ from typing import Optional
 import torch
 
 from cartinv.codegen.naming import c_identifier
+from cartinv.errors import ArgumentError, CartinvError
 
-from .kernel_cache import BinaryCache, cache_root, read_sealed
+from .generated_files import read_checked, read_manifest
+from .kernel_cache import BinaryCache, cache_root
 
 CACHE_FORMAT = 1  # bump when the build recipe changes meaning
 CXX_FLAGS = ("-O3", "-fno-dse", "-ffp-contract=fast", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread",
@@ -43,10 +45,11 @@ COMPILE_TIMEOUT_S = 900
 ERRORS = {-1: "a centre index is outside 0..n_atoms-1", -2: "bad sizes (negative counts or no groups)",
           -3: "a pair vector has zero length, or a squared length that is NaN, inf or overflows",
           -4: "a moment is NaN or inf (NaN or inf in w, or an overflow)"}
-VALUE_ERRORS = (-1, -3, -4)  # codes about the data (as opposed to the call)
+VALUE_ERRORS = (-1, -3, -4)
+SIZE_KEYS = ("CHANNELS", "N_HARMONICS", "N_COORDS", "N_INVARIANTS")  # reported by cartinv_fused_sizes  # codes about the data (as opposed to the call)
 
 
-class CpuBackendError(RuntimeError):
+class CpuBackendError(CartinvError, RuntimeError):
     """The fused CPU backend cannot be built or run here: the message says why."""
 
 
@@ -145,11 +148,11 @@ def build_library(folder, name: str, cache: BinaryCache | None = None, quiet: bo
     if not ok:
         raise CpuBackendError(why)
     cxx = compiler()
-    header = read_sealed(Path(folder), f"{name}.h")
+    header = read_checked(Path(folder), name, f"{name}.h")
     cpu, native_lanes = cpu_identity()
     lane_bytes = native_lanes if lane_bytes is None else lane_bytes
     if lane_bytes not in (16, 32, 64):
-        raise ValueError(f"lane_bytes must be 16, 32 or 64, got {lane_bytes!r}")
+        raise ArgumentError(f"lane_bytes must be 16, 32 or 64, got {lane_bytes!r}")
     flags = [*CXX_FLAGS, f"-DCARTINV_LANE_BYTES={lane_bytes}", f"-DCARTINV_BASIS_NS={c_identifier(name)}"]
     record = {"format": CACHE_FORMAT, "core": core_source(), "header": hashlib.sha256(header).hexdigest(),
               "compiler": compiler_version(cxx), "flags": flags, "cpu": cpu}
@@ -360,7 +363,13 @@ class FusedInvariants(torch.nn.Module):
     def __init__(self, folder, name: str, basis_hash: str, quiet: bool = False):
         super().__init__()
         self.folder, self.name, self.basis_hash = str(folder), name, basis_hash
-        self.channels = fused_ops(folder, name, basis_hash, quiet=quiet).library.channels  # built here, once
+        library = fused_ops(folder, name, basis_hash, quiet=quiet).library  # built here, once
+        record = read_manifest(folder, name)
+        found = (library.channels, library.n_harmonics, library.n_coords, library.n_invariants)
+        if record.basis_hash != basis_hash or found != tuple(record.size(k) for k in SIZE_KEYS):
+            raise CpuBackendError(f"the fused library of {name} has sizes {found}, its manifest records "
+                                  f"{tuple(record.size(k) for k in SIZE_KEYS)} for Basis {record.basis_hash[:12]}")
+        self.channels = library.channels
 
     @property
     def ops(self) -> FusedOps:

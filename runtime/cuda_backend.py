@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,11 @@ import numpy as np
 import torch
 
 from cartinv.codegen.naming import c_identifier, kernel_symbol
+from cartinv.errors import ArgumentError, CartinvError
 
 from . import kernel_cache
-from .kernel_cache import cache_root, read_sealed
+from .generated_files import Manifest, read_checked, read_manifest
+from .kernel_cache import cache_root
 
 SHARED_MEMORY_LIMIT = 48 * 1024  # bytes of dynamic shared memory a block may use without opting in
 DEFAULT_THREADS = 128
@@ -45,7 +46,7 @@ PAIR_LANES_MAX = 32  # lanes (threads) sharing one pair in the pair-gradient ker
 CACHE_FORMAT = 1  # bump when the cache layout or the compile options change meaning
 
 
-class CudaBackendError(RuntimeError):
+class CudaBackendError(CartinvError, RuntimeError):
     """The CUDA backend cannot run (no CuPy, no GPU, NVRTC failure, bad inputs): the message says which."""
 
 
@@ -96,30 +97,14 @@ def available() -> tuple[bool, str]:
 # Generated sources
 
 
-_SIZES = re.compile(r"^enum : int \{\n(.*?)^\};", re.MULTILINE | re.DOTALL)
-_CONSTANT = re.compile(r"^\s*(\w+) = (-?\d+),", re.MULTILINE)
-_REQUIRED_CONSTANTS = ("CHANNELS", "N_HARMONICS", "N_COORDS", "N_INVARIANTS", "HARMONICS_STRIDE")
-
-
-def read_constants(header_text: str) -> dict[str, int]:
-    """The integer constants of a generated header (its ``enum : int { NAME = value, ... };`` block of sizes)."""
-    block = _SIZES.search(header_text)
-    found = {m.group(1): int(m.group(2)) for m in _CONSTANT.finditer(block.group(1))} if block else {}
-    missing = [k for k in _REQUIRED_CONSTANTS if k not in found]
-    if missing:
-        raise CudaBackendError(f"generated header lacks the constants {missing}")
-    if found["N_COORDS"] != found["CHANNELS"] * found["N_HARMONICS"]:
-        raise CudaBackendError("generated header is inconsistent: N_COORDS != CHANNELS * N_HARMONICS")
-    return found
-
-
 @dataclass(frozen=True)
 class KernelSource:
-    """The generated C/CUDA targets of one Basis."""
+    """The generated C/CUDA targets of one Basis, checked against its manifest, and the manifest's sizes."""
 
     name: str
     header: str
     kernels: str
+    manifest: Manifest
 
     @classmethod
     def load(cls, generated_dir, name: str) -> "KernelSource":
@@ -128,12 +113,16 @@ class KernelSource:
         for path in paths.values():
             if not path.is_file():
                 raise CudaBackendError(f"missing generated file {path} (run `cartinv generate` for this Basis)")
-        header, kernels = (read_sealed(folder, paths[s].name).decode("utf-8") for s in (".h", ".cu"))
-        return cls(name, header, kernels)
+        record = read_manifest(folder, name)
+        if "HARMONICS_STRIDE" not in dict(record.sizes):
+            raise CudaBackendError(f"{folder}: the manifest records no C/CUDA targets (regenerate the folder)")
+        header, kernels = (read_checked(folder, name, paths[s].name).decode("utf-8") for s in (".h", ".cu"))
+        return cls(name, header, kernels, record)
 
     @property
     def constants(self) -> dict[str, int]:
-        return read_constants(self.header)
+        """The header's size constants, as the manifest records them."""
+        return dict(self.manifest.sizes)
 
     def symbol(self, kernel: str, dtype: torch.dtype) -> str:
         return kernel_symbol(self.name, kernel, _suffix(dtype))
@@ -197,21 +186,21 @@ class PairLayout:
 def build_csr(centers: torch.Tensor, n_atoms: int) -> PairLayout:
     """Stable sort of pairs by centre and CSR offsets (int64, on the centres' device)."""
     if centers.dim() != 1:
-        raise ValueError(f"centers must be one-dimensional, got shape {tuple(centers.shape)}")
+        raise ArgumentError(f"centers must be one-dimensional, got shape {tuple(centers.shape)}")
     if centers.dtype.is_floating_point or centers.dtype == torch.bool or centers.is_complex():
-        raise ValueError(f"centers must hold integer atom indices, got {centers.dtype}")
+        raise ArgumentError(f"centers must hold integer atom indices, got {centers.dtype}")
     n_atoms = int(n_atoms)
     if n_atoms < 0:
-        raise ValueError(f"n_atoms must be non-negative, got {n_atoms}")
+        raise ArgumentError(f"n_atoms must be non-negative, got {n_atoms}")
     centers = centers.to(torch.int64).contiguous()
     if centers.numel() and n_atoms == 0:
-        raise ValueError("pairs given but n_atoms is 0")
+        raise ArgumentError("pairs given but n_atoms is 0")
     try:
         counts = torch.bincount(centers, minlength=n_atoms)
     except RuntimeError as exc:
-        raise ValueError(f"centers must be non-negative atom indices ({exc})") from None
+        raise ArgumentError(f"centers must be non-negative atom indices ({exc})") from None
     if counts.numel() != n_atoms:
-        raise ValueError(f"a centre index is >= n_atoms = {n_atoms}")
+        raise ArgumentError(f"a centre index is >= n_atoms = {n_atoms}")
     offsets = torch.zeros(n_atoms + 1, dtype=torch.int64, device=centers.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     order = torch.argsort(centers, stable=True)
@@ -477,7 +466,8 @@ def load_torch_reference(generated_dir, name: str) -> Callable:
         raise CudaBackendError(f"missing generated torch module {path}, needed for second derivatives")
     module = types.ModuleType(f"cartinv_generated_{c_identifier(name)}_torch")
     module.__file__ = str(path)
-    exec(compile(read_sealed(path.parent, path.name), str(path), "exec"), module.__dict__)  # checked bytes only
+    # only bytes whose sha256 the manifest (and, in the cache, the folder's seal) records
+    exec(compile(read_checked(path.parent, name, path.name), str(path), "exec"), module.__dict__)
     return _reference_from_module(module, path)
 
 
@@ -530,13 +520,13 @@ class CudaInvariants(torch.nn.Module):
     def _weights(self, w: torch.Tensor, n_pairs: int) -> torch.Tensor:
         if w.dim() == 2:
             if self.channels != 1:
-                raise ValueError(
+                raise ArgumentError(
                     f"weights of shape {tuple(w.shape)}: a Basis with {self.channels} channels takes [P, G, "
                     f"{self.channels}] weights"
                 )
             w = w.unsqueeze(-1)
         if w.dim() != 3 or w.shape[0] != n_pairs or w.shape[2] != self.channels:
-            raise ValueError(
+            raise ArgumentError(
                 f"weights must be [P, C] (one-channel Basis) or [P, G, {self.channels}] with P = {n_pairs}, "
                 f"got {tuple(w.shape)}"
             )
@@ -544,11 +534,11 @@ class CudaInvariants(torch.nn.Module):
 
     def forward(self, r: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, n_atoms: int) -> torch.Tensor:
         if r.dim() != 2 or r.shape[1] != 3:
-            raise ValueError(f"r must be [P, 3], got {tuple(r.shape)}")
+            raise ArgumentError(f"r must be [P, 3], got {tuple(r.shape)}")
         if centers.shape != (r.shape[0],):
-            raise ValueError(f"centers must be [P] = [{r.shape[0]}], got {tuple(centers.shape)}")
+            raise ArgumentError(f"centers must be [P] = [{r.shape[0]}], got {tuple(centers.shape)}")
         if r.dtype != w.dtype:
-            raise ValueError(f"r and w must share a dtype, got {r.dtype} and {w.dtype}")
+            raise ArgumentError(f"r and w must share a dtype, got {r.dtype} and {w.dtype}")
         _suffix(r.dtype)
         runner = self.runner
         for t in (r, centers, w):

@@ -12,23 +12,25 @@ import shutil
 from pathlib import Path
 
 from cartinv import __version__
-
+from cartinv.codegen.manifest import file_name as manifest_file
 from cartinv.codegen.naming import c_identifier
+from cartinv.errors import ArgumentError
 
+from .generated_files import read_checked, read_manifest
 from .load import generated_dir, resolve_basis
 
 CORE_FILES = {"c": ("fused_cpu.cpp",)}  # basis-independent sources from runtime/csrc, copied beside the generated ones
-TARGET_FILES = {
-    "torch": ("{name}_torch.py", "{name}.json"),
-    "c": ("{name}.h", "{name}.json"),
-    "cuda": ("{name}.cu", "{name}.h", "{name}.json"),
+TARGET_FILES = {  # each target also carries the manifest (sizes, symbols, sha256 of the files)
+    "torch": ("{name}_torch.py", "{name}.json", manifest_file("{name}")),
+    "c": ("{name}.h", "{name}.json", manifest_file("{name}")),
+    "cuda": ("{name}.cu", "{name}.h", "{name}.json", manifest_file("{name}")),
 }
 
 
 def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
     """Write the target's files and EMBEDDING.md into outdir; return the written paths."""
     if target not in TARGET_FILES:
-        raise ValueError(f"unknown target {target!r}: choose one of {', '.join(TARGET_FILES)}")
+        raise ArgumentError(f"unknown target {target!r}: choose one of {', '.join(TARGET_FILES)}")
     basis = resolve_basis(basis_or_name)
     folder, name = generated_dir(basis)
     outdir = Path(outdir)
@@ -37,9 +39,13 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
     for pattern in TARGET_FILES[target]:
         src = folder / pattern.format(name=name)
         if not src.is_file():
-            raise ValueError(f"basis {name!r} has no generated file {src.name} (regenerate with `cartinv generate`)")
+            raise ArgumentError(f"basis {name!r} has no generated file {src.name} (regenerate with `cartinv generate`)")
         dst = outdir / src.name
-        shutil.copyfile(src, dst)
+        if src.name == manifest_file(name):
+            read_manifest(folder, name)  # parses and validates
+            shutil.copyfile(src, dst)
+        else:
+            dst.write_bytes(read_checked(folder, name, src.name))  # what is exported is what was generated
         written.append(dst)
     from importlib import resources
 

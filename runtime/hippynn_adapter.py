@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from cartinv.errors import ArgumentError
+
 from .nn import resolve_basis
 
 __all__ = ["DEFAULT_BASIS", "hippynn_available", "use_cartinv_invariants", "cartinv_hop_layer",
@@ -88,12 +90,12 @@ def _convert_layer(layer, basis, backend):
     import cartinv
 
     if layer.invars.l_max < 1:
-        raise ValueError("the cartinv adapter needs l_max >= 1 (pair directions come from the l = 1 harmonics)")
+        raise ArgumentError("the cartinv adapter needs l_max >= 1 (pair directions come from the l = 1 harmonics)")
     module = cartinv.load(basis, backend=backend)
     n_inv = layer.n_invariants
     probe = len(resolve_basis(basis).invariants)
     if probe != n_inv:
-        raise ValueError(f"basis {basis if isinstance(basis, str) else basis.name!r} has {probe} invariants but the "
+        raise ArgumentError(f"basis {basis if isinstance(basis, str) else basis.name!r} has {probe} invariants but the "
                          f"hippynn layer (l_max={layer.invars.l_max}, n_max={layer.invars.n_max}) mixes {n_inv}")
     dtype = layer.int_weights.dtype
     device = layer.int_weights.device
@@ -108,7 +110,7 @@ def cartinv_hop_layer(layer, basis=DEFAULT_BASIS, backend: str = "auto"):
     if not isinstance(layer, _HOPInteractionLayer):
         raise TypeError(f"expected a hippynn HOPInteractionLayer, got {type(layer).__name__}")
     if isinstance(layer, CartinvHOPInteractionLayer):
-        raise ValueError("this layer already uses cartinv invariants")
+        raise ArgumentError("this layer already uses cartinv invariants")
     return _convert_layer(copy.deepcopy(layer), basis, backend)
 
 
@@ -122,7 +124,7 @@ def use_cartinv_invariants(model: torch.nn.Module, basis=DEFAULT_BASIS, backend:
     layers = [m for m in model.modules()
               if isinstance(m, _HOPInteractionLayer) and not isinstance(m, CartinvHOPInteractionLayer)]
     if not layers:
-        raise ValueError(f"{type(model).__name__} holds no hippynn HOPInteractionLayer to convert")
+        raise ArgumentError(f"{type(model).__name__} holds no hippynn HOPInteractionLayer to convert")
     for layer in layers:
         _convert_layer(layer, basis, backend)
     return len(layers)

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from cartinv.errors import CartinvError
+
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = "cartinv-kernel-cache"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -29,7 +31,7 @@ class CacheWarning(UserWarning):
     """A cache folder failed its integrity check (and was regenerated), or the cache root is not writable."""
 
 
-class CacheError(RuntimeError):
+class CacheError(CartinvError, RuntimeError):
     """The cache could not produce a sound folder even after regenerating it."""
 
 

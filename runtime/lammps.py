@@ -65,6 +65,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cartinv.errors import ArgumentError, FileFormatError
+
 from . import saved
 
 __all__ = ["CartinvMLIAP", "export_lammps", "load_lammps", "check_elements", "pair_commands", "lammps_support",
@@ -95,7 +97,7 @@ def _model_from_bytes(data: bytes, source: str):
         try:
             return CartinvPotential.load(tmp)
         except ValueError as exc:
-            raise ValueError(f"{source}: the stored model does not load: {str(exc).replace(tmp, 'model')}") from None
+            raise FileFormatError(f"{source}: the stored model does not load: {str(exc).replace(tmp, 'model')}") from None
     finally:
         os.unlink(tmp)
 
@@ -141,7 +143,7 @@ class CartinvMLIAP:
         dtype = model.dtype if dtype is None else saved.DTYPES[saved.dtype_name(dtype)]
         neighbor_cutoff = _n_layers(model) * model.cutoff if neighbor_cutoff is None else float(neighbor_cutoff)
         if not (math.isfinite(neighbor_cutoff) and neighbor_cutoff > 0):
-            raise ValueError(f"neighbor_cutoff must be a positive finite distance in Å, got {neighbor_cutoff}")
+            raise ArgumentError(f"neighbor_cutoff must be a positive finite distance in Å, got {neighbor_cutoff}")
         self._setup(_with_dtype(model, dtype).eval(), neighbor_cutoff, source="CartinvMLIAP")
 
     # ------------------------------------------------------------------ set-up and validation
@@ -151,7 +153,7 @@ class CartinvMLIAP:
         if not neighbor_cutoff >= reach - 1e-12 * reach:
             what = (f"the model cutoff {model.cutoff} Å" if n_layers == 1 else
                     f"the reach of the model, {n_layers} layers x {model.cutoff} Å = {reach} Å,")
-            raise ValueError(
+            raise ArgumentError(
                 f"{source}: {what} is larger than the LAMMPS neighbour cutoff {neighbor_cutoff} Å (2 * rcutfac); "
                 + ("pairs between the two would be silently missing" if n_layers == 1 else
                    "LAMMPS would keep too thin a shell of ghost atoms and the energies would be silently wrong")
@@ -178,17 +180,17 @@ class CartinvMLIAP:
                     pair_j: np.ndarray) -> None:
         """Checks that need LAMMPS's data: run on every call (they are O(atoms + pairs) integer scans)."""
         if self.n_layers > 1 and data.ntotal > data.nlocal and data.natomneigh <= data.nlistatoms:
-            raise ValueError(
+            raise ArgumentError(
                 f"cartinv: this model has {self.n_layers} interaction layers and needs the neighbours of ghost "
                 f"atoms: use 'pair_style mliap unified FILE 1' (ghostneigh = 1)")
         if elems.size and int(elems.min()) < 0:
             used = np.concatenate([iatoms, pair_i, pair_j])
             if used.size and int(elems[used].min()) < 0:
-                raise ValueError(
+                raise ArgumentError(
                     "cartinv: atoms of a LAMMPS type mapped to NULL in pair_coeff are in this pair style's "
                     "neighbour list; NULL types are only supported under pair_style hybrid, which excludes them")
         if elems.size and int(elems.max()) >= len(self.element_types):
-            raise ValueError(f"cartinv: element index {int(elems.max())} outside the model's elements "
+            raise ArgumentError(f"cartinv: element index {int(elems.max())} outside the model's elements "
                              f"{self.element_types}")
 
     # ------------------------------------------------------------------ evaluation
@@ -271,12 +273,12 @@ class CartinvMLIAP:
                            "exported", "export the model again with this version (cartinv lammps-export)")
         keys = {"format", "format_version", "cartinv_version", "elements", "cutoff", "neighbor_cutoff", "dtype", "model"}
         if set(state) != keys:
-            raise ValueError(f"{source}: fields {sorted(set(state) ^ keys, key=str)[:3]} differ from cartinv's")
+            raise FileFormatError(f"{source}: fields {sorted(set(state) ^ keys, key=str)[:3]} differ from cartinv's")
         cutoff = state["neighbor_cutoff"]
         if type(cutoff) is not float or not (math.isfinite(cutoff) and cutoff > 0):
-            raise ValueError(f"{source}: neighbor_cutoff must be a positive finite number")
+            raise FileFormatError(f"{source}: neighbor_cutoff must be a positive finite number")
         if state["dtype"] not in saved.DTYPES or type(state["model"]) is not bytes:
-            raise ValueError(f"{source}: dtype or model field is malformed")
+            raise FileFormatError(f"{source}: dtype or model field is malformed")
         model = _model_from_bytes(state["model"], source)
         model = _with_dtype(model, saved.DTYPES[state["dtype"]]).eval()
         self._setup(model, cutoff, source)
@@ -300,7 +302,7 @@ def export_lammps(model_path, output_path, dtype=None, neighbor_cutoff: float | 
 
     output_path = Path(output_path)
     if output_path.suffix in (".pt", ".pth"):
-        raise ValueError(f"{output_path}: LAMMPS would open a {output_path.suffix} file with torch.load, which "
+        raise ArgumentError(f"{output_path}: LAMMPS would open a {output_path.suffix} file with torch.load, which "
                          f"refuses pickled Python objects; use a .pkl name, e.g. {output_path.with_suffix('.pkl')}")
     model = model_path if isinstance(model_path, CartinvPotential) else CartinvPotential.load(model_path)
     wrapper = CartinvMLIAP(model, dtype=dtype, neighbor_cutoff=neighbor_cutoff)
@@ -330,14 +332,14 @@ def load_lammps(path) -> CartinvMLIAP:
         with open(path, "rb") as fh:
             obj = _OnlyCartinvMLIAP(fh).load()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from None
     except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError, ValueError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith("cartinv LAMMPS model"):
-            raise ValueError(f"{path}: {exc}") from None
-        raise ValueError(f"{path}: not a cartinv LAMMPS model ({type(exc).__name__}: "
+            raise FileFormatError(f"{path}: {exc}") from None
+        raise FileFormatError(f"{path}: not a cartinv LAMMPS model ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'malformed'})") from None
     if not isinstance(obj, CartinvMLIAP):
-        raise ValueError(f"{path}: not a cartinv LAMMPS model (got {type(obj).__name__})")
+        raise FileFormatError(f"{path}: not a cartinv LAMMPS model (got {type(obj).__name__})")
     return obj
 
 
@@ -346,9 +348,9 @@ def check_elements(model_elements, type_elements) -> None:
     known = set(model_elements)
     bad = [f"type {t} -> {e!r}" for t, e in enumerate(type_elements, start=1) if e != "NULL" and e not in known]
     if bad:
-        raise ValueError(f"elements not in the model: {', '.join(bad)}; the model knows {list(model_elements)}")
+        raise ArgumentError(f"elements not in the model: {', '.join(bad)}; the model knows {list(model_elements)}")
     if all(e == "NULL" for e in type_elements):
-        raise ValueError("every LAMMPS type is mapped to NULL: nothing for the model to evaluate")
+        raise ArgumentError("every LAMMPS type is mapped to NULL: nothing for the model to evaluate")
 
 
 def pair_commands(model_file, type_elements, wrapper: CartinvMLIAP | None = None) -> list[str]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 
 from cartinv import __version__
+from cartinv.codegen.manifest import file_name as manifest_file
+from cartinv.errors import ArgumentError
 from cartinv.symbolic import basisfile
 from cartinv.symbolic.basisfile import Basis
 
@@ -82,7 +84,7 @@ def resolve_basis(basis_or_name) -> Basis:
     path = Path(basis_or_name).expanduser()
     if path.is_file():
         return basisfile.load(path)
-    raise ValueError(
+    raise ArgumentError(
         f"{basis_or_name!r} is neither a checked-in basis ({', '.join(checked_in_names()) or 'none'}) nor a "
         f"Basis file; derive one with `cartinv basis ... -o FILE.json`"
     )
@@ -104,7 +106,7 @@ def generated_dir(basis: Basis) -> tuple[Path, str]:
     if checked is not None:
         return checked, basis.name
     name = basis.name
-    required = (f"{name}_torch.py", f"{name}.json")
+    required = (f"{name}_torch.py", f"{name}.json", manifest_file(name))  # older folders lack the manifest
 
     def build(staging: Path) -> None:
         from cartinv.codegen.generate import generate  # needs SymPy; only when generating
@@ -132,7 +134,7 @@ def import_torch_module(folder: Path, name: str, basis_hash: str | None = None):
         module = importlib.import_module(f"cartinv.generated.{name}.{name}_torch")
     else:
         if basis_hash is None:
-            raise ValueError("importing a cached kernel module needs the Basis hash its manifest is checked against")
+            raise ArgumentError("importing a cached kernel module needs the Basis hash its manifest is checked against")
         source = kernel_cache.verified_source(path.parent, path.name, basis_hash, name)
         mod_name = f"cartinv_generated_{name}_{basis_hash[:16]}"
         module = types.ModuleType(mod_name)
@@ -169,7 +171,7 @@ class CartinvModule(torch.nn.Module):
     def __init__(self, torch_module, folder: Path, name: str, backend: str = "auto", check_values: bool = True):
         super().__init__()
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.folder = Path(folder)
         self.name = name
         self.backend = backend
@@ -279,7 +281,7 @@ def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> Car
     or "cuda".
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
     basis = resolve_basis(basis_or_name)
     folder, name = generated_dir(basis)
     module = import_torch_module(folder, name, basis.content_hash())

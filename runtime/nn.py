@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+from cartinv.errors import ArgumentError
 
 __all__ = ["RadialBasis", "InvariantNorm", "TensorInvariantLayer", "resolve_basis", "invariant_degrees"]
 
@@ -58,11 +59,11 @@ class RadialBasis(torch.nn.Module):
         super().__init__()
         dtype = dtype or torch.get_default_dtype()
         if kind not in RADIAL_KINDS:
-            raise ValueError(f"radial kind must be one of {RADIAL_KINDS}, got {kind!r}")
+            raise ArgumentError(f"radial kind must be one of {RADIAL_KINDS}, got {kind!r}")
         if not (isinstance(n_radial, int) and n_radial >= 1):
-            raise ValueError(f"n_radial must be a positive integer, got {n_radial!r}")
+            raise ArgumentError(f"n_radial must be a positive integer, got {n_radial!r}")
         if not cutoff > 0:
-            raise ValueError(f"cutoff must be positive, got {cutoff!r}")
+            raise ArgumentError(f"cutoff must be positive, got {cutoff!r}")
         self.kind = kind
         self.n_radial = n_radial
         self.cutoff = float(cutoff)
@@ -71,7 +72,7 @@ class RadialBasis(torch.nn.Module):
             self._register("freq", freq, trainable)
         else:
             if not 0 <= r_min < cutoff:
-                raise ValueError(f"r_min must lie in [0, cutoff), got {r_min!r}")
+                raise ArgumentError(f"r_min must lie in [0, cutoff), got {r_min!r}")
             mu = torch.linspace(r_min, self.cutoff, n_radial, dtype=dtype)
             width = (self.cutoff - r_min) / max(n_radial - 1, 1)
             self._register("mu", mu, trainable)
@@ -116,14 +117,14 @@ class InvariantNorm(torch.nn.Module):
         super().__init__()
         dtype = dtype or torch.get_default_dtype()
         if mode not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
+            raise ArgumentError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
         if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+            raise ArgumentError(f"eps must be positive, got {eps!r}")
         self.mode = mode
         self.eps = float(eps)
         degrees = [int(d) for d in degrees]
         if any(d < 1 for d in degrees):
-            raise ValueError(f"invariant degrees must be >= 1, got {degrees}")
+            raise ArgumentError(f"invariant degrees must be >= 1, got {degrees}")
         self.n_invariants = len(degrees)
         self.channels = channels
         self.register_buffer("exponent", torch.tensor([1.0 / d - 1.0 for d in degrees], dtype=dtype))
@@ -177,12 +178,12 @@ class TensorInvariantLayer(torch.nn.Module):
         self.basis = resolve_basis(basis)
         for name, v in (("n_in", n_in), ("n_out", n_out)):
             if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+                raise ArgumentError(f"{name} must be a positive integer, got {v!r}")
         self.n_in = n_in
         self.n_out = n_out
         self.channels = n_out if channels is None else int(channels)
         if self.channels < 1:
-            raise ValueError(f"channels must be positive, got {channels!r}")
+            raise ArgumentError(f"channels must be positive, got {channels!r}")
         # a basis with B > 1 channels couples B moment channels inside each group: B weights per group
         self.basis_channels = int(self.basis.channels)
         self.cutoff = float(cutoff)

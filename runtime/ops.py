@@ -18,6 +18,8 @@ import threading
 
 import torch
 
+from cartinv.errors import ArgumentError
+
 from .load import generated_dir, import_torch_module, resolve_basis
 
 _LOCK = threading.Lock()
@@ -184,7 +186,7 @@ def basis_ops(basis_or_name) -> BasisOps:
             module = import_torch_module(folder, name, basis.content_hash())
             _REGISTERED[name] = BasisOps(name, module)
         elif _REGISTERED[name].basis_hash != basis.content_hash():
-            raise ValueError(f"custom ops named {name!r} are registered for another Basis (hash "
+            raise ArgumentError(f"custom ops named {name!r} are registered for another Basis (hash "
                              f"{_REGISTERED[name].basis_hash[:12]}); give this Basis another name")
         return _REGISTERED[name]
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from cartinv.errors import ArgumentError, FileFormatError
+
 from . import saved
 from .nn import TensorInvariantLayer, resolve_basis
 
@@ -78,15 +80,15 @@ class CartinvPotential(torch.nn.Module):
         super().__init__()
         elements = list(elements)
         if not elements or not all(isinstance(e, str) and e for e in elements):
-            raise ValueError(f"elements must be a non-empty list of chemical symbols, got {elements!r}")
+            raise ArgumentError(f"elements must be a non-empty list of chemical symbols, got {elements!r}")
         if len(set(elements)) != len(elements):
-            raise ValueError(f"elements repeat: {elements}")
+            raise ArgumentError(f"elements repeat: {elements}")
         if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
-            raise ValueError(f"cutoff must be a positive number, got {cutoff!r}")
+            raise ArgumentError(f"cutoff must be a positive number, got {cutoff!r}")
         if not (isinstance(n_layers, int) and n_layers >= 1):
-            raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+            raise ArgumentError(f"n_layers must be a positive integer, got {n_layers!r}")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+            raise ArgumentError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         saved.dtype_name(dtype)  # validates
         basis = resolve_basis(basis)
         self.elements = elements
@@ -142,9 +144,9 @@ class CartinvPotential(torch.nn.Module):
         """Per-element reference energies ``e0`` (one per element) and the scale of the MLP output."""
         e0 = torch.as_tensor(e0, dtype=self.dtype)
         if e0.shape != (len(self.elements),):
-            raise ValueError(f"e0 needs one value per element ({len(self.elements)}), got shape {tuple(e0.shape)}")
+            raise ArgumentError(f"e0 needs one value per element ({len(self.elements)}), got shape {tuple(e0.shape)}")
         if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale!r}")
+            raise ArgumentError(f"scale must be positive, got {scale!r}")
         with torch.no_grad():
             self.e0.copy_(e0)
             self.energy_scale.fill_(float(scale))
@@ -154,28 +156,28 @@ class CartinvPotential(torch.nn.Module):
         lookup = {e: k for k, e in enumerate(self.elements)}
         unknown = sorted({s for s in symbols if s not in lookup})
         if unknown:
-            raise ValueError(f"species {unknown} are not in this model (it knows {self.elements})")
+            raise ArgumentError(f"species {unknown} are not in this model (it knows {self.elements})")
         return torch.tensor([lookup[s] for s in symbols], dtype=torch.int64)
 
     def _check(self, species, pair_i, pair_j, rij) -> None:
         n = species.shape[0] if species.ndim == 1 else -1
         if species.ndim != 1 or species.dtype != torch.int64:
-            raise ValueError(f"species must be a 1-d int64 tensor, got {species.dtype} of shape {tuple(species.shape)}")
+            raise ArgumentError(f"species must be a 1-d int64 tensor, got {species.dtype} of shape {tuple(species.shape)}")
         if n and (int(species.min()) < 0 or int(species.max()) >= len(self.elements)):
             bad = sorted({int(s) for s in species if not 0 <= int(s) < len(self.elements)})
-            raise ValueError(f"species indices {bad} are outside this model's elements {self.elements} "
+            raise ArgumentError(f"species indices {bad} are outside this model's elements {self.elements} "
                              f"(valid: 0..{len(self.elements) - 1})")
         if rij.ndim != 2 or rij.shape[1] != 3 or not rij.is_floating_point():
-            raise ValueError(f"rij must be a float tensor of shape [P, 3], got {rij.dtype} {tuple(rij.shape)}")
+            raise ArgumentError(f"rij must be a float tensor of shape [P, 3], got {rij.dtype} {tuple(rij.shape)}")
         p = rij.shape[0]
         for name, idx in (("pair_i", pair_i), ("pair_j", pair_j)):
             if idx.ndim != 1 or idx.dtype != torch.int64 or idx.shape[0] != p:
-                raise ValueError(f"{name} must be a 1-d int64 tensor with one entry per pair ({p}), got "
+                raise ArgumentError(f"{name} must be a 1-d int64 tensor with one entry per pair ({p}), got "
                                  f"{idx.dtype} of shape {tuple(idx.shape)}")
             if p and (int(idx.min()) < 0 or int(idx.max()) >= n):
-                raise ValueError(f"{name} holds atom indices outside 0..{n - 1}")
+                raise ArgumentError(f"{name} holds atom indices outside 0..{n - 1}")
         if p and bool((rij.detach().abs().sum(dim=1) == 0).any()):
-            raise ValueError("a pair has rij = 0 (an atom paired with itself or two atoms on the same site)")
+            raise ArgumentError("a pair has rij = 0 (an atom paired with itself or two atoms on the same site)")
 
     def forward(self, species: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
                 rij: torch.Tensor) -> torch.Tensor:
@@ -218,20 +220,20 @@ class CartinvPotential(torch.nn.Module):
         except FileNotFoundError:
             raise
         except Exception as exc:  # torch raises various types for non-torch files
-            raise ValueError(f"{path}: not a saved CartinvPotential ({type(exc).__name__}: {exc})") from None
+            raise FileFormatError(f"{path}: not a saved CartinvPotential ({type(exc).__name__}: {exc})") from None
         saved.check_header(payload, str(path), FORMAT, FORMAT_VERSION, "not a saved CartinvPotential", "saved",
                            "retrain or load it with the matching cartinv version")
         _check_payload(payload, str(path))
         try:
             basis = loads(payload["basis_json"], source=f"{path} (basis)")
         except BasisFileError as exc:
-            raise ValueError(str(exc)) from None
+            raise FileFormatError(str(exc)) from None
         if basis.content_hash() != payload["basis_hash"]:
-            raise ValueError(f"{path}: the stored basis does not match its recorded hash (file altered?)")
+            raise FileFormatError(f"{path}: the stored basis does not match its recorded hash (file altered?)")
         current = _checked_in(payload["basis_name"])
         if current is not None and current.content_hash() != payload["basis_hash"]:
             if current.columns_hash() != basis.columns_hash():
-                raise ValueError(
+                raise FileFormatError(
                     f"{path}: basis {payload['basis_name']!r} in the file has other invariant columns than the "
                     f"one in this cartinv (column hash {basis.columns_hash()[:12]} against "
                     f"{current.columns_hash()[:12]}), so the weights do not apply")
@@ -242,12 +244,12 @@ class CartinvPotential(torch.nn.Module):
         try:
             missing, unexpected = model.load_state_dict(payload["weights"], strict=False)
         except RuntimeError as exc:
-            raise ValueError(f"{path}: weights do not fit the stored config "
+            raise FileFormatError(f"{path}: weights do not fit the stored config "
                              f"({' '.join(str(exc).split())[:200]})") from None
         prefixes = tuple(model._invariant_prefixes())
         missing = [k for k in missing if not k.startswith(prefixes)]
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit the stored config (missing {missing}, "
+            raise FileFormatError(f"{path}: weights do not fit the stored config (missing {missing}, "
                              f"unexpected {unexpected})")
         return model
 
@@ -275,28 +277,28 @@ def _check_payload(payload: dict, source: str) -> None:
                 "weights"}
     extra, missing = sorted(set(payload) - expected, key=str), sorted(expected - set(payload))
     if missing or extra:
-        raise ValueError(f"{source}: saved potential {'lacks ' + repr(missing[0]) if missing else 'has an unknown key'}"
+        raise FileFormatError(f"{source}: saved potential {'lacks ' + repr(missing[0]) if missing else 'has an unknown key'}"
                          f"{'' if missing else ' ' + ascii(extra[0])[:40]}")
     if not (type(payload["basis_name"]) is str and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", payload["basis_name"])):
-        raise ValueError(f"{source}: basis_name: not an identifier")
+        raise FileFormatError(f"{source}: basis_name: not an identifier")
     if not (type(payload["basis_hash"]) is str and re.fullmatch(r"[0-9a-f]{64}", payload["basis_hash"])):
-        raise ValueError(f"{source}: basis_hash: not a sha256 hex digest")
+        raise FileFormatError(f"{source}: basis_hash: not a sha256 hex digest")
     if type(payload["basis_json"]) is not str:
-        raise ValueError(f"{source}: basis_json: must be a string")
+        raise FileFormatError(f"{source}: basis_json: must be a string")
     cfg = payload["config"]
     if type(cfg) is not dict or set(cfg) != set(_CONFIG_CHECKS):
         keys = sorted(set(cfg) ^ set(_CONFIG_CHECKS), key=str) if type(cfg) is dict else []
-        raise ValueError(f"{source}: config: " + (f"unexpected or missing key {ascii(keys[0])[:40]}" if keys
+        raise FileFormatError(f"{source}: config: " + (f"unexpected or missing key {ascii(keys[0])[:40]}" if keys
                                                   else "must be an object"))
     for key, ok in _CONFIG_CHECKS.items():
         if not ok(cfg[key]):
-            raise ValueError(f"{source}: config.{key}: invalid value {ascii(cfg[key])[:40]}")
+            raise FileFormatError(f"{source}: config.{key}: invalid value {ascii(cfg[key])[:40]}")
     weights = payload["weights"]
     if type(weights) is not dict or not all(type(k) is str and isinstance(v, torch.Tensor) for k, v in weights.items()):
-        raise ValueError(f"{source}: weights: must map parameter names to tensors")
+        raise FileFormatError(f"{source}: weights: must map parameter names to tensors")
     for k, v in weights.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{source}: weights.{k}: holds NaN or infinity")
+            raise FileFormatError(f"{source}: weights.{k}: holds NaN or infinity")
 
 
 def _checked_in(name: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import torch
+from cartinv.errors import ArgumentError, FileFormatError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -21,7 +22,7 @@ def dtype_name(dtype) -> str:
     for name, d in DTYPES.items():
         if d == dtype:
             return name
-    raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    raise ArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
 
 
 def cartinv_version() -> str:
@@ -49,11 +50,11 @@ def check_header(payload, source: str, fmt: str, version: int, foreign: str, wri
     "exported"); remedy: what the user should do when the cartinv versions differ.
     """
     if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise ValueError(f"{source}: {foreign}")
+        raise FileFormatError(f"{source}: {foreign}")
     if type(payload.get("format_version")) is not int or payload["format_version"] != version:
-        raise ValueError(f"{source}: file format version {ascii(payload.get('format_version'))[:40]} is not "
+        raise FileFormatError(f"{source}: file format version {ascii(payload.get('format_version'))[:40]} is not "
                          f"supported (this cartinv reads version {version})")
     current = cartinv_version()
     if payload.get("cartinv_version") != current:
-        raise ValueError(f"{source}: {written} with cartinv {_shown(payload.get('cartinv_version'))}, this is "
+        raise FileFormatError(f"{source}: {written} with cartinv {_shown(payload.get('cartinv_version'))}, this is "
                          f"cartinv {current}; {remedy}")

@@ -62,6 +62,8 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
+from cartinv.errors import ArgumentError
+
 from . import bounds as B
 from . import cg
 from .basisfile import SCHEMA_VERSION, Basis
@@ -790,7 +792,7 @@ def _relation_text(lhs: str, terms: list) -> str:
 def format_counts(basis: Basis) -> str:
     """Text table (ending in a newline) of full / linear / functional counts per ν, the bound and the rank."""
     if basis.kind != "ace":
-        raise ValueError(f"format_counts needs an ACE Basis, got kind {basis.kind!r}")
+        raise ArgumentError(f"format_counts needs an ACE Basis, got kind {basis.kind!r}")
     req, st = basis.data["request"], basis.data["stats"]
     head = (f"ACE basis {basis.name}: nu <= {req['nu']}, n <= {req['nmax']}, l <= {req['lmax']}, "
             f"{req['species']} species ({len(basis.coordinates)} block coordinates)")
@@ -808,7 +810,7 @@ def format_counts(basis: Basis) -> str:
 def functions_of(basis: Basis, which: str = "invariants") -> list[AceFunction]:
     """AceFunction of every invariant (or dropped entry) of an ACE Basis, in file order."""
     if basis.kind != "ace":
-        raise ValueError(f"functions_of needs an ACE Basis, got kind {basis.kind!r}")
+        raise ArgumentError(f"functions_of needs an ACE Basis, got kind {basis.kind!r}")
     return [AceFunction.from_json(e) for e in basis.data[which]]
 
 

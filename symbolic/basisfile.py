@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cartinv.errors import CartinvError
+
 from .schema import KINDS, REASONS, SCHEMA_VERSION, SchemaError  # noqa: F401 (re-exported)
 from . import schema
 
@@ -40,7 +42,7 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_JSON_DEPTH = 12
 
 
-class BasisFileError(ValueError):
+class BasisFileError(CartinvError, ValueError):
     """A Basis file that is malformed, tampered with, or from an unsupported schema version."""
 
 

@@ -15,6 +15,8 @@ import sympy as sp
 from sympy.polys.rings import ring
 from sympy.polys.domains import QQ
 
+from cartinv.errors import CartinvError
+
 from . import stf
 from .contract import execute
 from .graphs import ContractionGraph
@@ -89,7 +91,7 @@ def formula_text(expr: sp.Expr) -> str:
     return sp.sstr(expr, order="lex")
 
 
-class FormulaSyntaxError(ValueError):
+class FormulaSyntaxError(CartinvError, ValueError):
     """A formula text that is not a polynomial in the named coordinates with sqrt-of-rational coefficients."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cartinv.errors import CartinvError
+
 from . import molien
 from .graphs import ContractionGraph, Label, graphs_for_labels, label_multisets, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
@@ -25,7 +27,7 @@ from .span import EXHAUSTIVE_MAX_DEGREE, MAX_SAMPLES, SAMPLES, SEED, SpanCheck, 
 MAX_PRODUCTS = 20_000  # products of lower generators in one multidegree (refused above, with the count)
 
 
-class GeneratorError(ValueError):
+class GeneratorError(CartinvError, ValueError):
     """A generator search that would be too large; the message says how large."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from functools import lru_cache
+from cartinv.errors import ArgumentError
 
 GROUPS = ("o3", "so3")
 
@@ -51,7 +52,7 @@ def _convolve(a: dict[int, int], b: tuple[tuple[int, int], ...]) -> dict[int, in
 def invariant_dimension(orders_of_blocks: tuple[int, ...], multidegree: tuple[int, ...], group: str = "o3") -> int:
     """Dimension of the invariants of the given multidegree (n_b factors of block b, of order l_b)."""
     if group not in GROUPS:
-        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+        raise ArgumentError(f"group must be one of {GROUPS}, got {group!r}")
     if group == "o3" and sum(n * l for n, l in zip(multidegree, orders_of_blocks)) % 2:
         return 0
     weights: dict[int, int] = {0: 1}

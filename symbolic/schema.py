@@ -13,6 +13,8 @@ import keyword
 import re
 import string
 
+from cartinv.errors import CartinvError
+
 from .naming import block_name, coordinate_table
 
 SCHEMA_VERSION = 1
@@ -61,7 +63,7 @@ ACE_KEYS = ("id", "nu", "nl", "couplings", "degree", "ace_degree", "index_notati
 DROPPED_KEYS = ("reason", "relation", "relation_terms")
 
 
-class SchemaError(ValueError):
+class SchemaError(CartinvError, ValueError):
     """A field of a Basis file that breaks the schema; the message names the field."""
 
 

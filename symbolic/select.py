@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from cartinv.errors import CartinvError
+
 from . import bounds as B
 from .basisfile import SCHEMA_VERSION, Basis
 from . import naming, schema
@@ -41,7 +43,7 @@ MAX_GENERATOR_DEGREE = 12
 SEED = 20250331
 
 
-class RequestError(ValueError):
+class RequestError(CartinvError, ValueError):
     """An impossible or too large request; the message says why and what to do instead."""
 
 

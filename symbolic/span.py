@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cartinv.errors import ArgumentError
+
 from . import molien
 from .graphs import Label, graphs_for_labels, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints, rank_mod_p
@@ -120,7 +122,7 @@ def check_span(blocks: tuple[Label, ...], label_multisets, group: str = "o3") ->
     Only Kronecker contractions are enumerated, so the group is O(3) (SO(3) adds Levi-Civita graphs).
     """
     if group != "o3":
-        raise ValueError(f"only O(3) contraction graphs are enumerated, not {group!r}")
+        raise ArgumentError(f"only O(3) contraction graphs are enumerated, not {group!r}")
     blocks = tuple(sorted(blocks))
     n_md = n_graphs = total_dim = total_rank = top = 0
     for labels in sorted(set(tuple(sorted(ms)) for ms in label_multisets), key=lambda ms: (len(ms), ms)):

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cpp"))
 import harness as H  # noqa: E402
 
 from cartinv.codegen import emit_c  # noqa: E402
-from cartinv.runtime.cuda_backend import KernelSource, build_csr, read_constants  # noqa: E402
+from cartinv.runtime.cuda_backend import KernelSource, build_csr  # noqa: E402
 from cartinv.symbolic import stf  # noqa: E402
 
 RTOL = {"f64": 1e-12, "f32": 5e-6}
@@ -100,15 +100,17 @@ def test_identifiers_and_symbols():
 def test_rendering_is_complete_and_deterministic(rendered):
     basis, folder, files = rendered
     name = basis.name
-    assert sorted(files) == [f"{name}.cu", f"{name}.h"]
+    assert sorted(files) == [f"{name}.cu", f"{name}.h", f"{name}.json", f"{name}_manifest.json"]
     again = emit_c.render_c_targets(basis, name, H.HEADER_COMMENT.format(name=name))
-    for fname, path in files.items():
-        text = path.read_text()
+    for fname in again:
+        text = files[fname].read_text()
         assert text == again[fname], f"{fname} differs between two renderings"
         assert text.startswith(f"// cartinv test rendering of basis {name}\n"), fname
         assert "TODO" not in text and "**" not in text
     header, kernels = files[f"{name}.h"].read_text(), files[f"{name}.cu"].read_text()
-    constants = read_constants(header)
+    constants = dict(KernelSource.load(folder, name).manifest.sizes)
+    for key, value in constants.items():  # the header's enum holds the manifest's numbers
+        assert f"    {key} = {value}," in header
     n_h = sum(2 * l + 1 for l in basis.orders)
     assert constants["CHANNELS"] == basis.channels
     assert constants["N_HARMONICS"] == n_h
@@ -288,7 +290,7 @@ def test_emulated_kernels_against_references(emulated, dtype, config):
     basis, lib = emulated
     name = basis.name
     launcher = H.EmulatedLauncher(lib, name)
-    launcher.constants = read_constants((lib.parent / f"{name}.h").read_text())
+    launcher.constants = KernelSource.load(lib.parent, name).constants
     c = launcher.constants
     sfx = "f64" if dtype == torch.float64 else "f32"
     rtol = RTOL[sfx]
@@ -347,7 +349,7 @@ def test_emulation_detects_shared_memory_overrun(emulated):
     """The emulation is strict: a forward launch given too little shared memory is reported."""
     basis, lib = emulated
     launcher = H.EmulatedLauncher(lib, basis.name)
-    launcher.constants = read_constants((lib.parent / f"{basis.name}.h").read_text())
+    launcher.constants = KernelSource.load(lib.parent, basis.name).constants
     rng = np.random.default_rng(2)
     r_np, w_np, centers_np = H.random_system(rng, basis, 3, 9, 2, empty_atoms=())
     r, w = torch.tensor(r_np), torch.tensor(w_np)

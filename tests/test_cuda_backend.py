@@ -21,6 +21,7 @@ import cartinv  # noqa: E402
 from cartinv.runtime import cuda_backend as cb  # noqa: E402
 from cartinv.runtime import kernel_cache  # noqa: E402
 from cartinv.runtime import load as runtime_load  # noqa: E402
+from cartinv.runtime.generated_files import ManifestError  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ availability
 
@@ -177,19 +178,14 @@ def test_kernel_source_loading_and_errors(tmp_path):
     assert src.constants["N_INVARIANTS"] == len(basis.invariants)
     with pytest.raises(cb.CudaBackendError, match="missing generated file"):
         cb.KernelSource.load(tmp_path, "no_such_basis")
-    broken = cb.KernelSource(src.name, src.header, src.kernels.replace(f'#include "{src.name}.h"', ""))
+    broken = cb.KernelSource(src.name, src.header, src.kernels.replace(f'#include "{src.name}.h"', ""), src.manifest)
     with pytest.raises(cb.CudaBackendError, match="exactly once"):
         broken.nvrtc_source()
-    with pytest.raises(cb.CudaBackendError, match="lacks the constants"):
-        cb.read_constants("enum : int {\n    CHANNELS = 1,\n};\n")
-    with pytest.raises(cb.CudaBackendError, match="lacks the constants"):
-        cb.read_constants("// no sizes block\n")
-    sizes = "enum : int {\n    CHANNELS = 2,\n    N_HARMONICS = 4,\n    N_COORDS = %d,\n    N_INVARIANTS = 1,\n" \
-            "    HARMONICS_STRIDE = 5,  // padded\n};\n"
-    assert cb.read_constants(sizes % 8) == dict(CHANNELS=2, N_HARMONICS=4, N_COORDS=8, N_INVARIANTS=1,
-                                                HARMONICS_STRIDE=5)
-    with pytest.raises(cb.CudaBackendError, match="inconsistent"):
-        cb.read_constants(sizes % 4)
+    assert src.constants == dict(src.manifest.sizes) and src.constants["HARMONICS_STRIDE"] >= src.constants["N_HARMONICS"]
+    header = tmp_path / f"{basis.name}.h"
+    header.write_text(header.read_text().replace("N_INVARIANTS = ", "N_INVARIANTS =  "))  # an edit after generation
+    with pytest.raises(ManifestError, match="does not match the sha256 its manifest records"):
+        cb.KernelSource.load(tmp_path, basis.name)
 
 
 # ------------------------------------------------------------------------------------------------ CSR
@@ -261,16 +257,11 @@ def test_pair_and_row_launches(groups):
 def generated(tmp_path_factory):
     """A generated/<name>/ folder per basis: the C targets (emit_c) plus, for the two-channel basis, the torch
     module written by the project's generator (the default reference for second derivatives)."""
-    from cartinv.codegen.generate import header_text, render_torch
-
     out = {}
     for key in ("tied", "channels"):
         basis = H.basis_for(key)
         folder = tmp_path_factory.mktemp(f"gen_{key}")
-        H.render(basis, folder)
-        if key == "channels":
-            header = header_text(basis, basis.name, "pytest tests/test_cuda_backend.py")
-            (folder / f"{basis.name}_torch.py").write_text(render_torch(basis, basis.name, header))
+        H.render(basis, folder, torch_module=key == "channels")
         out[key] = (basis, folder, H.compile_emulation(folder, basis.name))
     return out
 

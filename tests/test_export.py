@@ -26,7 +26,7 @@ np.save(sys.argv[3], I.numpy())
 @pytest.mark.parametrize("name", ["lmax3_deg4", "lmax2_deg4"])
 def test_exported_torch_file_runs_without_cartinv(tmp_path, name):
     paths = export(name, "torch", tmp_path / "out")
-    assert {p.name for p in paths} == {f"{name}_torch.py", f"{name}.json", "EMBEDDING.md"}
+    assert {p.name for p in paths} == {f"{name}_torch.py", f"{name}.json", f"{name}_manifest.json", "EMBEDDING.md"}
     rng = np.random.default_rng(1)
     r = rng.normal(size=(40, 3))
     centers = rng.integers(0, 7, size=40)
@@ -70,7 +70,7 @@ def test_exported_fused_cpu_core_builds_with_the_guides_command(tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("no g++")
     paths = export("lmax2_deg4", "c", tmp_path)
-    assert {p.name for p in paths} == {"lmax2_deg4.h", "lmax2_deg4.json", "fused_cpu.cpp", "EMBEDDING.md"}
+    assert {p.name for p in paths} == {"lmax2_deg4.h", "lmax2_deg4.json", "lmax2_deg4_manifest.json", "fused_cpu.cpp", "EMBEDDING.md"}
     guide = (tmp_path / "EMBEDDING.md").read_text()
     command = guide[guide.index("    g++"):].split("\n\n")[0].replace("\\\n", " ")
     subprocess.run(shlex.split(command) + ["-Wno-psabi"], check=True, cwd=tmp_path)

@@ -81,7 +81,7 @@ def test_load_checked_in_without_sympy():
         f"fused = cartinv.load({NAME!r})\n"
         "assert torch.allclose(fused(r, c, torch.ones(6, 2, dtype=torch.float64), 3), I, rtol=1e-12, atol=1e-12)\n"
         "allowed = {'cartinv.symbolic', 'cartinv.symbolic.basisfile', 'cartinv.symbolic.naming',\n"
-        "           'cartinv.symbolic.schema', 'cartinv.codegen', 'cartinv.codegen.naming'}\n"
+        "           'cartinv.symbolic.schema', 'cartinv.codegen', 'cartinv.codegen.naming', 'cartinv.codegen.manifest'}\n"
         "loaded = {k for k in sys.modules if k.startswith(('cartinv.symbolic', 'cartinv.codegen'))}\n"
         "assert loaded <= allowed, sorted(loaded - allowed)\n"
         "assert 'jinja2' not in sys.modules, 'jinja2 was imported'\n"

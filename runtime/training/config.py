@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cartinv.errors import CartinvError
+
 __all__ = ["TrainConfig", "ConfigError", "load_config", "RESUMABLE_CHANGES"]
 
 _MAX_CONFIG_BYTES = 1 << 20
 
 
-class ConfigError(ValueError):
+class ConfigError(CartinvError, ValueError):
     """A training config value that is missing, unknown, of the wrong type or out of range."""
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cartinv.errors import CartinvError
+
 __all__ = ["DataError", "Frame", "Structure", "Batch", "read_frames", "featurize", "collate", "fit_e0s",
            "check_species", "fingerprint"]
 
 
-class DataError(ValueError):
+class DataError(CartinvError, ValueError):
     """A data file that cannot be used as it is (the message names the file and the frame)."""
 
 

@@ -21,6 +21,8 @@ import pytest
 import torch
 
 from cartinv.codegen.emit_c import c_identifier, render_c_targets
+from cartinv.codegen.generate import manifest_of
+from cartinv.codegen.manifest import file_name as manifest_file
 from cartinv.symbolic import stf
 
 CPP_DIR = Path(__file__).resolve().parent
@@ -58,19 +60,26 @@ def basis_for(key: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _rendered_texts(basis_json: str) -> tuple[tuple[str, str], ...]:
+def _rendered_texts(basis_json: str, torch_module: bool) -> tuple[tuple[str, str], ...]:
+    from cartinv.codegen.generate import render_torch
     from cartinv.symbolic.basisfile import loads
 
     basis = loads(basis_json)
-    return tuple(sorted(render_c_targets(basis, basis.name, HEADER_COMMENT.format(name=basis.name)).items()))
+    comment = HEADER_COMMENT.format(name=basis.name)
+    files = render_c_targets(basis, basis.name, comment)
+    if torch_module:
+        files[f"{basis.name}_torch.py"] = render_torch(basis, basis.name, comment.rstrip("\n"))
+    files[f"{basis.name}.json"] = basis.to_json()
+    files[manifest_file(basis.name)] = manifest_of(basis, basis.name, files).to_json()  # what backends read sizes from
+    return tuple(sorted(files.items()))
 
 
-def render(basis, folder: Path) -> dict[str, Path]:
-    """Write the C targets of `basis` into `folder` (rendered once per session and Basis)."""
+def render(basis, folder: Path, torch_module: bool = False) -> dict[str, Path]:
+    """Write the C targets of `basis` (and its torch module if asked), the Basis file and the manifest into
+    `folder` (rendered once per session and Basis)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = dict(_rendered_texts(basis.to_json()))
     out = {}
-    for fname, text in files.items():
+    for fname, text in _rendered_texts(basis.to_json(), torch_module):
         path = folder / fname
         path.write_text(text)
         out[fname] = path
