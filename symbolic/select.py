@@ -470,9 +470,22 @@ def _block_degrees(request, sel: _Selection, known: dict[Label, int]) -> list[di
     out = []
     for b in sel.blocks:
         target = B.bound([b])
-        degree = known[b] if b in known else pure_block_degree(b[1], request.max_degree)
+        degree = known[b] if b in known else block_degree(b[1], request.max_degree)
         out.append({"block": list(b), "bound": target, "degree": degree})
     return out
+
+
+# pure_block_degree(l, 10) for l = 0..8: the completion degree of one block depends on l alone, so it is searched
+# once (tests/test_select.py recomputes every entry; l = 7 alone takes ~30 s) rather than in every derivation.
+PURE_BLOCK_DEGREES = {0: 1, 1: 2, 2: 3, 3: 10, 4: 7, 5: 8, 6: 6, 7: 8, 8: 6}
+
+
+def block_degree(l: int, max_degree: int) -> int | None:
+    """pure_block_degree(l, max_degree), from PURE_BLOCK_DEGREES for l <= 8: the lowest degree does not depend on
+    the cap, which only decides whether it is reported."""
+    if l in PURE_BLOCK_DEGREES:
+        return PURE_BLOCK_DEGREES[l] if PURE_BLOCK_DEGREES[l] <= max_degree else None
+    return pure_block_degree(l, max_degree)
 
 
 @lru_cache(maxsize=None)

@@ -153,3 +153,16 @@ def test_flexible_basis_is_irredundant(basis_l3_flexible):
     for k in range(len(kept)):
         report = _strata_report(blocks, kept[:k] + kept[k + 1:])
         assert not all(s["complete"] for s in report), kept[k][0]
+
+
+@pytest.mark.parametrize("l", [0, 1, 2, 3, 4, 5, 6, pytest.param(7, marks=pytest.mark.slow),
+                               pytest.param(8, marks=pytest.mark.slow)])
+def test_pure_block_degree_table_is_what_the_search_finds(l):
+    """PURE_BLOCK_DEGREES (used instead of the search in every derivation) holds what pure_block_degree computes,
+    and the cap decides only whether it is reported."""
+    from cartinv.symbolic import select
+
+    found = select.pure_block_degree.__wrapped__(l, 10)
+    assert select.PURE_BLOCK_DEGREES[l] == found
+    assert select.block_degree(l, found) == found and select.block_degree(l, found - 1) is None
+    assert select.block_degree(l, 12) == found
