@@ -130,6 +130,26 @@ def test_ops_pass_opcheck_and_torch_compile():
     assert torch.allclose(compiled(r.detach(), w.detach()), fused(r.detach(), c, w.detach(), n), rtol=0, atol=0)
 
 
+def test_torch_export_goes_through_the_fused_op():
+    """torch.export keeps the fused forward as one node (its fake implementation gives the shapes), and the exported
+    program gives the same numbers."""
+    fused = cartinv.load("lmax2_deg4", backend="cpu")
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, n_atoms):
+            super().__init__()
+            self.inner, self.n_atoms = fused._cpu_impl, n_atoms
+
+        def forward(self, r, c, w):
+            return self.inner(r, c, w, self.n_atoms)
+
+    r, c, w, n = environment(n_atoms=4, n_pairs=14, groups=5)
+    program = torch.export.export(Wrapped(n), (r, c, w))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert any("cartinv.fused_lmax2_deg4" in t and t.endswith("forward.default") for t in targets), targets
+    assert torch.equal(program.module()(r, c, w), fused(r, c, w, n))
+
+
 @pytest.mark.parametrize("check_values", [True, False])
 def test_bad_centre_is_an_error_not_a_crash(check_values):
     fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=check_values)

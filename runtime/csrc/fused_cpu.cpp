@@ -18,7 +18,10 @@
 //  - the double backward (what training on forces needs) is the backward run on dual numbers
 //    (value + tangent along the incoming gradient): the tangent of the invariants is the gradient with respect
 //    to the invariant gradient, the tangent of the pair gradients is the Hessian-vector product. The same
-//    generated programs, no other derivative code.
+//    generated programs, no other derivative code;
+//  - the backward passes need gY[j] = sum over groups of gT[j] w per pair: gT is transposed once per atom so that
+//    lanes run over harmonics there (no sums across lanes), and every inner loop keeps 8 or more independent FMA
+//    chains (pairs x blocks), since one chain waits out the FMA latency.
 // Every entry point returns 0, or a negative code: -1 a centre outside 0..n_atoms-1, -2 a bad size argument;
 // the forward also checks the values as it reads them (at no measurable cost): -3 a pair vector of zero length
 // or with a squared length that is not finite (NaN, inf, overflow), -4 a moment that is not finite (NaN or inf
@@ -31,8 +34,6 @@
 #include <cstring>
 #include <limits>
 #include <thread>
-#include <type_traits>
-#include <utility>
 #include <vector>
 
 #ifndef CARTINV_BASIS_NS
@@ -55,18 +56,13 @@ constexpr int NI = B::N_INVARIANTS;
 // Harmonics accumulated in registers at once: half the vector registers (16 with AVX2, 32 with AVX-512), so
 // the accumulators, a weight vector and the broadcast harmonics never spill to the stack.
 constexpr int J_TILE = CARTINV_LANE_BYTES >= 64 ? 16 : 8;
-static_assert(NH <= 64, "lane_sums of dual numbers holds at most 64 harmonics");
 
 // ---------------------------------------------------------------------------------------------------------
 // Lane vectors (one SIMD register of float or double) and dual numbers over any arithmetic type.
 
-
 template <typename S>
 struct LaneType {
     typedef S type __attribute__((vector_size(CARTINV_LANE_BYTES)));
-    // integer vector of the same width and lane count (shuffle masks)
-    typedef typename std::conditional<sizeof(S) == 8, int64_t, int32_t>::type index;
-    typedef index mask __attribute__((vector_size(CARTINV_LANE_BYTES)));
     static constexpr int width = CARTINV_LANE_BYTES / int(sizeof(S));
 };
 
@@ -84,36 +80,6 @@ template <typename S> inline Vec<S> operator-(Vec<S> a, Vec<S> b) { return Vec<S
 template <typename S> inline Vec<S> operator*(Vec<S> a, Vec<S> b) { return Vec<S>(a.x * b.x); }
 template <typename S> inline Vec<S> operator-(Vec<S> a) { return Vec<S>(-a.x); }
 template <typename S> inline Vec<S> scale(Vec<S> a, S s) { return Vec<S>(a.x * s); }
-// c[i] = a[2i] + a[2i + 1] and c[W/2 + i] = b[2i] + b[2i + 1] (constant shuffle masks).
-template <typename S, std::size_t... K>
-inline typename LaneType<S>::type pair_sums(typename LaneType<S>::type a, typename LaneType<S>::type b,
-                                            std::index_sequence<K...>)
-{
-    typedef typename LaneType<S>::index index;
-    const typename LaneType<S>::mask even = {index(2 * K)...};
-    const typename LaneType<S>::mask odd = {index(2 * K + 1)...};
-    return __builtin_shuffle(a, b, even) + __builtin_shuffle(a, b, odd);
-}
-
-// out[j] = sum over lanes of v[j], j < count: W vectors at a time, reduced together by log2(W) levels of
-// pair_sums (W - 1 shuffle-add steps per W sums instead of log2(W) per sum).
-template <typename S>
-inline void lane_sums(const Vec<S>* v, int count, S* out)
-{
-    typedef typename LaneType<S>::type raw;
-    constexpr int W = Vec<S>::W;
-    for (int j0 = 0; j0 < count; j0 += W) {
-        raw level[W];
-        for (int k = 0; k < W; ++k) level[k] = j0 + k < count ? v[j0 + k].x : raw{};
-        for (int width = W; width > 1; width /= 2) {
-            for (int k = 0; k < width / 2; ++k) {
-                level[k] = pair_sums<S>(level[2 * k], level[2 * k + 1], std::make_index_sequence<W>());
-            }
-        }
-        for (int k = 0; k < W && j0 + k < count; ++k) out[j0 + k] = level[0][k];
-    }
-}
-
 template <typename T>
 struct Dual {
     T v, d;
@@ -126,34 +92,11 @@ template <typename T> inline Dual<T> operator-(Dual<T> a, Dual<T> b) { return {a
 template <typename T> inline Dual<T> operator*(Dual<T> a, Dual<T> b) { return {a.v * b.v, a.v * b.d + a.d * b.v}; }
 template <typename T> inline Dual<T> operator-(Dual<T> a) { return {-a.v, -a.d}; }
 
-// Lanes (Vec or Dual<Vec>) times a pair scalar (S or Dual<S>), and the sum over lanes.
+// Lanes times a pair scalar.
 template <typename S> inline Vec<S> mul(Vec<S> a, S s) { return scale(a, s); }
-template <typename S> inline Dual<Vec<S>> mul(Dual<Vec<S>> a, Dual<S> s)
-{
-    return {scale(a.v, s.v), scale(a.d, s.v) + scale(a.v, s.d)};
-}
-template <typename S>
-inline void lane_sums(const Dual<Vec<S>>* v, int count, Dual<S>* out)
-{
-    constexpr int N = 64;  // at most N harmonics per call (checked below)
-    Vec<S> values[N], tangents[N];
-    S sums[N], tangent_sums[N];
-    for (int j = 0; j < count; ++j) {
-        values[j] = v[j].v;
-        tangents[j] = v[j].d;
-    }
-    lane_sums(values, count, sums);
-    lane_sums(tangents, count, tangent_sums);
-    for (int j = 0; j < count; ++j) out[j] = Dual<S>(sums[j], tangent_sums[j]);
-}
 
 inline double inv_sqrt(double x) { return 1.0 / std::sqrt(x); }
 inline float inv_sqrt(float x) { return 1.0f / std::sqrt(x); }
-template <typename S> inline Dual<S> inv_sqrt(Dual<S> x)
-{
-    const S value = inv_sqrt(x.v);
-    return {value, S(-0.5) * x.d * value * value * value};
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Loads and stores of one block of lanes (groups g0 .. g0 + n - 1) with a stride between groups.
@@ -186,28 +129,6 @@ template <typename X>
 __attribute__((noinline)) void invariants_of(const X* T, X* I) { B::invariants(T, I); }
 template <typename X>
 __attribute__((noinline)) void invariants_vjp_of(const X* T, const X* gI, X* gT) { B::invariants_vjp(T, gI, gT); }
-
-// ---------------------------------------------------------------------------------------------------------
-// One pair: unit vector, 1/|r| and harmonics; gradient with respect to r from the harmonics gradient.
-
-template <typename P>
-inline void pair_geometry(const P r[3], P u[3], P& inv_length, P* Y)
-{
-    inv_length = inv_sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
-    u[0] = r[0] * inv_length;
-    u[1] = r[1] * inv_length;
-    u[2] = r[2] * inv_length;
-    B::harmonics(u[0], u[1], u[2], Y);
-}
-
-template <typename P>
-inline void pair_gradient(const P u[3], const P inv_length, const P* gY, P gr[3])
-{
-    P gu[3];
-    B::harmonics_vjp(u[0], u[1], u[2], gY, gu);
-    const P radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
-    for (int k = 0; k < 3; ++k) gr[k] = (gu[k] - u[k] * radial) * inv_length;
-}
 
 // Up to W pairs of one atom at once, the pairs in the lanes: the harmonics and their VJP run as vector code
 // (the per-pair scalar work would otherwise cost as much as the per-group products).
@@ -253,6 +174,60 @@ struct PairBatch {
         for (int c = 0; c < 3; ++c) {
             const V g = (gu[c] - u[c] * radial) * inv_length;
             for (int k = 0; k < n; ++k) gr[3 * pairs[k] + c] = g.x[k];
+        }
+    }
+};
+
+// The same batch on dual numbers (value, tangent along the incoming ggr): the double backward's geometry.
+template <typename S>
+struct DualPairBatch {
+    typedef Vec<S> V;
+    typedef Dual<V> DV;
+    static constexpr int W = V::W;
+    int n = 0;
+    int64_t pairs[W];
+    DV u[3], inv_length;
+    alignas(64) S Yv[NH][W];  // values of the harmonics
+    alignas(64) S Yd[NH][W];  // their tangents
+
+    template <typename Index>
+    void load(const S* r, const S* ggr, const Index& index, int64_t q, int64_t end)
+    {
+        n = int(std::min<int64_t>(W, end - q));
+        DV rv[3] = {DV(V(1.0), V(0.0)), DV(V(0.0), V(0.0)), DV(V(0.0), V(0.0))};  // idle lanes: a unit vector
+        for (int k = 0; k < n; ++k) {
+            pairs[k] = index.pair(q + k);
+            for (int c = 0; c < 3; ++c) {
+                rv[c].v.x[k] = r[3 * pairs[k] + c];
+                rv[c].d.x[k] = ggr ? ggr[3 * pairs[k] + c] : S(0);
+            }
+        }
+        const DV rr = rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2];
+        V value;
+        for (int k = 0; k < W; ++k) value.x[k] = inv_sqrt(rr.v.x[k]);
+        inv_length = DV(value, V(-0.5) * rr.d * value * value * value);
+        for (int c = 0; c < 3; ++c) u[c] = rv[c] * inv_length;
+        DV Y[NH];
+        B::harmonics(u[0], u[1], u[2], Y);
+        for (int j = 0; j < NH; ++j) {
+            std::memcpy(Yv[j], &Y[j].v.x, sizeof(Y[j].v.x));
+            std::memcpy(Yd[j], &Y[j].d.x, sizeof(Y[j].d.x));
+        }
+    }
+
+    // The tangent of gr (the Hessian-vector product along ggr, gw's tangent and gI) from the dual gY.
+    void gradient_tangent(const S (*gYv)[W], const S (*gYd)[W], S* out) const
+    {
+        DV gY[NH], gu[3];
+        for (int j = 0; j < NH; ++j) {
+            std::memcpy(&gY[j].v.x, gYv[j], sizeof(gY[j].v.x));
+            std::memcpy(&gY[j].d.x, gYd[j], sizeof(gY[j].d.x));
+        }
+        B::harmonics_vjp(u[0], u[1], u[2], gY, gu);
+        const DV radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
+        for (int c = 0; c < 3; ++c) {
+            const DV g = (gu[c] - u[c] * radial) * inv_length;
+            for (int k = 0; k < n; ++k) out[3 * pairs[k] + c] = g.d.x[k];
         }
     }
 };
@@ -500,35 +475,47 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
 {
     typedef Vec<S> V;
     typedef Dual<V> DV;
-    typedef Dual<S> DS;
     constexpr int W = V::W;
+    constexpr int NHV = (NH + W - 1) / W;
+    constexpr int PK = std::max(1, std::min(W, 4 / NHV));  // dual accumulators: 2 * PK * NHV chains
+    constexpr int BB = std::max(1, 8 / W);
     const Layout<S> L(centers, n_pairs, n_atoms, groups);
     if (L.status) return L.status;
-    auto pair_duals = [&](int64_t p, DS u[3], DS& inv_length, DS* Y) {
-        DS rp[3];
-        for (int k = 0; k < 3; ++k) rp[k] = DS(r[3 * p + k], ggr ? ggr[3 * p + k] : S(0));
-        pair_geometry(rp, u, inv_length, Y);
-    };
-    auto weight_duals = [&](int64_t at, int n) {
-        return DV(load(w + at, CH, n), ggw ? load(ggw + at, CH, n) : V(0.0));
-    };
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
         std::vector<DV> Td(L.blocks * NC), gTd(L.blocks * NC);
-        DV inv[NI], gIv[NI], acc[NH];
-        DS Y[NH], gY[NH];
+        std::vector<V> gTv(L.blocks * NC), gTdd(L.blocks * NC);  // gTd split into values and tangents
+        std::vector<V> gTtv(L.wrow * NHV, V(0.0)), gTtd(L.wrow * NHV, V(0.0));  // gT with lanes over harmonics
+        DV inv[NI], gIv[NI];
+        DualPairBatch<S> batch;
+        alignas(64) S gYv[NH][W];
+        alignas(64) S gYd[NH][W];
         for (int64_t a = begin; a < end; ++a) {
-            for (auto& t : Td) t = DV(0.0);
-            for (int64_t q = L.begin(a); q < L.end(a); ++q) {
-                const int64_t p = L.index.pair(q);
-                DS u[3], inv_length;
-                pair_duals(p, u, inv_length, Y);
+            // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
+            for (auto& t : Td) t = DV(V(0.0), V(0.0));
+            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                batch.load(r, ggr, L.index, q, L.end(a));
                 for (int64_t b = 0; b < L.blocks; ++b) {
                     const int n = L.lanes(b);
                     for (int ch = 0; ch < CH; ++ch) {
-                        const DV wv = weight_duals(p * L.wrow + b * W * CH + ch, n);
-                        for (int j = 0; j < NH; ++j) {
-                            DV& t = Td[b * NC + ch * NH + j];
-                            t = t + mul(wv, Y[j]);
+                        DV* Tc = Td.data() + b * NC + ch * NH;
+                        const int64_t at = b * W * CH + ch;
+                        for (int j0 = 0; j0 < NH; j0 += J_TILE / 2) {
+                            constexpr int JT = J_TILE / 2;
+                            V tv[JT], td[JT];
+                            for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) {
+                                tv[jj] = Tc[j0 + jj].v;
+                                td[jj] = Tc[j0 + jj].d;
+                            }
+                            for (int k = 0; k < batch.n; ++k) {
+                                const V wv = load(w + batch.pairs[k] * L.wrow + at, CH, n);
+                                const V wd = ggw ? load(ggw + batch.pairs[k] * L.wrow + at, CH, n) : V(0.0);
+                                for (int jj = 0; jj < JT; ++jj) {
+                                    if (j0 + jj >= NH) break;
+                                    tv[jj] = tv[jj] + mul(wv, batch.Yv[j0 + jj][k]);
+                                    td[jj] = td[jj] + mul(wv, batch.Yd[j0 + jj][k]) + mul(wd, batch.Yv[j0 + jj][k]);
+                                }
+                            }
+                            for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) Tc[j0 + jj] = DV(tv[jj], td[jj]);
                         }
                     }
                 }
@@ -541,31 +528,81 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                     store(grad_gI + at, NI, n, inv[k].d);
                     gIv[k] = DV(load(gI + at, NI, n), V(0.0));
                 }
-                invariants_vjp_of(Td.data() + b * NC, gIv, gTd.data() + b * NC);
-            }
-            for (int64_t q = L.begin(a); q < L.end(a); ++q) {
-                const int64_t p = L.index.pair(q);
-                DS u[3], inv_length;
-                pair_duals(p, u, inv_length, Y);
-                for (int j = 0; j < NH; ++j) acc[j] = DV(0.0);
-                for (int64_t b = 0; b < L.blocks; ++b) {
-                    const int n = L.lanes(b);
-                    const DV* gTb = gTd.data() + b * NC;
-                    for (int ch = 0; ch < CH; ++ch) {
-                        const int64_t at = p * L.wrow + b * W * CH + ch;
-                        const DV wv = weight_duals(at, n);
-                        DV gwv(0.0);
-                        for (int j = 0; j < NH; ++j) {
-                            gwv = gwv + mul(gTb[ch * NH + j], Y[j]);
-                            acc[j] = acc[j] + gTb[ch * NH + j] * wv;
+                DV* gTb = gTd.data() + b * NC;
+                invariants_vjp_of(Td.data() + b * NC, gIv, gTb);
+                for (int c = 0; c < NC; ++c) {
+                    gTv[b * NC + c] = gTb[c].v;
+                    gTdd[b * NC + c] = gTb[c].d;
+                }
+                for (int ch = 0; ch < CH; ++ch) {
+                    for (int j = 0; j < NH; ++j) {
+                        for (int l = 0; l < n; ++l) {
+                            const int64_t i = ((b * W + l) * CH + ch) * NHV + j / W;
+                            gTtv[i].x[j % W] = gTb[ch * NH + j].v.x[l];
+                            gTtd[i].x[j % W] = gTb[ch * NH + j].d.x[l];
                         }
-                        store(grad_w + at, CH, n, gwv.d);
                     }
                 }
-                lane_sums(acc, NH, gY);
-                DS grp[3];
-                pair_gradient(u, inv_length, gY, grp);
-                for (int k = 0; k < 3; ++k) grad_r[3 * p + k] = grp[k].d;
+            }
+            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                batch.load(r, ggr, L.index, q, L.end(a));
+                const int here = batch.n;
+                // gY = sum over (group, channel) of w gT, with its tangent: lanes over harmonics
+                for (int k0 = 0; k0 < here; k0 += PK) {
+                    V accv[PK][NHV], accd[PK][NHV];
+                    int64_t rows[PK];
+                    for (int kk = 0; kk < PK; ++kk) {
+                        for (int jv = 0; jv < NHV; ++jv) accv[kk][jv] = accd[kk][jv] = V(0.0);
+                        rows[kk] = batch.pairs[std::min(k0 + kk, here - 1)] * L.wrow;
+                    }
+                    for (int64_t i = 0; i < L.wrow; ++i) {
+                        const V* tv = gTtv.data() + i * NHV;
+                        const V* td = gTtd.data() + i * NHV;
+                        for (int kk = 0; kk < PK; ++kk) {
+                            const S x = w[rows[kk] + i];
+                            const S xd = ggw ? ggw[rows[kk] + i] : S(0);
+                            for (int jv = 0; jv < NHV; ++jv) {
+                                accv[kk][jv] = accv[kk][jv] + mul(tv[jv], x);
+                                accd[kk][jv] = accd[kk][jv] + mul(td[jv], x) + mul(tv[jv], xd);
+                            }
+                        }
+                    }
+                    for (int kk = 0; kk < PK && k0 + kk < here; ++kk) {
+                        for (int j = 0; j < NH; ++j) {
+                            gYv[j][k0 + kk] = accv[kk][j / W].x[j % W];
+                            gYd[j][k0 + kk] = accd[kk][j / W].x[j % W];
+                        }
+                    }
+                }
+                for (int k = here; k < W; ++k) {
+                    for (int j = 0; j < NH; ++j) gYv[j][k] = gYd[j][k] = S(0);
+                }
+                batch.gradient_tangent(gYv, gYd, grad_r);
+                // grad_w = tangent of gw = sum over j of (gT dY + dgT Y)
+                for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
+                    for (int ch = 0; ch < CH; ++ch) {
+                        V g[BB][W];
+                        for (int bb = 0; bb < BB; ++bb) {
+                            for (int k = 0; k < W; ++k) g[bb][k] = V(0.0);
+                        }
+                        for (int j = 0; j < NH; ++j) {
+                            for (int bb = 0; bb < BB; ++bb) {
+                                if (b0 + bb >= L.blocks) break;
+                                const V tv = gTv[(b0 + bb) * NC + ch * NH + j];
+                                const V td = gTdd[(b0 + bb) * NC + ch * NH + j];
+                                for (int k = 0; k < W; ++k) {
+                                    g[bb][k] = g[bb][k] + mul(tv, batch.Yd[j][k]) + mul(td, batch.Yv[j][k]);
+                                }
+                            }
+                        }
+                        for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
+                            const int n = L.lanes(b0 + bb);
+                            for (int k = 0; k < here; ++k) {
+                                store(grad_w + batch.pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
+                            }
+                        }
+                    }
+                }
             }
         }
     });
