@@ -9,7 +9,7 @@ Clebsch–Gordan coefficients ⟨j1 m1 j2 m2 | J M⟩ (Condon–Shortley phase) 
 
 Only integer angular momenta occur here. Every coefficient is therefore c·sqrt(s) with c rational and s a
 square-free positive integer; `cg` returns exactly that pair. The three factors are also exported separately
-(`delta2`, `mfact`, `racah_sum`) because the ACE code (symbolic/ace.py) multiplies them along a coupling chain
+(`delta2`, `mfact`, `racah_sum`) because the ACE code (symbolic/ace/couplings.py) multiplies them along a coupling chain
 in a way that leaves only rational numbers.
 
 Real spherical harmonics are the standard ones: Y_{l,m} = √2 (−1)^m Im Y_l^{|m|} (m < 0), Y_l^0 (m = 0),

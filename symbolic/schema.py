@@ -219,7 +219,7 @@ def _graph(entry: dict, where: str, n_ch: int, orders_allowed: set[int]) -> None
 
 # ---------------------------------------------------------------------------------------------- ACE fields
 def ace_notation(nl, couplings) -> str:
-    """The index notation of an ACE function (symbolic/ace.py writes the same)."""
+    """The index notation of an ACE function (symbolic/ace/assemble.py writes the same)."""
     factors = " ".join(f"A({z},{n},{l})" for z, n, l in nl)
     return f"ACE {factors}; couplings {list(couplings)}"
 
