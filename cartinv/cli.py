@@ -213,8 +213,9 @@ def _cmd_count(args) -> int:
         print(f"  {d:>6}  {n:>9}")
     if args.multidegrees:
         print("  multidegree (factors per block)  dimension")
-        blocks = [f"T{l}" + (f"c{c}" if args.channels > 1 else "") for c in range(args.channels) for l in
-                  sorted(orders)]
+        from cartinv.symbolic.naming import block_name
+
+        blocks = [block_name((c, l), args.channels) for c in range(args.channels) for l in sorted(orders)]
         for e in result["by_multidegree"]:
             text = " ".join(f"{b}^{k}" if k > 1 else b for b, k in zip(blocks, e["multidegree"]) if k) or "1"
             print(f"  {text:<32} {e['dimension']}")

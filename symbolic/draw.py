@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
+from .naming import block_name
+
 _COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 NODE_RADIUS = 17.0
 NODE_GAP = 14.0  # least free space between two vertex circles
@@ -89,7 +91,7 @@ def graph_svg(orders, channels, edges, title: str = "", multi_channel: bool | No
                          f'font-size="11" fill="#a00" text-anchor="middle">\u00d7{k}</text>')
     for (x, y), l, c in zip(pos, orders, channels):
         colour = _COLOURS[l % len(_COLOURS)]
-        label = f"T{l}" + (f"c{c}" if multi_channel else "")
+        label = block_name((c, l), 2 if multi_channel else 1)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_RADIUS:.0f}" fill="{colour}" stroke="#222"/>')
         parts.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-family="sans-serif" font-size="11" fill="white" '
                      f'text-anchor="middle">{escape(label)}</text>')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .basisfile import Basis
+from .naming import block_name
 
 GROUP_NAMES = {"o3": "O(3)", "so3": "SO(3)"}
 
@@ -59,13 +60,14 @@ def table(b: Basis) -> str:
         lines.append("")
         lines.append(f"  strata: complete on {len(b.strata) - len(bad)} of {len(b.strata)}")
         for s in bad:
-            zero = ", ".join(f"T{l}" + (f"c{c}" if b.channels > 1 else "") for c, l in s["zero"])
+            zero = ", ".join(block_name((c, l), b.channels) for c, l in s["zero"])
             lines.append(f"    zero {{{zero}}}: rank {s['rank']} < bound {s['bound']}")
     bd = b.data.get("block_degrees") or []
     if bd:
         lines.append("  degree at which each block alone reaches its bound: " + ", ".join(
-            f"T{l}{'c' + str(c) if b.channels > 1 else ''}={e['degree'] if e['degree'] is not None else '>' + str(b.data['request']['max_degree'])}"
-            for e in bd for c, l in [e["block"]]))
+            f"{block_name(tuple(e['block']), b.channels)}="
+            + (str(e["degree"]) if e["degree"] is not None else f">{b.data['request']['max_degree']}")
+            for e in bd))
     return "\n".join(lines) + "\n"
 
 
