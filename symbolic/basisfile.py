@@ -117,6 +117,35 @@ class Basis:
 COLUMN_FIELDS = {"tensor": ("id", "orders", "channels", "edges"), "ace": ("id", "nu", "nl", "couplings")}
 
 
+def build(*, kind: str, name: str, request: dict, convention: dict, coordinates: list, bound: int, rank: int,
+          degree_needed, invariants: list, dropped: list, stats: dict, strata: list = (), block_degrees: list = (),
+          span_check: dict | None = None) -> Basis:
+    """The one constructor of Basis files, tensor and ACE alike: the schema version, the fixed key order that
+    `dumps` keeps (so files are byte-identical for the same content), `complete` from rank and bound, and the
+    whole schema checked before the Basis is returned (a builder bug cannot write a file cartinv would refuse)."""
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "name": name,
+        "request": request,
+        "convention": convention,
+        "coordinates": coordinates,
+        "bound": bound,
+        "rank": rank,
+        "complete": rank == bound,
+        "degree_needed": degree_needed,
+        "invariants": invariants,
+        "dropped": dropped,
+        "strata": list(strata),
+        "block_degrees": list(block_degrees),
+    }
+    if span_check is not None:
+        data["span_check"] = span_check
+    data["stats"] = stats
+    validate(data, source=f"Basis {name!r} as built")
+    return Basis(data)
+
+
 def dumps(data: dict) -> str:
     """Canonical serialisation: fixed key order as built, 1-space indent, ASCII, trailing newline."""
     return json.dumps(data, indent=1, ensure_ascii=True) + "\n"

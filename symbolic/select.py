@@ -22,7 +22,8 @@ import numpy as np
 from cartinv.errors import CartinvError
 
 from . import bounds as B
-from .basisfile import SCHEMA_VERSION, Basis
+from . import basisfile
+from .basisfile import Basis
 from . import naming, schema
 from .schema import TENSOR_CONVENTION
 from .formulas import FormulaBuilder, coordinate_table, formula_text
@@ -559,23 +560,10 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, s
         dropped.append(entry)
     counts = {r: sum(1 for d in dropped if d["reason"] == r)
               for r in ("reducible", "linear", "algebraic", "implicit", "functional")}
-    data = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "tensor",
-        "name": name or request.default_name(),
-        "request": request.to_json(),
-        "convention": TENSOR_CONVENTION,
-        "coordinates": coordinate_table(sel.blocks, channels),
-        "bound": bound,
-        "rank": rank,
-        "complete": rank == bound,
-        "degree_needed": degree_needed,
-        "invariants": invariants,
-        "dropped": dropped,
-        "strata": strata,
-        "block_degrees": block_degrees,
-        "span_check": span.to_json(),
-        "stats": {"candidates": len(invariants) + len(dropped), "kept": len(invariants), **counts,
-                  "degree_searched": request.searched_degree},
-    }
-    return Basis(data)
+    return basisfile.build(
+        kind="tensor", name=name or request.default_name(), request=request.to_json(), convention=TENSOR_CONVENTION,
+        coordinates=coordinate_table(sel.blocks, channels), bound=bound, rank=rank, degree_needed=degree_needed,
+        invariants=invariants, dropped=dropped, strata=strata, block_degrees=block_degrees,
+        span_check=span.to_json(),
+        stats={"candidates": len(invariants) + len(dropped), "kept": len(invariants), **counts,
+               "degree_searched": request.searched_degree})

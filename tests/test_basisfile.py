@@ -65,3 +65,17 @@ def test_not_json_and_missing_file(tmp_path):
         basisfile.loads("{oops")
     with pytest.raises(BasisFileError, match="cannot read Basis file"):
         basisfile.load(tmp_path / "absent.json")
+
+
+def test_build_is_the_one_constructor(basis_l3d4):
+    """basisfile.build rebuilds a derived Basis byte for byte from its fields, and refuses fields the schema
+    refuses (naming the field) instead of returning a Basis that could not be read back."""
+    d = basis_l3d4.data
+    fields = {k: d[k] for k in ("kind", "name", "request", "convention", "coordinates", "bound", "rank",
+                                "degree_needed", "invariants", "dropped", "stats", "strata", "block_degrees",
+                                "span_check")}
+    assert basisfile.build(**fields).to_json() == basis_l3d4.to_json()
+    with pytest.raises(BasisFileError, match="as built.*bound"):
+        basisfile.build(**{**fields, "bound": "13"})
+    with pytest.raises(BasisFileError, match="as built"):
+        basisfile.build(**{**fields, "coordinates": fields["coordinates"][:-1]})

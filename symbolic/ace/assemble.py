@@ -6,7 +6,8 @@ from typing import Callable
 
 from cartinv.errors import ArgumentError
 
-from ..basisfile import SCHEMA_VERSION, Basis
+from .. import basisfile
+from ..basisfile import Basis
 from ..formulas import coordinate_table, formula_text
 from ..modular import PRIMES
 from .request import AceFunction, CONVENTION, SEED
@@ -76,35 +77,23 @@ def assemble(sel: AceSelection, progress: Callable | None = None) -> Basis:
         "seed": SEED,
     }
     complete = sel.rank == sel.bound
-    data = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "ace",
-        "name": basis_name(sel.nu, sel.nmax, sel.lmax, sel.species),
-        "request": {
-            "orders": list(range(sel.lmax + 1)),
-            "degree": sel.nu,
-            "channels": channels,
-            "complete": False,
-            "max_degree": sel.nu,
-            "flexible": False,
-            "nu": sel.nu,
-            "nmax": sel.nmax,
-            "lmax": sel.lmax,
-            "species": sel.species,
-        },
-        "convention": CONVENTION,
-        "coordinates": coordinate_table(sel.blocks, channels),
-        "bound": sel.bound,
-        "rank": sel.rank,
-        "complete": complete,
-        "degree_needed": max(f.nu for f in sel.kept) if complete else None,
-        "invariants": invariants,
-        "dropped": dropped,
-        "strata": [],
-        "block_degrees": [],
-        "stats": stats,
+    request = {
+        "orders": list(range(sel.lmax + 1)),
+        "degree": sel.nu,
+        "channels": channels,
+        "complete": False,
+        "max_degree": sel.nu,
+        "flexible": False,
+        "nu": sel.nu,
+        "nmax": sel.nmax,
+        "lmax": sel.lmax,
+        "species": sel.species,
     }
-    return Basis(data)
+    return basisfile.build(
+        kind="ace", name=basis_name(sel.nu, sel.nmax, sel.lmax, sel.species), request=request, convention=CONVENTION,
+        coordinates=coordinate_table(sel.blocks, channels), bound=sel.bound, rank=sel.rank,
+        degree_needed=max(f.nu for f in sel.kept) if complete else None, invariants=invariants, dropped=dropped,
+        stats=stats)
 
 
 def _relation_text(lhs: str, terms: list) -> str:
