@@ -318,6 +318,31 @@ void parallel_atoms(int64_t n_atoms, int n_threads, F body)
     for (auto& t : threads) t.join();
 }
 
+// gw of a batch, BB blocks from b0 and one channel: g[bb][k] += sum over j of gT[block][ch][j] Y[j][k] (the
+// pairs of the batch and BB blocks give BB x W independent FMA chains), then the store of the batch's rows.
+template <typename S, int BB>
+inline void add_gw(const Vec<S>* gT, const S (*Y)[Vec<S>::W], int64_t b0, int64_t blocks, int ch,
+                   Vec<S> (*g)[Vec<S>::W])
+{
+    for (int j = 0; j < NH; ++j) {
+        for (int bb = 0; bb < BB && b0 + bb < blocks; ++bb) {
+            const Vec<S> t = gT[(b0 + bb) * NC + ch * NH + j];
+            for (int k = 0; k < Vec<S>::W; ++k) g[bb][k] = g[bb][k] + mul(t, Y[j][k]);
+        }
+    }
+}
+
+template <typename S, int BB>
+inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int64_t b0, int ch,
+                     Vec<S> (*g)[Vec<S>::W], S* gw)
+{
+    constexpr int W = Vec<S>::W;
+    for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
+        const int n = L.lanes(b0 + bb);
+        for (int k = 0; k < n_pairs; ++k) store(gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Forward: I and the saved moments T.
 
@@ -434,27 +459,13 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                     for (int j = 0; j < NH; ++j) gY[j][k] = S(0);
                 }
                 batch.gradient(gY, gr);
-                // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]: the pairs of the batch and
-                // BB blocks at once
+                // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]
                 for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
                     for (int ch = 0; ch < CH; ++ch) {
                         V g[BB][W];
-                        for (int bb = 0; bb < BB; ++bb) {
-                            for (int k = 0; k < W; ++k) g[bb][k] = V(0.0);
-                        }
-                        for (int j = 0; j < NH; ++j) {
-                            for (int bb = 0; bb < BB; ++bb) {
-                                if (b0 + bb >= L.blocks) break;
-                                const V t = gT[(b0 + bb) * NC + ch * NH + j];
-                                for (int k = 0; k < W; ++k) g[bb][k] = g[bb][k] + mul(t, batch.Y[j][k]);
-                            }
-                        }
-                        for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
-                            const int n = L.lanes(b0 + bb);
-                            for (int k = 0; k < n_pairs_here; ++k) {
-                                store(gw + batch.pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
-                            }
-                        }
+                        for (auto& row : g) std::fill(row, row + W, V(0.0));
+                        add_gw<S, BB>(gT.data(), batch.Y, b0, L.blocks, ch, g);
+                        store_gw<S, BB>(L, batch.pairs, n_pairs_here, b0, ch, g, gw);
                     }
                 }
             }
@@ -582,25 +593,10 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                 for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
                     for (int ch = 0; ch < CH; ++ch) {
                         V g[BB][W];
-                        for (int bb = 0; bb < BB; ++bb) {
-                            for (int k = 0; k < W; ++k) g[bb][k] = V(0.0);
-                        }
-                        for (int j = 0; j < NH; ++j) {
-                            for (int bb = 0; bb < BB; ++bb) {
-                                if (b0 + bb >= L.blocks) break;
-                                const V tv = gTv[(b0 + bb) * NC + ch * NH + j];
-                                const V td = gTdd[(b0 + bb) * NC + ch * NH + j];
-                                for (int k = 0; k < W; ++k) {
-                                    g[bb][k] = g[bb][k] + mul(tv, batch.Yd[j][k]) + mul(td, batch.Yv[j][k]);
-                                }
-                            }
-                        }
-                        for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
-                            const int n = L.lanes(b0 + bb);
-                            for (int k = 0; k < here; ++k) {
-                                store(grad_w + batch.pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
-                            }
-                        }
+                        for (auto& row : g) std::fill(row, row + W, V(0.0));
+                        add_gw<S, BB>(gTv.data(), batch.Yd, b0, L.blocks, ch, g);
+                        add_gw<S, BB>(gTdd.data(), batch.Yv, b0, L.blocks, ch, g);
+                        store_gw<S, BB>(L, batch.pairs, here, b0, ch, g, grad_w);
                     }
                 }
             }
