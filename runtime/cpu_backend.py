@@ -45,8 +45,8 @@ COMPILE_TIMEOUT_S = 900
 ERRORS = {-1: "a centre index is outside 0..n_atoms-1", -2: "bad sizes (negative counts or no groups)",
           -3: "a pair vector has zero length, or a squared length that is NaN, inf or overflows",
           -4: "a moment is NaN or inf (NaN or inf in w, or an overflow)"}
-VALUE_ERRORS = (-1, -3, -4)
-SIZE_KEYS = ("CHANNELS", "N_HARMONICS", "N_COORDS", "N_INVARIANTS")  # reported by cartinv_fused_sizes  # codes about the data (as opposed to the call)
+VALUE_ERRORS = (-1, -3, -4)  # codes about the data (as opposed to the call)
+SIZE_KEYS = ("CHANNELS", "N_HARMONICS", "N_COORDS", "N_INVARIANTS")  # reported by cartinv_fused_sizes
 
 
 class CpuBackendError(CartinvError, RuntimeError):

@@ -8,15 +8,16 @@ standard library, the CUDA source only its header. The C target also carries the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from cartinv import __version__
 from cartinv.codegen.manifest import file_name as manifest_file
+from cartinv.codegen.manifest import parse as parse_manifest
 from cartinv.codegen.naming import c_identifier
 from cartinv.errors import ArgumentError
 
-from .generated_files import read_checked, read_manifest
+from .generated_files import read_checked
+from .kernel_cache import read_sealed
 from .load import generated_dir, resolve_basis
 
 CORE_FILES = {"c": ("fused_cpu.cpp",)}  # basis-independent sources from runtime/csrc, copied beside the generated ones
@@ -42,8 +43,9 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
             raise ArgumentError(f"basis {name!r} has no generated file {src.name} (regenerate with `cartinv generate`)")
         dst = outdir / src.name
         if src.name == manifest_file(name):
-            read_manifest(folder, name)  # parses and validates
-            shutil.copyfile(src, dst)
+            data = read_sealed(folder, src.name)
+            parse_manifest(data, str(src))  # the bytes written are the bytes validated
+            dst.write_bytes(data)
         else:
             dst.write_bytes(read_checked(folder, name, src.name))  # what is exported is what was generated
         written.append(dst)
