@@ -27,8 +27,7 @@ from cartinv.symbolic import basisfile, schema
 from cartinv.symbolic.basisfile import Basis
 
 TORCH_TEMPLATE = "torch_module.py.j2"
-CHUNK_ROWS_CPU = 8192
-CHUNK_ROWS_CUDA = 1 << 20
+TORCH_CORE_API = 1  # runtime/torch_core.API_VERSION that generated torch modules bind to (a test keeps them equal)
 STANDARD_COMMAND = "cartinv generate -o generated"
 
 # The bases checked in under generated/: name -> keyword arguments of cartinv.symbolic.select.BasisRequest.
@@ -123,8 +122,7 @@ def torch_context(basis: Basis, name: str, header: str) -> dict:
         "coordinate_names": _tuple_literal(coord_names),
         "coordinate_names_list": coord_names,
         "invariant_lines": invariant_lines,
-        "chunk_rows_cpu": CHUNK_ROWS_CPU,
-        "chunk_rows_cuda": CHUNK_ROWS_CUDA,
+        "core_api": TORCH_CORE_API,
         "harmonics_body": emit_torch.program_lines(h_prog, constant_like="ux"),
         "harmonics_outputs": list(h_prog.output_names),
         "harmonics_vjp_inputs": list(hv_prog.inputs),

@@ -8,9 +8,9 @@ and float64. Pieces:
   cache (``$CARTINV_CACHE/cpu``, keyed by sha256 of the sources, compiler, flags and CPU), loaded with ctypes;
   a compile prints one line to stderr first (it takes seconds to a minute);
 - ``FusedLibrary``: the typed ctypes entry points, checking that the library belongs to the expected Basis;
-- ``FusedOps``: one ``torch.library`` op family per Basis, ``cartinv::fused_<name>_<hash>_{forward, backward,
-  double_backward}``, with fake (meta) implementations and autograd formulas: forward -> backward -> double
-  backward, so the invariants are differentiable twice (gradcheck, gradgradcheck, torch.compile, opcheck);
+- ``fused_ops``: the Basis's one ``torch.library`` op family (runtime/ops.py, ``cartinv::<name>_<hash>_{forward,
+  backward, double_backward}``) with these kernels registered for CPU tensors: differentiable twice through it
+  (gradcheck, gradgradcheck, torch.compile, torch.export, opcheck);
 - ``FusedInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I``.
 """
 
@@ -28,7 +28,6 @@ import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -260,99 +259,25 @@ class FusedLibrary:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# torch.library ops
+# The Basis's op family on these kernels
 
 
-def _contiguous(*tensors):
-    return tuple(None if t is None else t.contiguous() for t in tensors)
+_LIBRARIES: dict[tuple[str, str], FusedLibrary] = {}
 
 
-class FusedOps:
-    """The op family of one Basis: ``forward(r, w, centers, n_atoms) -> (I, moments)``, ``backward(...)`` and
-    ``double_backward(...)``, registered once per process under ``cartinv::fused_<name>_<hash12>_*``."""
-
-    def __init__(self, library: FusedLibrary, name: str, basis_hash: str):
-        self.library = lib = library
-        prefix = f"cartinv::fused_{c_identifier(name)}_{basis_hash[:12]}"
-
-        @torch.library.custom_op(f"{prefix}_forward", mutates_args=(), device_types="cpu")
-        def forward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor,
-                    n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
-            r, w, centers = _contiguous(r, w, centers)
-            return lib.forward(r, w, centers, n_atoms)
-
-        @forward.register_fake
-        def _(r, w, centers, n_atoms):
-            groups = w.shape[1]
-            return (r.new_empty((n_atoms, groups, lib.n_invariants)),
-                    r.new_empty((n_atoms, lib.moments_width(groups, r.dtype))))
-
-        @torch.library.custom_op(f"{prefix}_backward", mutates_args=(), device_types="cpu")
-        def backward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int,
-                     moments: torch.Tensor, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            r, w, centers, moments, grad_out = _contiguous(r, w, centers, moments, grad_out)
-            return lib.backward(r, w, centers, n_atoms, moments, grad_out)
-
-        @backward.register_fake
-        def _(r, w, centers, n_atoms, moments, grad_out):
-            return torch.empty_like(r), torch.empty_like(w)
-
-        @torch.library.custom_op(f"{prefix}_double_backward", mutates_args=(), device_types="cpu")
-        def double_backward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int,
-                            grad_out: torch.Tensor, grad_grad_r: Optional[torch.Tensor],
-                            grad_grad_w: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            args = _contiguous(r, w, centers, grad_out, grad_grad_r, grad_grad_w)
-            return lib.double_backward(args[0], args[1], args[2], n_atoms, *args[3:])
-
-        @double_backward.register_fake
-        def _(r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w):
-            return torch.empty_like(r), torch.empty_like(w), torch.empty_like(grad_out)
-
-        def forward_setup(ctx, inputs, output):
-            r, w, centers, n_atoms = inputs
-            ctx.n_atoms = n_atoms
-            ctx.save_for_backward(r, w, centers, output[1])
-            ctx.mark_non_differentiable(output[1])
-            ctx.set_materialize_grads(False)  # else autograd zero-fills a moments-sized gradient on every call
-
-        def forward_grad(ctx, grad_out, _grad_moments):
-            if grad_out is None:
-                return None, None, None, None
-            r, w, centers, moments = ctx.saved_tensors
-            grad_r, grad_w = backward(r, w, centers, ctx.n_atoms, moments, grad_out)
-            return grad_r, grad_w, None, None
-
-        def backward_setup(ctx, inputs, output):
-            r, w, centers, n_atoms, _moments, grad_out = inputs
-            ctx.n_atoms = n_atoms
-            ctx.save_for_backward(r, w, centers, grad_out)
-
-        def backward_grad(ctx, grad_grad_r, grad_grad_w):
-            r, w, centers, grad_out = ctx.saved_tensors
-            grad_r, grad_w, grad_grad_out = double_backward(r, w, centers, ctx.n_atoms, grad_out, grad_grad_r,
-                                                            grad_grad_w)
-            # moments are a function of (r, w): the double backward kernel differentiates through them already
-            return grad_r, grad_w, None, None, None, grad_grad_out
-
-        forward.register_autograd(forward_grad, setup_context=forward_setup)
-        backward.register_autograd(backward_grad, setup_context=backward_setup)
-        self.forward, self.backward, self.double_backward = forward, backward, double_backward
-
-    def invariants(self, r, w, centers, n_atoms: int):
-        """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice."""
-        return self.forward(r, w, centers, n_atoms)[0]
-
-
-_OPS: dict[tuple[str, str], FusedOps] = {}
-
-
-def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False) -> FusedOps:
-    """The op family of a Basis (library built and ops registered once per process)."""
+def fused_library(folder, name: str, basis_hash: str, quiet: bool = False) -> FusedLibrary:
+    """The fused library of a Basis (built or taken from the cache, and loaded, once per process)."""
     key = (name, basis_hash)
-    if key not in _OPS:
-        library = FusedLibrary(build_library(folder, name, quiet=quiet), basis_hash)
-        _OPS[key] = FusedOps(library, name, basis_hash)
-    return _OPS[key]
+    if key not in _LIBRARIES:
+        _LIBRARIES[key] = FusedLibrary(build_library(folder, name, quiet=quiet), basis_hash)
+    return _LIBRARIES[key]
+
+
+def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False):
+    """The op family of a Basis (runtime/ops.py) with these kernels serving CPU tensors."""
+    from . import ops
+
+    return ops.family(folder, name, basis_hash, fused_library(folder, name, basis_hash, quiet=quiet))
 
 
 class FusedInvariants(torch.nn.Module):
@@ -372,7 +297,7 @@ class FusedInvariants(torch.nn.Module):
         self.channels = library.channels
 
     @property
-    def ops(self) -> FusedOps:
+    def ops(self):
         return fused_ops(self.folder, self.name, self.basis_hash)
 
     def forward(self, r, centers, w, n_atoms):

@@ -1,8 +1,9 @@
 """`cartinv export`: copy a basis's generated files for one target, with an embedding guide, into a folder.
 
-The exported files are self-contained: the PyTorch module imports only torch, the C/C++ header only the
-standard library, the CUDA source only its header. The C target also carries the hand-written fused CPU core
-(fused_cpu.cpp), which builds with the header into a shared library with C entry points.
+The exported files are self-contained: the PyTorch module imports only torch and the hand-written torch core copied
+beside it (cartinv_torch_core.py), the C/C++ header only the standard library, the CUDA source only its header. The
+C target also carries the hand-written fused CPU core (fused_cpu.cpp), which builds with the header into a shared
+library with C entry points.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .generated_files import read_checked
 from .kernel_cache import read_sealed
 from .load import generated_dir, resolve_basis
 
-CORE_FILES = {"c": ("fused_cpu.cpp",)}  # basis-independent sources from runtime/csrc, copied beside the generated ones
+# basis-independent sources copied beside the generated ones: (file in the cartinv.runtime package, name written)
+CORE_FILES = {"torch": (("torch_core.py", "cartinv_torch_core.py"),), "c": (("csrc/fused_cpu.cpp", "fused_cpu.cpp"),)}
 TARGET_FILES = {  # each target also carries the manifest (sizes, symbols, sha256 of the files)
     "torch": ("{name}_torch.py", "{name}.json", manifest_file("{name}")),
     "c": ("{name}.h", "{name}.json", manifest_file("{name}")),
@@ -51,9 +53,9 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
         written.append(dst)
     from importlib import resources
 
-    for fname in CORE_FILES.get(target, ()):
+    for source, fname in CORE_FILES.get(target, ()):
         dst = outdir / fname
-        dst.write_text(resources.files("cartinv.runtime").joinpath("csrc", fname).read_text())
+        dst.write_bytes(resources.files("cartinv.runtime").joinpath(*source.split("/")).read_bytes())
         written.append(dst)
     guide = outdir / "EMBEDDING.md"
     guide.write_text(_guide(basis, name, target, [p.name for p in written]))

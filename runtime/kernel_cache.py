@@ -1,6 +1,6 @@
 """The on-disk kernel cache: generated files per Basis hash, each folder sealed by a manifest of file hashes.
 
-Layout: ``<root>/generated/<cartinv version>/<Basis content hash>/<name>/`` holds the generated files and
+Layout: ``<root>/generated/<cartinv version>-<generator fingerprint>/<Basis content hash>/<name>/`` holds the generated files and
 ``MANIFEST.json`` ({format, basis_hash, name, files: {file name: sha256}}). A folder is used only when its manifest
 parses, names this Basis, and every listed file exists with that hash; otherwise it is reported once (a
 `CacheWarning` naming the folder and the problem), set aside and generated again. Folders are built in a private

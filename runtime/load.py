@@ -5,7 +5,7 @@ Where the generated code comes from:
 - a checked-in name ("lmax3_deg4", see ``checked_in_names()``): the files under cartinv/generated/<name>/, imported
   without SymPy;
 - a path to a Basis file, or a Basis object: the same files, generated on first use into a per-user cache
-  (``$CARTINV_CACHE``, default ``~/.cache/cartinv``, under generated/<cartinv version>/<content hash>/) and
+  (``$CARTINV_CACHE``, default ``~/.cache/cartinv``, under generated/<cartinv version>-<generator fingerprint>/<content hash>/) and
   imported from there; a Basis identical to a checked-in one uses the checked-in files.
 
 Backends: "torch" (the generated PyTorch module: any device), "cpu" (the fused C++ kernels of
@@ -113,8 +113,28 @@ def generated_dir(basis: Basis) -> tuple[Path, str]:
 
         generate(basis, staging, name=name, regenerate_command=f"cartinv generate --basis {name}.json --name {name}")
 
-    key = f"{__version__}/{basis.content_hash()}"
+    key = f"{__version__}-{generator_fingerprint()}/{basis.content_hash()}"
     return kernel_cache.sealed_folder(key, name, basis.content_hash(), required, build), name
+
+
+_FINGERPRINT: list[str] = []
+
+
+def generator_fingerprint() -> str:
+    """12 hex digits of sha256 over the code generator's sources (cartinv.codegen and cartinv.templates): cached
+    generated folders are keyed by it, so a changed template or printer never serves files an older one wrote."""
+    if not _FINGERPRINT:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for package in ("cartinv.codegen", "cartinv.templates"):
+            root = resources.files(package)
+            for entry in sorted(root.iterdir(), key=lambda e: e.name):
+                if entry.is_file() and entry.name.endswith((".py", ".j2")):
+                    digest.update(f"{package}/{entry.name}\0".encode())
+                    digest.update(entry.read_bytes())
+        _FINGERPRINT.append(digest.hexdigest()[:12])
+    return _FINGERPRINT[0]
 
 
 _MODULES: dict[tuple[Path, str], object] = {}

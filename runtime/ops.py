@@ -1,207 +1,242 @@
-"""torch.library custom ops for a generated basis, so models using it work with torch.compile and torch.export.
+"""The one torch.library op family of a Basis: forward, backward and double backward, on every device.
 
-For a basis named N three ops are registered in the ``cartinv`` namespace:
+For a Basis named N with content hash H, three ops are registered in the ``cartinv`` namespace (once per process):
 
-- ``cartinv::N_moments(Tensor r, Tensor centers, Tensor w, int n_atoms) -> Tensor``   pairs -> T
-- ``cartinv::N_invariants(Tensor T) -> Tensor``                                       T -> I
-- and, for each, a ``..._vjp`` op computing the vector-Jacobian product.
+- ``cartinv::N_H12_forward(r, w, centers, n_atoms) -> (I, saved)``
+- ``cartinv::N_H12_backward(r, w, centers, n_atoms, saved, grad_I) -> (grad_r, grad_w)``
+- ``cartinv::N_H12_double_backward(r, w, centers, n_atoms, grad_I, grad_grad_r?, grad_grad_w?)
+  -> (grad_r, grad_w, grad_grad_I)``
 
-Each op runs the generated PyTorch code. Its fake (meta) implementation gives output shapes only, so the
-data-dependent neighbour layout inside `moments` stays hidden from the compiler. Autograd: the op's backward
-calls its ``_vjp`` op; the ``_vjp`` op's own backward recomputes the VJP through the generated (differentiable)
-torch code, which gives exact second derivatives: forces and force training (double backward).
+with r [P, 3], w [P, G, CHANNELS], centers [P] int64 and ``saved`` what the forward keeps for the backward (the
+moments, in the implementation's own layout). Autograd is wired forward -> backward -> double backward, so the
+invariants are differentiable twice through the one family (gradcheck, gradgradcheck, opcheck, torch.compile
+and torch.export all see these three ops).
+
+Implementations: the CPU kernels are the fused C++ library of runtime/cpu_backend.py where it builds; every other
+device (and the CPU where no compiler is found) runs the torch core (runtime/torch_core.py) with the basis's
+generated programs: explicit forward and backward, and a double backward that differentiates the torch core's
+own backward. The torch backend (``cartinv.load(..., backend="torch")``) is that same torch core, used directly.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Optional
 
 import torch
 
-from cartinv.errors import ArgumentError
+from cartinv.codegen.naming import c_identifier
 
 from .load import generated_dir, import_torch_module, resolve_basis
 
 _LOCK = threading.Lock()
-_REGISTERED: dict[str, "BasisOps"] = {}
+_FAMILIES: dict[tuple[str, str], "OpFamily"] = {}
 
 
-def _track(x: torch.Tensor, keep_graph: bool) -> torch.Tensor:
-    """x as a tensor autograd tracks: floating tensors already in a graph stay (keep_graph), others become leaves."""
-    if not x.is_floating_point() or (keep_graph and x.requires_grad):
-        return x
-    return x.detach().requires_grad_(True)
+def _autograd_below_the_op():
+    """Autograd recording inside an op implementation. The dispatcher runs a custom op's kernels with the autograd
+    keys excluded (their derivatives come from register_autograd); the torch core's double backward differentiates
+    the core's own backward, so it lifts that exclusion for its duration (torch-private API, torch pinned)."""
+    from torch._C import DispatchKey
+
+    excluded = torch._C._dispatch_tls_local_exclude_set()
+    for key in (DispatchKey.AutogradFunctionality, DispatchKey.AutogradOther, DispatchKey.AutogradNestedTensor):
+        excluded = excluded.remove(key)
+    included = torch._C._dispatch_tls_local_include_set().remove(DispatchKey.ADInplaceOrView)
+    return torch._C._ForceDispatchKeyGuard(included, excluded)
 
 
-def _vjp_via_autograd(fn, inputs, grads, differentiable):
-    """sum_k <grads_k, d fn(inputs)_k / d inputs> per floating input (None for integer inputs).
-
-    With `differentiable`, the result keeps its graph (create_graph) so it can be differentiated again.
-    """
-    with torch.enable_grad():
-        live = [_track(x, differentiable) for x in inputs]
-        outs = fn(*live)
-        outs = outs if isinstance(outs, tuple) else (outs,)
-        wrt = [x for x in live if x.is_floating_point()]
-        got = iter(torch.autograd.grad(outs, wrt, grads, create_graph=differentiable, allow_unused=True))
-    result = []
-    for x in live:
-        if x.is_floating_point():
-            g = next(got)
-            result.append(torch.zeros_like(x) if g is None else g)
-        else:
-            result.append(None)
-    return result
+def _contiguous(*tensors):
+    return tuple(None if t is None else t.contiguous() for t in tensors)
 
 
-def moments_scatter(module, r, centers, w, n_atoms):
-    """T by index_add of per-pair outer products: trace-friendly (no data-dependent shapes), differentiable to
-    any order, at the price of a [P, G * CHANNELS, N_HARMONICS] temporary. Used for second derivatives only."""
-    n_pairs = r.shape[0]
-    y = module.harmonics(r / torch.linalg.vector_norm(r, dim=1, keepdim=True))
-    weights, groups = module.weights_matrix(w, n_pairs)
-    outer = weights[:, :, None] * y[:, None, :]
-    t = outer.new_zeros((n_atoms,) + tuple(outer.shape[1:])).index_add(0, centers, outer)
-    return t.reshape(n_atoms, groups, module.N_COORDS)
+class TorchCoreImpl:
+    """The family's implementation on the torch core of one generated module (any device)."""
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+
+    def saved_width(self, groups: int) -> int:
+        return groups * self.kernels.n_coords
+
+    def forward(self, r, w, centers, n_atoms: int):
+        k = self.kernels
+        with torch.no_grad():
+            moments = k.moments(r, centers, w, n_atoms)
+            return k.invariants(moments).contiguous(), moments.reshape(n_atoms, -1).contiguous()
+
+    def backward(self, r, w, centers, n_atoms: int, saved, grad_out):
+        k = self.kernels
+        with torch.no_grad():
+            grad_moments = k.invariants_vjp(saved.reshape(n_atoms, w.shape[1], k.n_coords), grad_out)
+            grad_r, grad_w = k.moments_vjp(r, centers, w, n_atoms, grad_moments)
+            return grad_r.contiguous(), grad_w.contiguous()
+
+    def double_backward(self, r, w, centers, n_atoms: int, grad_out, grad_grad_r, grad_grad_w):
+        """The VJP of (r, w, grad_out) -> backward(...) with cotangents (grad_grad_r, grad_grad_w), by autograd
+        through the torch core's own differentiable backward."""
+        k = self.kernels
+        with _autograd_below_the_op(), torch.enable_grad():
+            r_, w_, g_ = (t.detach().requires_grad_(True) for t in (r, w, grad_out))
+            grad_r, grad_w = k.moments_vjp(r_, centers, w_, n_atoms, k.invariants_vjp(k.moments(r_, centers, w_,
+                                                                                                   n_atoms), g_))
+            pairs = [(o, v) for o, v in ((grad_r, grad_grad_r), (grad_w, grad_grad_w)) if v is not None]
+            if not pairs:
+                return torch.zeros_like(r), torch.zeros_like(w), torch.zeros_like(grad_out)
+            grads = torch.autograd.grad([o for o, _ in pairs], (r_, w_, g_), [v for _, v in pairs],
+                                        allow_unused=True)
+        return tuple(torch.zeros_like(x) if g is None else g.detach().contiguous()
+                     for g, x in zip(grads, (r, w, grad_out)))
 
 
-class BasisOps:
-    """The custom ops of one generated basis (registered once per process, per basis name)."""
+class OpFamily:
+    """The op family of one Basis (see the module docstring). ``library``: a cpu_backend.FusedLibrary, whose
+    kernels then serve CPU tensors; may be attached later with ``attach_library``."""
 
-    def __init__(self, name: str, module):
-        self.name = name
-        self.module = module
-        self.basis_hash = module.BASIS_HASH
-        ns = "cartinv"
-        k, n_coords = module.N_INVARIANTS, module.N_COORDS
+    def __init__(self, name: str, basis_hash: str, kernels, library=None):
+        self.name, self.basis_hash = name, basis_hash
+        self.torch_impl = impl = TorchCoreImpl(kernels)
+        self.library = None
+        self.prefix = prefix = f"cartinv::{c_identifier(name)}_{basis_hash[:12]}"
+        n_invariants = kernels.n_invariants
 
-        def moments_impl(r, centers, w, n_atoms):
-            return module.moments(r, centers, w, n_atoms)
+        def saved_width(r, groups):
+            if r.device.type == "cpu" and self.library is not None:
+                return self.library.moments_width(groups, r.dtype)
+            return impl.saved_width(groups)
 
-        def invariants_impl(t):
-            return module.invariants(t)
+        @torch.library.custom_op(f"{prefix}_forward", mutates_args=())
+        def forward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor,
+                    n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+            r, w, centers = _contiguous(r, w, centers)
+            return impl.forward(r, w, centers, n_atoms)
 
-        # --- forward ops -----------------------------------------------------------------------------------
-        @torch.library.custom_op(f"{ns}::{name}_moments", mutates_args=())
-        def moments_op(r: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, n_atoms: int) -> torch.Tensor:
-            with torch.no_grad():
-                return moments_impl(r, centers, w, n_atoms)
-
-        @moments_op.register_fake
-        def _(r, centers, w, n_atoms):
+        @forward.register_fake
+        def _(r, w, centers, n_atoms):
             groups = w.shape[1]
-            return r.new_empty((n_atoms, groups, n_coords))
+            return r.new_empty((n_atoms, groups, n_invariants)), r.new_empty((n_atoms, saved_width(r, groups)))
 
-        @torch.library.custom_op(f"{ns}::{name}_moments_vjp", mutates_args=())
-        def moments_vjp_op(r: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, n_atoms: int,
-                           g_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.no_grad():
-                return module.moments_vjp(r, centers, w, n_atoms, g_t)
+        @torch.library.custom_op(f"{prefix}_backward", mutates_args=())
+        def backward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int,
+                     saved: torch.Tensor, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return impl.backward(*_contiguous(r, w, centers), n_atoms, *_contiguous(saved, grad_out))
 
-        @moments_vjp_op.register_fake
-        def _(r, centers, w, n_atoms, g_t):
+        @backward.register_fake
+        def _(r, w, centers, n_atoms, saved, grad_out):
             return torch.empty_like(r), torch.empty_like(w)
 
-        @torch.library.custom_op(f"{ns}::{name}_invariants", mutates_args=())
-        def invariants_op(t: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return invariants_impl(t)
+        @torch.library.custom_op(f"{prefix}_double_backward", mutates_args=())
+        def double_backward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int,
+                            grad_out: torch.Tensor, grad_grad_r: Optional[torch.Tensor],
+                            grad_grad_w: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            args = _contiguous(r, w, centers, grad_out, grad_grad_r, grad_grad_w)
+            return impl.double_backward(args[0], args[1], args[2], n_atoms, *args[3:])
 
-        @invariants_op.register_fake
-        def _(t):
-            return t.new_empty(t.shape[:-1] + (k,))
+        @double_backward.register_fake
+        def _(r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w):
+            return torch.empty_like(r), torch.empty_like(w), torch.empty_like(grad_out)
 
-        @torch.library.custom_op(f"{ns}::{name}_invariants_vjp", mutates_args=())
-        def invariants_vjp_op(t: torch.Tensor, g_i: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return module.invariants_vjp(t, g_i)
-
-        @invariants_vjp_op.register_fake
-        def _(t, g_i):
-            return torch.empty_like(t)
-
-        # --- autograd --------------------------------------------------------------------------------------
-        def moments_setup(ctx, inputs, output):
-            r, centers, w, n_atoms = inputs
-            ctx.save_for_backward(r, centers, w)
+        def forward_setup(ctx, inputs, output):
+            r, w, centers, n_atoms = inputs
             ctx.n_atoms = n_atoms
+            ctx.save_for_backward(r, w, centers, output[1])
+            ctx.mark_non_differentiable(output[1])
+            ctx.set_materialize_grads(False)  # else autograd zero-fills a saved-sized gradient on every call
 
-        def moments_backward(ctx, g_t):
-            r, centers, w = ctx.saved_tensors
-            gr, gw = moments_vjp_op(r, centers, w, ctx.n_atoms, g_t.contiguous())
-            return gr, None, gw, None
+        def forward_grad(ctx, grad_out, _grad_saved):
+            if grad_out is None:
+                return None, None, None, None
+            r, w, centers, saved = ctx.saved_tensors
+            grad_r, grad_w = backward(r, w, centers, ctx.n_atoms, saved, grad_out)
+            return grad_r, grad_w, None, None
 
-        moments_op.register_autograd(moments_backward, setup_context=moments_setup)
-
-        def moments_vjp_setup(ctx, inputs, output):
-            r, centers, w, n_atoms, g_t = inputs
-            ctx.save_for_backward(r, centers, w, g_t)
+        def backward_setup(ctx, inputs, output):
+            r, w, centers, n_atoms, _saved, grad_out = inputs
             ctx.n_atoms = n_atoms
+            ctx.save_for_backward(r, w, centers, grad_out)
 
-        def moments_vjp_backward(ctx, ggr, ggw):
-            r, centers, w, g_t = ctx.saved_tensors
-            n_atoms = ctx.n_atoms
+        def backward_grad(ctx, grad_grad_r, grad_grad_w):
+            r, w, centers, grad_out = ctx.saved_tensors
+            grad_r, grad_w, grad_grad_out = double_backward(r, w, centers, ctx.n_atoms, grad_out, grad_grad_r,
+                                                            grad_grad_w)
+            # saved is a function of (r, w): the double backward differentiates through it already
+            return grad_r, grad_w, None, None, None, grad_grad_out
 
-            def vjp(a, c, b, gt):
-                gr, _, gw = _vjp_via_autograd(lambda x, y, z: moments_scatter(module, x, y, z, n_atoms),
-                                              (a, c, b), (gt,), True)
-                return gr, gw
+        forward.register_autograd(forward_grad, setup_context=forward_setup)
+        backward.register_autograd(backward_grad, setup_context=backward_setup)
+        self.forward, self.backward, self.double_backward = forward, backward, double_backward
+        if library is not None:
+            self.attach_library(library)
 
-            d_r, _, d_w, d_gt = _vjp_via_autograd(vjp, (r, centers, w, g_t), (ggr, ggw), False)
-            return d_r, None, d_w, None, d_gt
+    def attach_library(self, library) -> None:
+        """Serve CPU tensors with the fused kernels of `library` (built for this Basis), from now on."""
+        if self.library is not None:
+            return
+        if library.n_invariants != self.torch_impl.kernels.n_invariants:
+            raise ValueError(f"library {library.path} has {library.n_invariants} invariants, the Basis "
+                             f"{self.torch_impl.kernels.n_invariants}")
+        lib = library
 
-        moments_vjp_op.register_autograd(moments_vjp_backward, setup_context=moments_vjp_setup)
+        @self.forward.register_kernel("cpu")
+        def _(r, w, centers, n_atoms):
+            r, w, centers = _contiguous(r, w, centers)
+            return lib.forward(r, w, centers, n_atoms)
 
-        def invariants_setup(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
+        @self.backward.register_kernel("cpu")
+        def _(r, w, centers, n_atoms, saved, grad_out):
+            r, w, centers, saved, grad_out = _contiguous(r, w, centers, saved, grad_out)
+            return lib.backward(r, w, centers, n_atoms, saved, grad_out)
 
-        def invariants_backward(ctx, g_i):
-            (t,) = ctx.saved_tensors
-            return invariants_vjp_op(t, g_i.contiguous())
+        @self.double_backward.register_kernel("cpu")
+        def _(r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w):
+            args = _contiguous(r, w, centers, grad_out, grad_grad_r, grad_grad_w)
+            return lib.double_backward(args[0], args[1], args[2], n_atoms, *args[3:])
 
-        invariants_op.register_autograd(invariants_backward, setup_context=invariants_setup)
+        self.library = library
 
-        def invariants_vjp_setup(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
-
-        def invariants_vjp_backward(ctx, gg_t):
-            t, g_i = ctx.saved_tensors
-            d_t, d_gi = _vjp_via_autograd(module.invariants_vjp, (t, g_i), (gg_t,), False)
-            return d_t, d_gi
-
-        invariants_vjp_op.register_autograd(invariants_vjp_backward, setup_context=invariants_vjp_setup)
-
-        self.moments = moments_op
-        self.moments_vjp = moments_vjp_op
-        self.invariants = invariants_op
-        self.invariants_vjp = invariants_vjp_op
+    def invariants(self, r, w, centers, n_atoms: int):
+        """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice."""
+        return self.forward(r, w, centers, n_atoms)[0]
 
 
-def basis_ops(basis_or_name) -> BasisOps:
-    """The custom ops of a basis (a checked-in name, a Basis file path or a Basis), registered on first use."""
-    basis = resolve_basis(basis_or_name)
-    folder, name = generated_dir(basis)
+def family(folder, name: str, basis_hash: str, library=None) -> OpFamily:
+    """The op family of a Basis (registered once per process); `library`, when given, serves CPU tensors."""
+    key = (name, basis_hash)
+    known = _FAMILIES.get(key)
+    if known is not None and (library is None or known.library is not None):
+        return known  # no lock on this path: it runs on every call, also inside torch.compile's tracing
     with _LOCK:
-        if name not in _REGISTERED:
-            module = import_torch_module(folder, name, basis.content_hash())
-            _REGISTERED[name] = BasisOps(name, module)
-        elif _REGISTERED[name].basis_hash != basis.content_hash():
-            raise ArgumentError(f"custom ops named {name!r} are registered for another Basis (hash "
-                             f"{_REGISTERED[name].basis_hash[:12]}); give this Basis another name")
-        return _REGISTERED[name]
+        if key not in _FAMILIES:
+            kernels = import_torch_module(folder, name, basis_hash)._kernels
+            _FAMILIES[key] = OpFamily(name, basis_hash, kernels, library)
+        elif library is not None:
+            _FAMILIES[key].attach_library(library)
+        return _FAMILIES[key]
 
 
 class CustomOpInvariants(torch.nn.Module):
-    """forward(r, centers, w, n_atoms) -> I [n_atoms, G, K] through the basis's custom ops (compile/export-able)."""
+    """forward(r, centers, w, n_atoms) -> I [n_atoms, G, K] through the Basis's op family (compile/export-able):
+    the fused CPU kernels where a compiler is found, the torch core elsewhere."""
 
     def __init__(self, basis_or_name):
         super().__init__()
-        self.ops = basis_ops(basis_or_name)
-        self.basis_name = self.ops.name
-        self.n_invariants = self.ops.module.N_INVARIANTS
+        basis = resolve_basis(basis_or_name)
+        folder, name = generated_dir(basis)
+        library = None
+        from . import cpu_backend
+
+        try:
+            library = cpu_backend.fused_library(folder, name, basis.content_hash(), quiet=False)
+        except cpu_backend.CpuBackendError:
+            library = None  # the torch core serves CPU tensors too
+        self.ops = family(folder, name, basis.content_hash(), library)
+        self.basis_name = name
+        self.n_invariants = self.ops.torch_impl.kernels.n_invariants
 
     def extra_repr(self) -> str:
         return f"basis={self.basis_name!r}, invariants={self.n_invariants}"
 
     def forward(self, r, centers, w, n_atoms: int):
-        return self.ops.invariants(self.ops.moments(r, centers, w, n_atoms))
+        if w.dim() == 2:
+            w = w.unsqueeze(-1)
+        return self.ops.invariants(r, w, centers.to(torch.int64), int(n_atoms))

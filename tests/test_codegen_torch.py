@@ -14,6 +14,7 @@ import torch
 from cartinv.codegen import emit_torch, plan
 from cartinv.codegen.generate import generate, render_files
 from cartinv.symbolic import stf
+from cartinv.runtime import torch_core
 
 from conftest import derived
 from helpers import random_rotation
@@ -202,8 +203,30 @@ def test_module_constants(tied, coupled):
     cb, cm = coupled
     assert cm.CHANNELS == 2 and cm.N_HARMONICS == 8 and cm.N_COORDS == 16 and cm.ORDERS == (1, 2)
     source = open(mod.__file__).read()
-    import_lines = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert import_lines == ["import os", "import torch"]
+    import_lines = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
+    # torch, and the basis-independent core: cartinv's, or the copy `cartinv export` puts beside the module
+    assert import_lines == ["import torch", "from cartinv.runtime import torch_core as _core",
+                            "import cartinv_torch_core as _core"]
+
+
+def test_torch_core_is_standalone():
+    """The core is copied next to exported modules: it may import torch and the standard library only."""
+    import ast
+    import sys
+
+    tree = ast.parse(open(torch_core.__file__).read())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in names} - set(sys.stdlib_module_names) == {"torch"}
+
+
+def test_core_api_version_matches_codegen():
+    """Generated modules are written against the API the core implements; a mismatch is refused on import."""
+    from cartinv.codegen.generate import TORCH_CORE_API
+
+    assert TORCH_CORE_API == torch_core.API_VERSION
+    with pytest.raises(ImportError, match="regenerate"):
+        torch_core.bind(api=torch_core.API_VERSION + 1, module="m")
 
 
 def test_harmonics_match_stf(tied):
@@ -244,7 +267,7 @@ def test_chunked_rows_equal_whole(tied, monkeypatch):
     whole, whole_vjp = mod.invariants(T), mod.invariants_vjp(T, gI)
     T_grad = T.clone().requires_grad_(True)
     (whole_auto,) = torch.autograd.grad(mod.invariants(T_grad), T_grad, gI)
-    monkeypatch.setattr(mod, "CHUNK_ROWS_CPU", 97)
+    monkeypatch.setattr(torch_core, "CHUNK_ROWS_CPU", 97)
     threads = torch.get_num_threads()
     try:
         for n in (1, 2):  # serial chunks, and chunks on the thread pool
@@ -274,7 +297,7 @@ def _run_in_child(fn):
 def test_thread_pool_survives_fork(tied, monkeypatch):
     """A forked child (e.g. a DataLoader worker) builds its own chunk pool instead of waiting on dead threads."""
     _, mod = tied
-    monkeypatch.setattr(mod, "CHUNK_ROWS_CPU", 64)
+    monkeypatch.setattr(torch_core, "CHUNK_ROWS_CPU", 64)
     T = torch.tensor(np.random.default_rng(14).normal(size=(1000, mod.N_COORDS)))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -32,27 +32,69 @@ def test_matches_torch_backend(model, data):
 
 
 def test_opcheck(model, data):
+    """The family's three ops, on the CPU kernels (fused where they build)."""
     r, centers, w = data
     ops = model.ops
-    t = ops.module.moments(r, centers, w, A)
-    torch.library.opcheck(ops.invariants, (t.clone().requires_grad_(),))
-    torch.library.opcheck(ops.moments, (r.clone().requires_grad_(), centers, w.clone().requires_grad_(), A))
-    g_t = torch.randn_like(t)
-    torch.library.opcheck(ops.moments_vjp, (r.clone().requires_grad_(), centers, w.clone().requires_grad_(), A,
-                                            g_t.requires_grad_()))
-    fast = ("test_schema", "test_autograd_registration", "test_faketensor")
-    torch.library.opcheck(ops.invariants_vjp, (t.clone().requires_grad_(),
-                                               torch.randn(A, C, ops.module.N_INVARIANTS, dtype=torch.float64)),
-                          test_utils=fast)
+    w3 = w.unsqueeze(-1)
+    torch.library.opcheck(ops.forward, (r.clone().requires_grad_(), w3.clone().requires_grad_(), centers, A))
+    out, saved = ops.forward(r, w3, centers, A)
+    g = torch.randn_like(out)
+    torch.library.opcheck(ops.backward, (r.clone().requires_grad_(), w3.clone().requires_grad_(), centers, A,
+                                         saved, g.requires_grad_()))
+    torch.library.opcheck(ops.double_backward, (r, w3, centers, A, g.detach(), torch.randn_like(r),
+                                                torch.randn_like(w3)))
 
 
-def test_opcheck_invariants_vjp_aot_dispatch(model, data):
-    """AOT-traces the second derivative through the generated VJP."""
+@pytest.fixture(scope="module")
+def torch_family():
+    """A family of a Basis of its own, with no fused library: every device runs the torch core."""
+    from cartinv.runtime.load import checked_in_root, import_torch_module
+    from cartinv.runtime.ops import OpFamily
+
+    module = import_torch_module(checked_in_root() / "lmax2_deg4", "lmax2_deg4")
+    return OpFamily("torchcore_lmax2_deg4", module.BASIS_HASH, module._kernels)
+
+
+def test_torch_core_implementation_passes_opcheck(torch_family, data):
     r, centers, w = data
-    ops = model.ops
-    t = ops.module.moments(r, centers, w, A)
-    torch.library.opcheck(ops.invariants_vjp, (t.clone().requires_grad_(),
-                                               torch.randn(A, C, ops.module.N_INVARIANTS, dtype=torch.float64)))
+    ops = torch_family
+    w3 = torch.randn(P, 3, 1, dtype=torch.float64)
+    torch.library.opcheck(ops.forward, (r.clone().requires_grad_(), w3.clone().requires_grad_(), centers, A))
+    out, saved = ops.forward(r, w3, centers, A)
+    assert saved.shape == (A, 3 * ops.torch_impl.kernels.n_coords)  # the moments, [n_atoms, G * N_COORDS]
+    g = torch.randn_like(out)
+    torch.library.opcheck(ops.backward, (r.clone().requires_grad_(), w3.clone().requires_grad_(), centers, A,
+                                         saved, g.requires_grad_()))
+    torch.library.opcheck(ops.double_backward, (r, w3, centers, A, g.detach(), torch.randn_like(r), None))
+
+
+def test_torch_core_implementation_equals_the_torch_backend(torch_family, data):
+    """Values, first and second derivatives of the family's torch-core implementation against the torch backend's
+    own autograd (a force loss: d/dw of sum (dE/dr)^2 goes through the double backward)."""
+    r, centers, _ = data
+    w3 = torch.randn(P, 3, 1, dtype=torch.float64)
+    ref_module = cartinv.load("lmax2_deg4", backend="torch")
+
+    def force_loss(fn):
+        rr, ww = r.clone().requires_grad_(), w3.clone().requires_grad_()
+        energy = fn(rr, ww).square().sum()
+        (force,) = torch.autograd.grad(energy, rr, create_graph=True)
+        return (energy.detach(), force.detach()) + torch.autograd.grad(force.square().sum(), (rr, ww))
+
+    got = force_loss(lambda a, b: torch_family.invariants(a, b, centers, A))
+    ref = force_loss(lambda a, b: ref_module(a, centers, b, A))
+    for x, y in zip(got, ref):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_through_the_torch_core_family(torch_family, data):
+    r, centers, _ = data
+    n = 6
+    rr = r[:n].clone().requires_grad_()
+    ww = torch.randn(n, 2, 1, dtype=torch.float64, requires_grad=True)
+    fn = lambda a, b: torch_family.invariants(a, b, centers[:n], A)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (rr, ww))
+    assert torch.autograd.gradgradcheck(fn, (rr, ww))
 
 
 def test_gradcheck_and_gradgradcheck(model, data):

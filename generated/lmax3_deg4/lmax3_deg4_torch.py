@@ -5,7 +5,7 @@
 
 13 rotation-invariant polynomials of the moment tensors of orders 0, 1, 2, 3
 (1 channel per group), generated from the Basis file "lmax3_deg4.json".
-This module is standalone: it imports torch and the standard library only.
+It imports torch, and cartinv's torch core (or the copy that `cartinv export` puts beside it).
 
 Layouts (shared with the C/CUDA targets):
 
@@ -33,12 +33,10 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
     I13  (column 12, degree 4): T1[a] T2[bc] T2[bd] T3[acd]
 
 Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 503, invariants_vjp 1253 operations.
-The straight-line programs run on blocks of CHUNK_ROWS rows at a time (each program variable is a contiguous
-vector, so a block's temporaries stay in cache); on a CPU, blocks run on torch.get_num_threads() threads.
-Moments are per-atom matrix products over zero-padded neighbour slots (SegmentPlan): no [P, G, N_COORDS] tensor.
+This file holds only what depends on the basis: its sizes and four straight-line programs. Everything else (row
+drivers, neighbour slots, autograd, InvariantModel) is cartinv's hand-written torch core, bound at the end
+(cartinv/runtime/torch_core.py; `cartinv export --target torch` copies it here as cartinv_torch_core.py).
 """
-
-import os
 
 import torch
 
@@ -54,8 +52,6 @@ INVARIANT_IDS = ('I1', 'I2', 'I3', 'I4', 'I5', 'I6', 'I7', 'I8', 'I9', 'I10', 'I
 INVARIANT_DEGREES = (1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4)
 HARMONIC_NAMES = ('Y0_0', 'Y1_0', 'Y1_1', 'Y1_2', 'Y2_0', 'Y2_1', 'Y2_2', 'Y2_3', 'Y2_4', 'Y3_0', 'Y3_1', 'Y3_2', 'Y3_3', 'Y3_4', 'Y3_5', 'Y3_6')
 COORDINATE_NAMES = ('T0_0', 'T1_0', 'T1_1', 'T1_2', 'T2_0', 'T2_1', 'T2_2', 'T2_3', 'T2_4', 'T3_0', 'T3_1', 'T3_2', 'T3_3', 'T3_4', 'T3_5', 'T3_6')
-CHUNK_ROWS_CPU = 8192
-CHUNK_ROWS_CUDA = 1048576
 
 
 # --- Straight-line programs. One row is one pair (harmonics) or one (atom, group) (invariants). ---------------
@@ -731,427 +727,23 @@ def _invariants_vjp_rows(args):
     return [gT0_0, gT1_0, gT1_1, gT1_2, gT2_0, gT2_1, gT2_2, gT2_3, gT2_4, gT3_0, gT3_1, gT3_2, gT3_3, gT3_4, gT3_5, gT3_6]
 
 
-# --- Row drivers and the public functions. -------------------------------------------------------------------
-
-
-_POOL = {}  # (process id, threads) -> the thread pool for CPU chunks (a forked child builds its own)
-
-
-def _cpu_pool():
-    """Threads that run CPU chunks side by side (torch releases the GIL inside each operation)."""
-    workers = torch.get_num_threads()
-    if workers < 2:
-        return None
-    key = (os.getpid(), workers)
-    if key not in _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.clear()
-        _POOL[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cartinv")
-    return _POOL[key]
-
-
-def _map_rows(program, blocks, n_out):
-    """Apply a row program to matrices blocks[b] of shape [M, n_b] -> [M, n_out], CHUNK_ROWS rows at a time.
-
-    The blocks are transposed once, so every program variable of a chunk is a contiguous slice of one row. Under
-    autograd the chunks run in order and are concatenated (ordinary differentiable operations, so the result can
-    be differentiated again); otherwise CPU chunks run on a thread pool and write straight into the output.
-    Chunks are small enough that no operation inside one starts torch's own intra-op threads.
-    """
-    n_rows = blocks[0].shape[0]
-    step = CHUNK_ROWS_CUDA if blocks[0].is_cuda else CHUNK_ROWS_CPU
-    rows = [row for block in blocks for row in block.t().contiguous().unbind(0)]
-    starts = range(0, max(n_rows, 1), step)
-    if torch.is_grad_enabled() and any(b.requires_grad for b in blocks):
-        pieces = [torch.stack(program([row[s:s + step] for row in rows]), dim=0) for s in starts]
-        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-        return out.t()
-    out = blocks[0].new_empty((n_out, n_rows))
-
-    def run(start):
-        for k, value in enumerate(program([row[start:start + step] for row in rows])):
-            out[k, start:start + step].copy_(value)
-
-    pool = None if blocks[0].is_cuda or len(starts) < 2 else _cpu_pool()
-    if pool is None:
-        for start in starts:
-            run(start)
-    else:
-        for _ in pool.map(run, starts):
-            pass
-    return out.t()
-
-
-def _last_dim(x, size, what):
-    if x.dim() < 1 or x.shape[-1] != size:
-        raise ValueError(f"{what} must have last dimension {size}, got shape {tuple(x.shape)}")
-
-
-def harmonics(u):
-    """Y[p, j] = Y_j(u_p): orthonormal STF coordinates of the unit vectors u [P, 3] -> [P, N_HARMONICS]."""
-    _last_dim(u, 3, "u")
-    return _map_rows(_harmonics_rows, [u.reshape(-1, 3)], N_HARMONICS).contiguous()
-
-
-def harmonics_vjp(u, gY):
-    """gu[p] = sum_j gY[p, j] dY_j/du (u_p): the vector-Jacobian product of harmonics, [P, 3]."""
-    _last_dim(u, 3, "u")
-    _last_dim(gY, N_HARMONICS, "gY")
-    return _map_rows(_harmonics_vjp_rows, [u.reshape(-1, 3), gY.reshape(-1, N_HARMONICS)], 3).contiguous()
-
-
-def invariants(T):
-    """I[..., k] = invariant k of the block coordinates T[..., :]: T [..., N_COORDS] -> [..., N_INVARIANTS]."""
-    _last_dim(T, N_COORDS, "T")
-    out = _map_rows(_invariants_rows, [T.reshape(-1, N_COORDS)], N_INVARIANTS).contiguous()
-    return out.reshape(T.shape[:-1] + (N_INVARIANTS,))
-
-
-def invariants_vjp(T, gI):
-    """gT[..., c] = sum_k gI[..., k] dI_k/dT_c (T[..., :]): the vector-Jacobian product of invariants."""
-    _last_dim(T, N_COORDS, "T")
-    _last_dim(gI, N_INVARIANTS, "gI")
-    if gI.shape[:-1] != T.shape[:-1]:
-        raise ValueError(f"gI shape {tuple(gI.shape)} does not match T shape {tuple(T.shape)}")
-    out = _map_rows(_invariants_vjp_rows, [T.reshape(-1, N_COORDS), gI.reshape(-1, N_INVARIANTS)], N_COORDS)
-    out = out.contiguous()
-    return out.reshape(T.shape)
-
-
-# --- Autograd functions with the generated VJPs (their backward is differentiable again). --------------------
-
-
-class Harmonics(torch.autograd.Function):
-    """u [P, 3] -> Y [P, N_HARMONICS]; backward is harmonics_vjp, built from differentiable torch operations."""
-
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return harmonics(u)
-
-    @staticmethod
-    def backward(ctx, gY):
-        (u,) = ctx.saved_tensors
-        return harmonics_vjp(u, gY)
-
-
-class Invariants(torch.autograd.Function):
-    """T [..., N_COORDS] -> I [..., N_INVARIANTS]; backward is invariants_vjp (differentiable again)."""
-
-    @staticmethod
-    def forward(ctx, T):
-        ctx.save_for_backward(T)
-        return invariants(T)
-
-    @staticmethod
-    def backward(ctx, gI):
-        (T,) = ctx.saved_tensors
-        return invariants_vjp(T, gI)
-
-
-class _GatherRows(torch.autograd.Function):
-    """out[s] = x[index[s]], or zeros where index[s] == len(x) (an empty slot).
-
-    Every row of x fills exactly one slot, inverse[p] (index[inverse[p]] == p), so the transpose of this map is
-    out -> out[inverse]: an exact gather, with no scatter-add. _TakeSlots is that transpose, and _GatherRows is
-    the transpose of _TakeSlots, so derivatives of any order stay gathers.
-    """
-
-    @staticmethod
-    def forward(ctx, x, index, inverse):
-        ctx.save_for_backward(index, inverse)
-        n_rows = x.shape[0]
-        if n_rows == 0:
-            return x.new_zeros((index.shape[0],) + tuple(x.shape[1:]))
-        out = x.index_select(0, index.clamp(max=n_rows - 1))
-        empty = torch.nonzero(index == n_rows).reshape(-1)
-        if empty.shape[0]:
-            out.index_fill_(0, empty, 0)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        index, inverse = ctx.saved_tensors
-        return _TakeSlots.apply(grad, index, inverse), None, None
-
-
-class _TakeSlots(torch.autograd.Function):
-    """out[p] = slots[inverse[p]]: the transpose of _GatherRows (and _GatherRows is its transpose)."""
-
-    @staticmethod
-    def forward(ctx, slots, index, inverse):
-        ctx.save_for_backward(index, inverse)
-        return slots.index_select(0, inverse)
-
-    @staticmethod
-    def backward(ctx, grad):
-        index, inverse = ctx.saved_tensors
-        return _GatherRows.apply(grad, index, inverse), None, None
-
-
-def _slot_product(kind, x, y, buckets):
-    """The batched products of _SlotProduct, bucket by bucket, written into one preallocated output."""
-    x, y = x.contiguous(), y.contiguous()
-    n_atoms = sum(a for a, _ in buckets)
-    if kind == "moments":
-        out = x.new_empty((n_atoms, x.shape[1], y.shape[1]))
-    elif kind == "left":
-        out = x.new_empty((x.shape[0], y.shape[1]))
-    else:
-        out = x.new_empty((x.shape[0], y.shape[2]))
-    slot = atom = 0
-    for n_bucket, capacity in buckets:
-        rows, atoms = slice(slot, slot + n_bucket * capacity), slice(atom, atom + n_bucket)
-        x_b = x[rows].view(n_bucket, capacity, x.shape[1])
-        if kind == "moments":
-            torch.bmm(x_b.transpose(1, 2), y[rows].view(n_bucket, capacity, y.shape[1]), out=out[atoms])
-        elif kind == "left":
-            torch.bmm(x_b, y[atoms].transpose(1, 2), out=out[rows].view(n_bucket, capacity, out.shape[1]))
-        else:
-            torch.bmm(x_b, y[atoms], out=out[rows].view(n_bucket, capacity, out.shape[1]))
-        slot += n_bucket * capacity
-        atom += n_bucket
-    return out
-
-
-class _SlotProduct(torch.autograd.Function):
-    """Per-atom matrix products between slot rows [slots, .] and per-atom matrices [atoms, F, H].
-
-    With a_i [capacity, F], b_i [capacity, H] the slot rows of atom i (atoms in bucket order) and m_i [F, H]:
-        "moments"  (a, b) -> m,  m_i = a_i^T b_i
-        "left"     (b, m) -> a,  a_i = b_i m_i^T
-        "right"    (a, m) -> b,  b_i = a_i m_i
-    Each map's derivatives are the other two, so derivatives of every order are _SlotProducts again. Buckets are
-    computed into one output (no per-bucket pieces to concatenate, forward or backward).
-    """
-
-    @staticmethod
-    def forward(ctx, kind, x, y, buckets):
-        ctx.kind, ctx.buckets = kind, buckets
-        ctx.save_for_backward(x, y)
-        return _slot_product(kind, x, y, buckets)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        kind, buckets = ctx.kind, ctx.buckets
-        need_x, need_y = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        gx = gy = None
-        if kind == "moments":  # m = a^T b
-            gx = _SlotProduct.apply("left", y, grad, buckets) if need_x else None  # b g^T
-            gy = _SlotProduct.apply("right", x, grad, buckets) if need_y else None  # a g
-        elif kind == "left":  # a = b m^T
-            gx = _SlotProduct.apply("right", grad, y, buckets) if need_x else None  # g m
-            gy = _SlotProduct.apply("moments", grad, x, buckets) if need_y else None  # g^T b
-        else:  # b = a m
-            gx = _SlotProduct.apply("left", grad, y, buckets) if need_x else None  # g m^T
-            gy = _SlotProduct.apply("moments", x, grad, buckets) if need_y else None  # a^T g
-        return None, gx, gy, None
-
-
-# --- Moments: per-atom accumulation as small matrix products over zero-padded neighbour slots. ---------------
-
-
-def bucket_capacity(count):
-    """Slots given to an atom with `count` pairs: count rounded up to a multiple of 2^(floor(log2 count) - 2).
-
-    At most a quarter of the slots are empty, and atoms with 1..n pairs fall into about 4 log2(n) buckets.
-    """
-    count = max(int(count), 1)
-    step = 1 << max(count.bit_length() - 3, 0)
-    return -(-count // step) * step
-
-
-class SegmentPlan:
-    """Where each pair sits in a zero-padded [atoms, slots] layout; depends on centers and n_atoms only.
-
-    Atoms are grouped in buckets; every atom of a bucket has `capacity` slots, its pairs first (in input order),
-    then empty slots. One bucket holds every atom when its slots are at most `max_padding` times the pairs;
-    otherwise each atom gets bucket_capacity(its pair count) slots and atoms are grouped by capacity.
-
-    index [slots]     the pair in each slot, or P for an empty slot
-    inverse [P]       the slot of each pair
-    buckets           ((atoms, capacity), ...) in slot order
-    atom_order        [n_atoms] atom at each row of bucket order, or None when that is the atom order
-    atom_position     [n_atoms] row of each atom in bucket order (the inverse permutation), or None
-    """
-
-    def __init__(self, centers, n_atoms, max_padding=1.25):
-        centers = centers.long()
-        device = centers.device
-        n_pairs = centers.shape[0]
-        counts = torch.bincount(centers, minlength=n_atoms)
-        if n_pairs > 1 and bool((centers[1:] < centers[:-1]).any()):
-            order = torch.argsort(centers, stable=True)
-            sorted_centers = centers[order]
-        else:
-            order, sorted_centers = None, centers
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(n_pairs, device=device) - starts[sorted_centers]
-        if order is not None:
-            rank = torch.empty_like(rank).index_copy_(0, order, rank)
-        largest = int(counts.max()) if n_atoms else 0
-        capacity = max(largest, 1)
-        if n_atoms * capacity <= max_padding * max(n_pairs, n_atoms):
-            base = torch.arange(n_atoms, device=device) * capacity
-            self.buckets = ((n_atoms, capacity),)
-            self.atom_order = self.atom_position = None
-        else:
-            table = torch.tensor([bucket_capacity(c) for c in range(largest + 1)], dtype=torch.long, device=device)
-            caps = table[counts]
-            atom_order = torch.argsort(caps, stable=True)
-            sorted_caps = caps[atom_order]
-            base = torch.empty_like(sorted_caps).index_copy_(0, atom_order, torch.cumsum(sorted_caps, 0) - sorted_caps)
-            distinct, sizes = torch.unique_consecutive(sorted_caps, return_counts=True)
-            self.buckets = tuple(zip(sizes.tolist(), distinct.tolist()))
-            self.atom_order = atom_order
-            self.atom_position = torch.empty_like(atom_order).index_copy_(
-                0, atom_order, torch.arange(n_atoms, device=device)
-            )
-        self.inverse = base[centers] + rank
-        n_slots = sum(a * c for a, c in self.buckets)
-        self.index = torch.full((n_slots,), n_pairs, dtype=torch.long, device=device)
-        self.index[self.inverse] = torch.arange(n_pairs, device=device)
-        self.n_atoms = n_atoms
-
-    def gather(self, x):
-        """x [P, ...] -> [slots, ...]: the rows of x in their slots, zeros in the empty slots."""
-        return _GatherRows.apply(x, self.index, self.inverse)
-
-    def take(self, slots):
-        """[slots, ...] -> [P, ...]: the row of each pair (the transpose of gather)."""
-        return _TakeSlots.apply(slots, self.index, self.inverse)
-
-    def to_atom_order(self, rows):
-        """Per-atom rows in bucket order -> atom order."""
-        if self.atom_position is None:
-            return rows
-        return _TakeSlots.apply(rows, self.atom_order, self.atom_position)
-
-    def to_bucket_order(self, rows):
-        """Per-atom rows in atom order -> bucket order (the inverse of to_atom_order)."""
-        if self.atom_position is None:
-            return rows
-        return _TakeSlots.apply(rows, self.atom_position, self.atom_order)
-
-
-def weights_matrix(w, n_pairs):
-    """w [P, G, CHANNELS] (or [P, G] when CHANNELS == 1) -> [P, G * CHANNELS] and G (shape checked).
-
-    Public: callers that scatter moments themselves (runtime/ops.py) use the same weight layout as moments().
-    """
-    if w.dim() == 2 and CHANNELS == 1:
-        groups = w.shape[1]
-    elif w.dim() == 3 and w.shape[2] == CHANNELS:
-        groups = w.shape[1]
-    else:
-        expected = "[P, G] or [P, G, 1]" if CHANNELS == 1 else f"[P, G, {CHANNELS}]"
-        raise ValueError(f"weights must have shape {expected}, got {tuple(w.shape)}")
-    if w.shape[0] != n_pairs:
-        raise ValueError(f"weights have {w.shape[0]} rows for {n_pairs} pairs")
-    return w.reshape(n_pairs, groups * CHANNELS), groups
-
-
-def accumulate(Y, centers, w, n_atoms, plan=None):
-    """T[i, g, n * N_HARMONICS + j] = sum_{p: centers[p] = i} w[p, g, n] Y[p, j] -> [n_atoms, G, N_COORDS].
-
-    Per atom this is the matrix product W_i^T Y_i of its pairs' weights [pairs, G * CHANNELS] and harmonics
-    [pairs, N_HARMONICS], run as batched matrix products over zero-padded slots: no [P, G, N_COORDS] tensor is
-    formed. Differentiable to any order in Y and w.
-    """
-    n_pairs = Y.shape[0]
-    weights, groups = weights_matrix(w, n_pairs)
-    if plan is None:
-        plan = SegmentPlan(centers, n_atoms)
-    per_atom = _SlotProduct.apply("moments", plan.gather(weights), plan.gather(Y), plan.buckets)
-    return plan.to_atom_order(per_atom).reshape(n_atoms, groups, N_COORDS)
-
-
-def unit_vectors(r):
-    """u = r / |r| for pair vectors r [P, 3] (differentiable)."""
-    return r / torch.linalg.vector_norm(r, dim=1, keepdim=True)
-
-
-def moments(r, centers, w, n_atoms, plan=None):
-    """T[i, g, n * N_HARMONICS + j] = sum_{p: centers[p] = i} w[p, g, n] Y_j(r_p / |r_p|) -> [n_atoms, G, N_COORDS]."""
-    return accumulate(Harmonics.apply(unit_vectors(r)), centers, w, n_atoms, plan)
-
-
-def moments_vjp(r, centers, w, n_atoms, gT, plan=None):
-    """(gr, gw): the vector-Jacobian product of T = moments(r, centers, w, n_atoms) with cotangent gT.
-
-    Per atom T_i = W_i^T Y_i, so gW_i = Y_i gT_i^T and gY_i = W_i gT_i (batched over the padded slots), then
-    gu = harmonics_vjp(u, gY) and gr = (gu - u (u . gu)) / |r|. Built from differentiable operations (the result
-    can be differentiated again).
-    """
-    n_pairs = r.shape[0]
-    weights, groups = weights_matrix(w, n_pairs)
-    if plan is None:
-        plan = SegmentPlan(centers, n_atoms)
-    norm = torch.linalg.vector_norm(r, dim=1, keepdim=True)
-    u = r / norm
-    g_atoms = plan.to_bucket_order(gT.reshape(n_atoms, groups * CHANNELS, N_HARMONICS))
-    gw_slots = _SlotProduct.apply("left", plan.gather(harmonics(u)), g_atoms, plan.buckets)
-    gy_slots = _SlotProduct.apply("right", plan.gather(weights), g_atoms, plan.buckets)
-    gu = harmonics_vjp(u, plan.take(gy_slots))
-    gr = (gu - u * (u * gu).sum(dim=1, keepdim=True)) / norm
-    return gr, plan.take(gw_slots).reshape(w.shape)
-
-
-def compute(r, centers, w, n_atoms, plan=None):
-    """I[i, g, k] = invariant k of the moments T[i, g, :] of atom i: [n_atoms, G, N_INVARIANTS]."""
-    return Invariants.apply(moments(r, centers, w, n_atoms, plan))
-
-
-def check_inputs(r, centers, w, n_atoms):
-    """ValueError naming the first problem with the inputs: shapes, dtypes, devices, centre indices out of range,
-    NaN or infinity in r or w, zero-length pair vectors (whose direction, and so every harmonic, is undefined)."""
-    if not (isinstance(r, torch.Tensor) and r.dim() == 2 and r.shape[1] == 3 and r.dtype in (torch.float32, torch.float64)):
-        raise ValueError("r must be a float32 or float64 tensor of shape [P, 3]")
-    n_pairs = r.shape[0]
-    if not (isinstance(centers, torch.Tensor) and centers.shape == (n_pairs,) and centers.dtype in (torch.int32, torch.int64)):
-        raise ValueError(f"centers must be an int32 or int64 tensor of shape [{n_pairs}]")
-    want = (n_pairs, w.shape[1] if isinstance(w, torch.Tensor) and w.dim() > 1 else -1) + ((CHANNELS,) if CHANNELS > 1 else ())
-    if not (isinstance(w, torch.Tensor) and tuple(w.shape) == want and w.dtype == r.dtype):
-        raise ValueError(f"w must be a {r.dtype} tensor of shape [P, G{', CHANNELS' if CHANNELS > 1 else ''}] "
-                         f"with P = {n_pairs}{f' and CHANNELS = {CHANNELS}' if CHANNELS > 1 else ''}")
-    if centers.device != r.device or w.device != r.device:
-        raise ValueError("r, centers and w must be on one device")
-    n = int(n_atoms)
-    if n < 0 or n != n_atoms:
-        raise ValueError(f"n_atoms must be a non-negative integer, got {n_atoms!r}")
-    if n_pairs and (int(centers.min()) < 0 or int(centers.max()) >= n):
-        raise ValueError(f"centers must lie in 0..{n - 1}")
-    if not bool(torch.isfinite(r).all()) or not bool(torch.isfinite(w).all()):
-        raise ValueError("r and w must be finite (no NaN or infinity)")
-    if n_pairs and not bool((r.detach().square().sum(1) > 0).all()):
-        raise ValueError("a pair vector has zero length (an atom paired with itself, or two atoms at one place)")
-
-
-class InvariantModel(torch.nn.Module):
-    """forward(r, centers, w, n_atoms) -> I [n_atoms, G, N_INVARIANTS]; differentiable twice in r and w.
-
-    No parameters: weights are computed by the caller (radial functions times channel features). With
-    check_inputs=True every call first runs `check_inputs` (one pass over the data); without it, bad inputs give
-    undefined results (a zero-length pair vector gives NaN).
-    """
-
-    basis_name = BASIS_NAME
-    basis_hash = BASIS_HASH
-    n_invariants = N_INVARIANTS
-    invariant_ids = INVARIANT_IDS
-
-    def __init__(self, max_padding=1.25, check_inputs=False):
-        super().__init__()
-        self.max_padding = float(max_padding)
-        self.check_inputs = bool(check_inputs)
-
-    def extra_repr(self):
-        return f"basis={BASIS_NAME!r}, invariants={N_INVARIANTS}, channels={CHANNELS}"
-
-    def forward(self, r, centers, w, n_atoms):
-        if self.check_inputs:
-            check_inputs(r, centers, w, n_atoms)
-        plan = SegmentPlan(centers, n_atoms, self.max_padding)
-        return compute(r, centers, w, n_atoms, plan)
+# --- Binding: the basis-independent runtime, with this basis's programs. -------------------------------------
+
+try:
+    from cartinv.runtime import torch_core as _core
+except ImportError:  # exported: cartinv_torch_core.py sits next to this file
+    import cartinv_torch_core as _core
+
+_kernels = _core.bind(
+    api=1, module=__name__, basis_name=BASIS_NAME, basis_hash=BASIS_HASH, orders=ORDERS, channels=CHANNELS,
+    n_harmonics=N_HARMONICS, n_coords=N_COORDS, n_invariants=N_INVARIANTS, invariant_ids=INVARIANT_IDS,
+    invariant_degrees=INVARIANT_DEGREES, harmonics_rows=_harmonics_rows, harmonics_vjp_rows=_harmonics_vjp_rows,
+    invariants_rows=_invariants_rows, invariants_vjp_rows=_invariants_vjp_rows,
+)
+harmonics, harmonics_vjp = _kernels.harmonics, _kernels.harmonics_vjp
+invariants, invariants_vjp = _kernels.invariants, _kernels.invariants_vjp
+weights_matrix, accumulate, moments, moments_vjp = (_kernels.weights_matrix, _kernels.accumulate, _kernels.moments,
+                                                    _kernels.moments_vjp)
+compute, check_inputs = _kernels.compute, _kernels.check_inputs
+Harmonics, Invariants, InvariantModel = _kernels.Harmonics, _kernels.Invariants, _kernels.InvariantModel
+SegmentPlan, bucket_capacity, unit_vectors = _core.SegmentPlan, _core.bucket_capacity, _core.unit_vectors
