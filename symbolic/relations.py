@@ -225,30 +225,44 @@ class RelationFinder:
         chosen = [k for k, col in enumerate(columns) if ech.add(col(p0))]
         if ech.would_raise(target(p0)):
             return None
-        sols = []
+        systems = []
         for pts in self.points:
             a = np.stack([columns[k](pts) for k in chosen], axis=1) if chosen else np.zeros((pts.batch, 0), np.int64)
-            x = solve_mod(a, target(pts), pts.prime)
-            if x is None:
-                return None
-            sols.append(x)
-        modulus = PRIMES[0] * PRIMES[1]
-        coeffs = []
-        for x0, x1 in zip(*sols):
-            c = crt(int(x0), PRIMES[0], int(x1), PRIMES[1])
-            q = rational_reconstruct(c, modulus)
-            if q is None:
-                return None
-            coeffs.append(q)
-        # Verify the identity at fresh points.
+            systems.append((a, target(pts), pts.prime))
+        coeffs = rational_solution(systems)
         pc = self.check
-        acc = np.zeros(pc.batch, dtype=object)
-        for q, k in zip(coeffs, chosen):
-            qm = q.numerator * pow(q.denominator, -1, pc.prime) % pc.prime
-            acc = (acc + qm * columns[k](pc).astype(object)) % pc.prime
-        if not np.all((acc - target(pc).astype(object)) % pc.prime == 0):
+        if coeffs is None or not holds_mod([columns[k](pc) for k in chosen], coeffs, target(pc), pc.prime):
             return None
         return [(q, k) for q, k in zip(coeffs, chosen) if q != 0]
+
+
+def rational_solution(systems) -> list[Fraction] | None:
+    """The rational x with a x = b, from the same system at each of two primes [(a, b, p), ...] (a of full
+    column rank): solved mod each prime, combined by CRT, reconstructed; None if inconsistent or not rational
+    within the reconstruction bound. The caller verifies the result at fresh points (holds_mod)."""
+    sols = []
+    for a, b, p in systems:
+        x = solve_mod(a, b, p)
+        if x is None:
+            return None
+        sols.append(x)
+    (_, _, p0), (_, _, p1) = systems
+    coeffs = []
+    for x0, x1 in zip(*sols):
+        q = rational_reconstruct(crt(int(x0), p0, int(x1), p1), p0 * p1)
+        if q is None:
+            return None
+        coeffs.append(q)
+    return coeffs
+
+
+def holds_mod(columns, coeffs, target, prime: int) -> bool:
+    """Whether target = sum_k coeffs[k] * columns[k] holds exactly mod prime at every point (exact integers)."""
+    acc = np.zeros(len(target), dtype=object)
+    for q, col in zip(coeffs, columns):
+        qm = q.numerator * pow(q.denominator, -1, prime) % prime
+        acc = (acc + qm * np.asarray(col).astype(object)) % prime
+    return bool(np.all((acc - np.asarray(target).astype(object)) % prime == 0))
 
 
 def solve_mod(a: np.ndarray, b: np.ndarray, p: int):

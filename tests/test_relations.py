@@ -76,3 +76,28 @@ def test_monic_roots_and_caps_of_the_finder():
     root = RelationFinder((q,)).find_root(qq, "D1", [("I1", q4)])
     assert isinstance(root, Relation) and root.power == 2 and root.text("D1") == "D1**2 = 2*I1"
     assert root.to_json("D1") == [["-1", ["D1", "D1"]], ["2", ["I1"]]]
+
+
+def test_rational_solution_lifts_and_verifies():
+    """One solver for every relation (tensor and ACE): exact rationals from two primes, refused when the system is
+    inconsistent, and a wrong coefficient fails the fresh-point check."""
+    from fractions import Fraction
+
+    from cartinv.symbolic.modular import PRIMES
+    from cartinv.symbolic.relations import holds_mod, rational_solution
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 1000, size=(12, 3))
+    x = [Fraction(-3, 7), Fraction(5, 2), Fraction(0)]
+
+    def rhs(p):
+        return np.array([sum(int(v) * (q.numerator * pow(q.denominator, -1, p)) for v, q in zip(row, x)) % p
+                         for row in a], dtype=np.int64)
+
+    systems = [(a % p, rhs(p), p) for p in PRIMES]
+    assert rational_solution(systems) == x
+    assert holds_mod(list(a.T), x, rhs(PRIMES[0]), PRIMES[0])
+    assert not holds_mod(list(a.T), [Fraction(-3, 7), Fraction(5, 2), Fraction(1)], rhs(PRIMES[0]), PRIMES[0])
+    bad = rhs(PRIMES[0]).copy()
+    bad[0] = (bad[0] + 1) % PRIMES[0]
+    assert rational_solution([(a % PRIMES[0], bad, PRIMES[0]), systems[1]]) is None

@@ -12,10 +12,10 @@ import numpy as np
 from .. import bounds as B
 from .. import cg
 from ..modular import PRIMES, Echelon, rank_mod_p
-from ..relations import crt, rational_reconstruct, solve_mod
+from ..relations import holds_mod, rational_solution
 from .request import AceFunction, CHECK_POINTS, LINEAR_MARGIN, Label, check_request
 from .enumeration import enumerate_ace, single_particle_labels
-from .couplings import _mod, kappa2
+from .couplings import kappa2
 from .modular_eval import ModularAce, _by_pattern
 
 
@@ -110,23 +110,8 @@ def _linear_stage(sel: AceSelection, mods: list[ModularAce], progress) -> None:
 
 def _linear_relation(i, kept, vals, check, mods, fns):
     """P_i = Σ q_k P_k with rational q (CRT + reconstruction, verified at fresh points) -> B-level coefficients."""
-    sols = []
-    for v, m in zip(vals, mods):
-        x = solve_mod(v[kept].T.copy(), v[i], m.prime)
-        if x is None:
-            return None
-        sols.append(x)
-    coeffs = []
-    for x0, x1 in zip(*sols):
-        q = rational_reconstruct(crt(int(x0), PRIMES[0], int(x1), PRIMES[1]), PRIMES[0] * PRIMES[1])
-        if q is None:
-            return None
-        coeffs.append(q)
-    p = mods[0].prime
-    acc = np.zeros(check.shape[1], dtype=object)
-    for q, k in zip(coeffs, kept):
-        acc = (acc + _mod(q, p) * check[k].astype(object)) % p
-    if np.any((acc - check[i].astype(object)) % p):
+    coeffs = rational_solution([(v[kept].T.copy(), v[i], m.prime) for v, m in zip(vals, mods)])
+    if coeffs is None or not holds_mod([check[k] for k in kept], coeffs, check[i], mods[0].prime):
         return None
     # B_i = κ_i P_i = Σ q_k (κ_i / κ_k) B_k; κ_i/κ_k = sqrt(κ_i² / κ_k²) = c sqrt(s).
     out = []
