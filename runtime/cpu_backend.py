@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ import torch
 from cartinv.codegen.naming import c_identifier
 from cartinv.errors import ArgumentError, CartinvError
 
+from . import core_sources
 from .generated_files import read_checked, read_manifest
 from .kernel_cache import BinaryCache, cache_root
 
@@ -115,7 +115,12 @@ def cpu_identity() -> tuple[str, int]:
 
 def core_source() -> str:
     """The hand-written kernel core (runtime/csrc/fused_cpu.cpp)."""
-    return resources.files("cartinv.runtime").joinpath("csrc/fused_cpu.cpp").read_text()
+    return core_sources.read("fused_cpu.cpp")
+
+
+def core_headers() -> dict[str, str]:
+    """The hand-written headers the generated header includes (runtime/core_sources.py), by file name."""
+    return {name: core_sources.read(name) for name in core_sources.FOR_TARGET["c"]}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,6 +132,8 @@ def _compile(cxx: str, header: bytes, name: str, flags: list[str]) -> bytes:
         folder = Path(tmp)
         (folder / f"{name}.h").write_bytes(header)
         (folder / "fused_cpu.cpp").write_text(core_source())
+        for fname, text in core_headers().items():  # beside the header: its quoted includes find them there
+            (folder / fname).write_text(text)
         command = [cxx, *flags, "-include", str(folder / f"{name}.h"), str(folder / "fused_cpu.cpp"),
                    "-o", str(folder / "fused.so")]
         try:
@@ -153,7 +160,8 @@ def build_library(folder, name: str, cache: BinaryCache | None = None, quiet: bo
     if lane_bytes not in (16, 32, 64):
         raise ArgumentError(f"lane_bytes must be 16, 32 or 64, got {lane_bytes!r}")
     flags = [*CXX_FLAGS, f"-DCARTINV_LANE_BYTES={lane_bytes}", f"-DCARTINV_BASIS_NS={c_identifier(name)}"]
-    record = {"format": CACHE_FORMAT, "core": core_source(), "header": hashlib.sha256(header).hexdigest(),
+    record = {"format": CACHE_FORMAT, "core": core_source(), "core_headers": core_headers(),
+              "header": hashlib.sha256(header).hexdigest(),
               "compiler": compiler_version(cxx), "flags": flags, "cpu": cpu}
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     cache = cache if cache is not None else BinaryCache(cache_root() / "cpu", error=CpuBackendError)

@@ -36,7 +36,7 @@ import torch
 from cartinv.codegen.naming import c_identifier, kernel_symbol
 from cartinv.errors import ArgumentError, CartinvError
 
-from . import kernel_cache
+from . import core_sources, kernel_cache
 from .generated_files import Manifest, read_checked, read_manifest
 from .kernel_cache import cache_root
 
@@ -128,15 +128,14 @@ class KernelSource:
         return kernel_symbol(self.name, kernel, _suffix(dtype))
 
     def nvrtc_source(self) -> str:
-        """One self-contained translation unit: the kernels with the header pasted in place of its #include."""
+        """One self-contained translation unit: the kernels with the header and cartinv's core sources pasted in
+        place of their #include lines (runtime/core_sources.py)."""
         include = f'#include "{self.name}.h"'
-        lines = self.kernels.splitlines(keepends=True)
-        hits = [i for i, line in enumerate(lines) if line.strip() == include]
-        if len(hits) != 1:
+        if sum(line.strip() == include for line in self.kernels.splitlines()) != 1:
             raise CudaBackendError(f"{self.name}.cu must include {self.name}.h exactly once")
-        header = self.header if self.header.endswith("\n") else self.header + "\n"
-        lines[hits[0]] = header
-        return "".join(lines)
+        files = {name: core_sources.read(name) for name in core_sources.HEADERS}
+        files[f"{self.name}.h"] = self.header
+        return core_sources.inline_includes(self.kernels, files)
 
 
 def _suffix(dtype: torch.dtype) -> str:

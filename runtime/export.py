@@ -17,12 +17,17 @@ from cartinv.codegen.manifest import parse as parse_manifest
 from cartinv.codegen.naming import c_identifier
 from cartinv.errors import ArgumentError
 
+from . import core_sources
 from .generated_files import read_checked
 from .kernel_cache import read_sealed
 from .load import generated_dir, resolve_basis
 
 # basis-independent sources copied beside the generated ones: (file in the cartinv.runtime package, name written)
-CORE_FILES = {"torch": (("torch_core.py", "cartinv_torch_core.py"),), "c": (("csrc/fused_cpu.cpp", "fused_cpu.cpp"),)}
+CORE_FILES = {
+    "torch": (("torch_core.py", "cartinv_torch_core.py"),),
+    "c": tuple((f"csrc/{f}", f) for f in (*core_sources.FOR_TARGET["c"], "fused_cpu.cpp")),
+    "cuda": tuple((f"csrc/{f}", f) for f in core_sources.FOR_TARGET["cuda"]),
+}
 TARGET_FILES = {  # each target also carries the manifest (sizes, symbols, sha256 of the files)
     "torch": ("{name}_torch.py", "{name}.json", manifest_file("{name}")),
     "c": ("{name}.h", "{name}.json", manifest_file("{name}")),

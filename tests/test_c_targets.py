@@ -159,7 +159,8 @@ int main() {{
 }}
 """)
     exe = tmp_path / "main"
-    H.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{tmp_path}", str(main), "-o", str(exe)])
+    H.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{tmp_path}", f"-I{H.CORE_DIR}", str(main),
+           "-o", str(exe)])
     lines = H.run([str(exe)]).stdout.splitlines()
     assert [ln.split()[1] for ln in lines if ln.startswith(a + " ")] == [inv["id"] for inv in tied.invariants]
     assert [ln.split()[1] for ln in lines if ln.startswith(b + " ")] == [c["name"] for c in chans.coordinates]
@@ -251,7 +252,7 @@ def test_kernels_compile_with_nvcc(rendered, tmp_path):
     basis, folder, files = rendered
     arch = _nvcc_arch(nvcc)
     obj = tmp_path / "kernels.o"
-    H.run([nvcc, "-c", f"-arch={arch}", "-std=c++17", "-Werror", "all-warnings", f"-I{folder}",
+    H.run([nvcc, "-c", f"-arch={arch}", "-std=c++17", "-Werror", "all-warnings", f"-I{folder}", f"-I{H.CORE_DIR}",
            str(files[f"{basis.name}.cu"]), "-o", str(obj)])
     symbols = H.run(["nm", str(obj)]).stdout
     for kernel in emit_c.KERNELS:

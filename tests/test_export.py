@@ -44,13 +44,26 @@ def test_exported_torch_file_runs_without_cartinv(tmp_path, name):
     assert np.abs(got[7]).max() == 0.0  # atom 7 has no neighbours
 
 
-@pytest.mark.parametrize("target,files", [("c", {"lmax3_deg4.h"}), ("cuda", {"lmax3_deg4.cu", "lmax3_deg4.h"})])
+@pytest.mark.parametrize("target,files", [("c", {"lmax3_deg4.h", "cartinv_core.h", "cartinv_atom.inc"}),
+                                          ("cuda", {"lmax3_deg4.cu", "lmax3_deg4.h", "cartinv_core.h", "cartinv_atom.inc",
+                                                    "cartinv_kernels.inc"})])
 def test_export_c_and_cuda_files(tmp_path, target, files):
     paths = export("lmax3_deg4", target, tmp_path)
     names = {p.name for p in paths}
     assert files <= names and "EMBEDDING.md" in names
     guide = (tmp_path / "EMBEDDING.md").read_text()
     assert "column 12: I13" in guide and target in guide
+    # the folder is self-contained: the generated files find cartinv's core files beside them, no -I needed
+    import shutil
+
+    if target == "c" and shutil.which("g++"):
+        (tmp_path / "main.cpp").write_text('#include "lmax3_deg4.h"\nint main() { double Y[16];\n'
+                                           '  cartinv::lmax3_deg4::harmonics(0.0, 0.6, 0.8, Y); return Y[0] > 0 ? 0 : 1; }\n')
+        subprocess.run(["g++", "-std=c++14", "-Wall", "-Werror", "main.cpp", "-o", "main"], cwd=tmp_path, check=True)
+        subprocess.run([str(tmp_path / "main")], check=True)
+    if target == "cuda" and shutil.which("nvcc"):
+        subprocess.run(["nvcc", "-c", "-arch=sm_80", "lmax3_deg4.cu", "-o", "k.o"], cwd=tmp_path, check=True,
+                       capture_output=True)
 
 
 def test_export_errors(tmp_path):
@@ -72,7 +85,8 @@ def test_exported_fused_cpu_core_builds_with_the_guides_command(tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("no g++")
     paths = export("lmax2_deg4", "c", tmp_path)
-    assert {p.name for p in paths} == {"lmax2_deg4.h", "lmax2_deg4.json", "lmax2_deg4_manifest.json", "fused_cpu.cpp", "EMBEDDING.md"}
+    assert {p.name for p in paths} == {"lmax2_deg4.h", "lmax2_deg4.json", "lmax2_deg4_manifest.json", "fused_cpu.cpp",
+                                       "cartinv_core.h", "cartinv_atom.inc", "EMBEDDING.md"}
     guide = (tmp_path / "EMBEDDING.md").read_text()
     command = guide[guide.index("    g++"):].split("\n\n")[0].replace("\\\n", " ")
     subprocess.run(shlex.split(command) + ["-Wno-psabi"], check=True, cwd=tmp_path)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cartinv.runtime.core_sources import csrc_dir
 from cartinv.runtime.load import checked_in_names, checked_in_root, generated_dir, import_torch_module, resolve_basis
 
 NAMES = checked_in_names()
@@ -35,7 +36,8 @@ def test_cuda_source_compiles_with_nvcc(name, tmp_path):
     if nvcc is None:
         pytest.skip("nvcc not found: the CUDA sources cannot be compile-checked on this machine")
     folder = checked_in_root() / name
-    result = subprocess.run([nvcc, "-c", "-arch=sm_80", "-I", str(folder), str(folder / f"{name}.cu"),
+    result = subprocess.run([nvcc, "-c", "-arch=sm_80", "-I", str(folder), "-I", str(csrc_dir()),
+                             str(folder / f"{name}.cu"),
                              "-o", str(tmp_path / f"{name}.o")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -47,7 +49,8 @@ def test_header_numbers_match_torch_module(name, tmp_path):
         pytest.skip("g++ not found: the C++ header cannot be checked on this machine")
     folder = checked_in_root() / name
     (tmp_path / "driver.cpp").write_text(DRIVER.format(name=name))
-    build = subprocess.run([gxx, "-O1", "-std=c++14", "-Wall", "-I", str(folder), str(tmp_path / "driver.cpp"),
+    build = subprocess.run([gxx, "-O1", "-std=c++14", "-Wall", "-I", str(folder), "-I", str(csrc_dir()),
+                            str(tmp_path / "driver.cpp"),
                             "-o", str(tmp_path / "driver")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     basis = resolve_basis(name)

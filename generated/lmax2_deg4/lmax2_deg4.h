@@ -4,7 +4,10 @@
 //
 // Shared C++ / CUDA header of the invariant basis 'lmax2_deg4': the per-pair and per-atom maths, usable
 // from plain C++ (no CUDA needed: LAMMPS pair styles, other MLIPs) and from CUDA device code (nvcc, NVRTC).
-// Every function is a template over scalar_t (float or double).
+// Every function is a template over scalar_t (float or double). This file holds what depends on the basis (sizes,
+// names, the four straight-line programs); the per-pair and per-atom functions and the qualifiers come from
+// cartinv's hand-written cartinv_core.h and cartinv_atom.inc (cartinv/runtime/csrc; `cartinv export` copies them
+// here), found beside this file or with -I.
 //
 // Layout (shared with the torch module and the CUDA kernels):
 //   pair vectors  r[P][3]
@@ -18,32 +21,7 @@
 #ifndef CARTINV_LMAX2_DEG4_H
 #define CARTINV_LMAX2_DEG4_H
 
-#ifndef CARTINV_HD
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-#define CARTINV_HD __host__ __device__ inline
-#define CARTINV_UNROLL _Pragma("unroll")
-#else
-#define CARTINV_HD inline
-#define CARTINV_UNROLL
-#endif
-#endif
-
-#if !defined(__CUDACC_RTC__)
-#include <cmath>
-#endif
-
-#ifndef CARTINV_SQRT_DEFINED
-#define CARTINV_SQRT_DEFINED
-namespace cartinv {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-CARTINV_HD float cartinv_sqrt(float x) { return sqrtf(x); }
-CARTINV_HD double cartinv_sqrt(double x) { return sqrt(x); }
-#else
-inline float cartinv_sqrt(float x) { return std::sqrt(x); }
-inline double cartinv_sqrt(double x) { return std::sqrt(x); }
-#endif
-}  // namespace cartinv
-#endif
+#include "cartinv_core.h"
 
 namespace cartinv {
 namespace lmax2_deg4 {
@@ -253,125 +231,9 @@ CARTINV_HD void invariants_vjp(const scalar_t* __restrict__ T, const scalar_t* _
     gT[8] = scalar_t(2.0)*T2_4*gI_2 - scalar_t(0.7071067811865476)*a11 + scalar_t(0.7071067811865476)*a14;  // d/dT2_4
 }
 
-// One pair: u = r / |r|, inv_length = 1 / |r| and its harmonics Y[N_HARMONICS].
-template <typename scalar_t>
-CARTINV_HD void pair_harmonics(const scalar_t* __restrict__ r, scalar_t* __restrict__ u, scalar_t& inv_length,
-                               scalar_t* __restrict__ Y)
-{
-    const scalar_t rx = r[0];
-    const scalar_t ry = r[1];
-    const scalar_t rz = r[2];
-    inv_length = scalar_t(1) / cartinv::cartinv_sqrt(rx * rx + ry * ry + rz * rz);
-    u[0] = rx * inv_length;
-    u[1] = ry * inv_length;
-    u[2] = rz * inv_length;
-    harmonics(u[0], u[1], u[2], Y);
-}
-
-// One pair's contribution to one group's moments: T[n * N_HARMONICS + j] += w[n] * Y[j].
-template <typename scalar_t>
-CARTINV_HD void accumulate_moments(const scalar_t* __restrict__ Y, const scalar_t* __restrict__ w,
-                                   scalar_t* __restrict__ T)
-{
-    CARTINV_UNROLL
-    for (int n = 0; n < CHANNELS; ++n) {
-        const scalar_t weight = w[n];
-        CARTINV_UNROLL
-        for (int j = 0; j < N_HARMONICS; ++j) {
-            T[n * N_HARMONICS + j] += weight * Y[j];
-        }
-    }
-}
-
-// One pair and one group, given the moment gradient gT of the pair's atom:
-// gw[n] = sum_j gT[n * N_HARMONICS + j] Y[j] (written) and gY[j] += sum_n gT[n * N_HARMONICS + j] w[n].
-template <typename scalar_t>
-CARTINV_HD void pair_backward(const scalar_t* __restrict__ Y, const scalar_t* __restrict__ w,
-                              const scalar_t* __restrict__ gT, scalar_t* __restrict__ gw,
-                              scalar_t* __restrict__ gY)
-{
-    CARTINV_UNROLL
-    for (int n = 0; n < CHANNELS; ++n) {
-        const scalar_t weight = w[n];
-        scalar_t grad_weight = scalar_t(0);
-        CARTINV_UNROLL
-        for (int j = 0; j < N_HARMONICS; ++j) {
-            const scalar_t g = gT[n * N_HARMONICS + j];
-            grad_weight += g * Y[j];
-            gY[j] += g * weight;
-        }
-        gw[n] = grad_weight;
-    }
-}
-
-// Gradient w.r.t. the pair vector from the harmonics gradient gY (linear in gY):
-// gu = harmonics_vjp(u, gY), gr = (gu - u (u . gu)) / |r|.
-template <typename scalar_t>
-CARTINV_HD void pair_vector_gradient(const scalar_t* __restrict__ u, const scalar_t inv_length,
-                                     const scalar_t* __restrict__ gY, scalar_t* __restrict__ gr)
-{
-    scalar_t gu[3];
-    harmonics_vjp(u[0], u[1], u[2], gY, gu);
-    const scalar_t radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
-    gr[0] = (gu[0] - u[0] * radial) * inv_length;
-    gr[1] = (gu[1] - u[1] * radial) * inv_length;
-    gr[2] = (gu[2] - u[2] * radial) * inv_length;
-}
-
-// One atom, all groups: moments T[groups][N_COORDS] and invariants I[groups][N_INVARIANTS] from the atom's
-// pairs (pair indices pairs[0..n_pairs) into r and w).
-template <typename scalar_t>
-CARTINV_HD void atom_forward(const scalar_t* __restrict__ r, const scalar_t* __restrict__ w,
-                             const long long* __restrict__ pairs, const long long n_pairs, const int groups,
-                             scalar_t* __restrict__ T, scalar_t* __restrict__ I)
-{
-    for (long long c = 0; c < (long long)groups * N_COORDS; ++c) {
-        T[c] = scalar_t(0);
-    }
-    for (long long q = 0; q < n_pairs; ++q) {
-        const long long pair = pairs[q];
-        scalar_t u[3];
-        scalar_t inv_length;
-        scalar_t Y[N_HARMONICS];
-        pair_harmonics(r + 3 * pair, u, inv_length, Y);
-        for (int group = 0; group < groups; ++group) {
-            accumulate_moments(Y, w + (pair * groups + group) * CHANNELS, T + group * N_COORDS);
-        }
-    }
-    for (int group = 0; group < groups; ++group) {
-        invariants(T + group * N_COORDS, I + group * N_INVARIANTS);
-    }
-}
-
-// One atom, all groups: from its moments T[groups][N_COORDS] and the invariant gradient gI[groups][N_INVARIANTS],
-// the moment gradient gT[groups][N_COORDS] (written) and, for each of its pairs, gr[pair][3] and
-// gw[pair][groups][CHANNELS] (written; every pair belongs to one atom, so no accumulation across atoms).
-template <typename scalar_t>
-CARTINV_HD void atom_backward(const scalar_t* __restrict__ r, const scalar_t* __restrict__ w,
-                              const long long* __restrict__ pairs, const long long n_pairs, const int groups,
-                              const scalar_t* __restrict__ T, const scalar_t* __restrict__ gI,
-                              scalar_t* __restrict__ gT, scalar_t* __restrict__ gr, scalar_t* __restrict__ gw)
-{
-    for (int group = 0; group < groups; ++group) {
-        invariants_vjp(T + group * N_COORDS, gI + group * N_INVARIANTS, gT + group * N_COORDS);
-    }
-    for (long long q = 0; q < n_pairs; ++q) {
-        const long long pair = pairs[q];
-        scalar_t u[3];
-        scalar_t inv_length;
-        scalar_t Y[N_HARMONICS];
-        scalar_t gY[N_HARMONICS];
-        pair_harmonics(r + 3 * pair, u, inv_length, Y);
-        for (int j = 0; j < N_HARMONICS; ++j) {
-            gY[j] = scalar_t(0);
-        }
-        for (int group = 0; group < groups; ++group) {
-            const long long row = (pair * groups + group) * CHANNELS;
-            pair_backward(Y, w + row, gT + group * N_COORDS, gw + row, gY);
-        }
-        pair_vector_gradient(u, inv_length, gY, gr + 3 * pair);
-    }
-}
+// The per-pair and per-atom functions (pair_harmonics, accumulate_moments, pair_backward, pair_vector_gradient,
+// atom_forward, atom_backward): cartinv's hand-written core, specialised to this basis.
+#include "cartinv_atom.inc"
 
 }  // namespace lmax2_deg4
 }  // namespace cartinv

@@ -3,7 +3,8 @@
 // Do not edit. Regenerate with: cartinv generate -o generated
 //
 // CUDA kernels of the invariant basis 'lmax3_flexible'. The maths lives in lmax3_flexible.h; these kernels only
-// map threads to atoms, groups and pairs. Compile with nvcc (-I the folder of lmax3_flexible.h) or with NVRTC.
+// map threads to atoms, groups and pairs; their bodies are cartinv's hand-written cartinv_kernels.inc, included below.
+// Compile with nvcc (-I the folders of lmax3_flexible.h and of cartinv's core files) or with NVRTC.
 //
 // Inputs (row-major, contiguous; float or double, kernels suffixed _f32 / _f64):
 //   r[P][3], w[P][groups][CHANNELS], centers[P] (centre atom of each pair),
@@ -27,146 +28,7 @@ namespace cartinv {
 namespace lmax3_flexible {
 namespace kernels {
 
-template <typename scalar_t>
-__device__ void forward(const scalar_t* __restrict__ r, const scalar_t* __restrict__ w,
-                        const long long* __restrict__ order, const long long* __restrict__ offsets,
-                        const long long n_atoms, const int groups, const int store_moments,
-                        scalar_t* __restrict__ moments, scalar_t* __restrict__ out)
-{
-    extern __shared__ __align__(16) unsigned char shared_memory[];
-    const int lanes = blockDim.x;
-    const int lane = threadIdx.x;
-    const int row_start = threadIdx.y * lanes;
-    long long* chunk_pairs = reinterpret_cast<long long*>(shared_memory) + row_start;
-    scalar_t* chunk_harmonics =
-        reinterpret_cast<scalar_t*>(shared_memory + sizeof(long long) * blockDim.x * blockDim.y)
-        + (long long)row_start * HARMONICS_STRIDE;
-
-    const long long atom = (long long)blockIdx.x * blockDim.y + threadIdx.y;
-    const int group = blockIdx.y * lanes + lane;
-    const bool has_atom = atom < n_atoms;
-    const bool active = has_atom && group < groups;
-    const long long begin = has_atom ? offsets[atom] : 0;
-    const long long count = has_atom ? offsets[atom + 1] - begin : 0;
-
-    scalar_t T[N_COORDS];
-    CARTINV_UNROLL
-    for (int c = 0; c < N_COORDS; ++c) {
-        T[c] = scalar_t(0);
-    }
-
-    // Every thread of the block takes part in both barriers of every chunk, so rows may differ in length.
-    for (long long base = 0; __syncthreads_or(base < count); base += lanes) {
-        if (base + lane < count) {
-            const long long pair = order[begin + base + lane];
-            scalar_t u[3];
-            scalar_t inv_length;
-            chunk_pairs[lane] = pair;
-            pair_harmonics(r + 3 * pair, u, inv_length, chunk_harmonics + lane * HARMONICS_STRIDE);
-        }
-        __syncthreads();
-        if (active) {
-            const long long remaining = count - base;
-            const int chunk = remaining < lanes ? (int)remaining : lanes;
-            for (int j = 0; j < chunk; ++j) {
-                const long long pair = chunk_pairs[j];
-                accumulate_moments(chunk_harmonics + j * HARMONICS_STRIDE, w + (pair * groups + group) * CHANNELS, T);
-            }
-        }
-    }
-
-    if (active) {
-        const long long row = atom * groups + group;
-        if (store_moments) {
-            CARTINV_UNROLL
-            for (int c = 0; c < N_COORDS; ++c) {
-                moments[row * N_COORDS + c] = T[c];
-            }
-        }
-        scalar_t I[N_INVARIANTS];
-        invariants(T, I);
-        CARTINV_UNROLL
-        for (int k = 0; k < N_INVARIANTS; ++k) {
-            out[row * N_INVARIANTS + k] = I[k];
-        }
-    }
-}
-
-template <typename scalar_t>
-__device__ void invariants_backward(const scalar_t* __restrict__ moments, const scalar_t* __restrict__ grad_out,
-                                    const long long rows, scalar_t* __restrict__ grad_moments)
-{
-    const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= rows) {
-        return;
-    }
-    scalar_t T[N_COORDS];
-    scalar_t gI[N_INVARIANTS];
-    scalar_t gT[N_COORDS];
-    CARTINV_UNROLL
-    for (int c = 0; c < N_COORDS; ++c) {
-        T[c] = moments[row * N_COORDS + c];
-    }
-    CARTINV_UNROLL
-    for (int k = 0; k < N_INVARIANTS; ++k) {
-        gI[k] = grad_out[row * N_INVARIANTS + k];
-    }
-    invariants_vjp(T, gI, gT);
-    CARTINV_UNROLL
-    for (int c = 0; c < N_COORDS; ++c) {
-        grad_moments[row * N_COORDS + c] = gT[c];
-    }
-}
-
-template <typename scalar_t>
-__device__ void pairs_backward(const scalar_t* __restrict__ r, const scalar_t* __restrict__ w,
-                               const long long* __restrict__ order, const long long* __restrict__ centers,
-                               const scalar_t* __restrict__ grad_moments, const long long n_pairs, const int groups,
-                               scalar_t* __restrict__ grad_r, scalar_t* __restrict__ grad_w)
-{
-    extern __shared__ __align__(16) unsigned char shared_memory[];
-    const int lanes = blockDim.x;
-    const int lane = threadIdx.x;
-    scalar_t* slot_partials = reinterpret_cast<scalar_t*>(shared_memory) + 3 * threadIdx.y * lanes;
-
-    const long long slot = (long long)blockIdx.x * blockDim.y + threadIdx.y;
-    const bool valid = slot < n_pairs;
-    const long long pair = valid ? order[slot] : 0;
-    scalar_t gr[3] = {scalar_t(0), scalar_t(0), scalar_t(0)};
-    if (valid) {
-        const long long atom = centers[pair];
-        scalar_t u[3];
-        scalar_t inv_length;
-        scalar_t Y[N_HARMONICS];
-        scalar_t gY[N_HARMONICS];
-        pair_harmonics(r + 3 * pair, u, inv_length, Y);
-        CARTINV_UNROLL
-        for (int j = 0; j < N_HARMONICS; ++j) {
-            gY[j] = scalar_t(0);
-        }
-        for (int group = lane; group < groups; group += lanes) {
-            const long long weight_row = (pair * groups + group) * CHANNELS;
-            pair_backward(Y, w + weight_row, grad_moments + (atom * groups + group) * N_COORDS,
-                          grad_w + weight_row, gY);
-        }
-        pair_vector_gradient(u, inv_length, gY, gr);
-    }
-    slot_partials[3 * lane + 0] = gr[0];
-    slot_partials[3 * lane + 1] = gr[1];
-    slot_partials[3 * lane + 2] = gr[2];
-    __syncthreads();
-    if (valid && lane == 0) {
-        scalar_t total[3] = {scalar_t(0), scalar_t(0), scalar_t(0)};
-        for (int other = 0; other < lanes; ++other) {
-            total[0] += slot_partials[3 * other + 0];
-            total[1] += slot_partials[3 * other + 1];
-            total[2] += slot_partials[3 * other + 2];
-        }
-        grad_r[3 * pair + 0] = total[0];
-        grad_r[3 * pair + 1] = total[1];
-        grad_r[3 * pair + 2] = total[2];
-    }
-}
+#include "cartinv_kernels.inc"
 
 }  // namespace kernels
 }  // namespace lmax3_flexible

@@ -21,11 +21,13 @@ import pytest
 import torch
 
 from cartinv.codegen.emit_c import c_identifier, render_c_targets
+from cartinv.runtime.core_sources import csrc_dir
 from cartinv.codegen.generate import manifest_of
 from cartinv.codegen.manifest import file_name as manifest_file
 from cartinv.symbolic import stf
 
 CPP_DIR = Path(__file__).resolve().parent
+CORE_DIR = csrc_dir()  # cartinv's hand-written C++/CUDA core files, included by the generated ones
 GXX = shutil.which("g++")
 NVCC = shutil.which("nvcc")
 HEADER_COMMENT = "# cartinv test rendering of basis {name}\n# regenerate: pytest tests/test_c_targets.py\n"
@@ -97,7 +99,7 @@ def compile_driver(folder: Path, name: str) -> Path:
     gxx = require(GXX, "g++")
     exe = folder / f"check_{name}"
     run([
-        gxx, "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{folder}",
+        gxx, "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{folder}", f"-I{CORE_DIR}",
         f'-DCARTINV_HEADER="{name}.h"', f"-DCARTINV_NAMESPACE=cartinv::{c_identifier(name)}",
         str(CPP_DIR / "check_header.cpp"), "-o", str(exe),
     ])
@@ -122,7 +124,8 @@ def compile_emulation(folder: Path, name: str) -> Path:
     lib = folder / f"emulate_{name}.so"
     run([
         gxx, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
-        f"-I{folder}", f"-I{CPP_DIR}", f'-DCARTINV_KERNELS="{name}.cu"', f"-DCARTINV_NS={c_identifier(name)}",
+        f"-I{folder}", f"-I{CORE_DIR}", f"-I{CPP_DIR}", f'-DCARTINV_KERNELS="{name}.cu"',
+        f"-DCARTINV_NS={c_identifier(name)}",
         str(CPP_DIR / "emulate_kernels.cpp"), "-o", str(lib),
     ])
     return lib
