@@ -105,7 +105,7 @@ def _cmd_basis(args) -> int:
         prefer = PRESETS[args.preset] + prefer
     request = BasisRequest(orders=orders, degree=degree, channels=args.channels, complete=args.complete,
                            max_degree=args.max_degree, flexible=args.flexible, prefer=prefer,
-                           generators=args.generators)
+                           generators=args.generators, group=args.group)
     _check_output_file(args.output)
     try:
         request.validate()
@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the minimal polynomial generators of the invariant algebra up to --degree (for linear "
                         "models: their products span every invariant)")
     b.add_argument("--channels", type=int, default=1, help="channels with cross-channel invariants (default 1)")
+    b.add_argument("--group", choices=molien_groups(), default="o3",
+                   help="o3 (default: reflections too) or so3 (adds the fewest pseudoscalars, Levi-Civita "
+                        "contractions, that tell mirror images apart)")
     b.add_argument("--prefer", action="append", metavar="CONTRACTION",
                    help="try this contraction first, e.g. 'T2[ab] T2[bc] T2[ca]' (repeatable)")
     b.add_argument("--preset", choices=("hiphop",), help="preferred contractions of a known model (hiphop: HIP-HOP-NN's 13)")

@@ -21,6 +21,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 from sympy.core.sorting import default_sort_key
 
@@ -28,6 +29,7 @@ from cartinv.errors import CartinvError
 from cartinv.symbolic import naming, stf
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.contract import pairwise_plan
+from cartinv.symbolic.modular import levi_civita
 
 Statement = tuple[str, sp.Expr]
 
@@ -140,8 +142,11 @@ class DagBuilder:
         self._outputs: list[tuple[int, sp.Expr]] = []
 
     def block(self, channel: int, l: int) -> Tensor:
-        """Cartesian entries of T_{channel,l}: each distinct (sorted) index tuple interned once."""
+        """Cartesian entries of T_{channel,l}: each distinct (sorted) index tuple interned once. The Levi-Civita
+        vertex of a pseudoscalar (naming.EPS_LABEL) is the constant tensor eps_abc (entries 0 and +-1)."""
         key = (channel, l)
+        if key == naming.EPS_LABEL and key not in self._blocks:
+            self._blocks[key] = {idx: sp.Integer(int(v)) for idx, v in np.ndenumerate(levi_civita())}
         if key not in self._blocks:
             coords = self._block_coords(channel, l)
             tensors, norms = stf.rational_basis(l)
@@ -170,7 +175,7 @@ class DagBuilder:
             raise PlanError(f"the Basis has no coordinates for channel {channel}, order {l}")
         return coords
 
-    def _block_name(self, channel: int, l: int) -> str:
+    def _block_name(self, channel: int, l: int) -> str:  # "eps" for the Levi-Civita vertex
         return naming.block_name((channel, l), self._channels)
 
     def add(self, k: int, einsum: str, orders, channels, label: str | None = None) -> None:

@@ -33,7 +33,8 @@ STANDARD_COMMAND = "cartinv generate -o generated"
 # The bases checked in under generated/: name -> keyword arguments of cartinv.symbolic.select.BasisRequest.
 # "hiphop_lmax3_deg4" keeps HIP-HOP-NN's 13 contractions in hippynn's column order (the `hiphop` preset, the
 # `cartinv basis --preset hiphop` basis); runtime/hippynn_adapter.py loads it by that name. "lmax3_deg2" is the
-# 3-body (pairwise-contraction) basis, HIP-NN-TS's body order; "lmax4_deg4" is complete at l <= 4 (rank 22 = bound).
+# 3-body (pairwise-contraction) basis, HIP-NN-TS's body order; "lmax4_deg4" is complete at l <= 4 (rank 22 = bound);
+# "lmax3_deg4_so3" is lmax3_deg4 plus one pseudoscalar (last column), which tells mirror images apart.
 STANDARD_BASES: dict[str, dict] = {
     "lmax3_deg4": {"orders": (0, 1, 2, 3), "degree": 4},
     "lmax3_deg2": {"orders": (0, 1, 2, 3), "degree": 2},
@@ -41,6 +42,7 @@ STANDARD_BASES: dict[str, dict] = {
     "lmax2_deg4": {"orders": (0, 1, 2), "degree": 4},
     "lmax3_flexible": {"orders": (0, 1, 2, 3), "flexible": True},
     "hiphop_lmax3_deg4": {"orders": (0, 1, 2, 3), "degree": 4, "preset": "hiphop"},
+    "lmax3_deg4_so3": {"orders": (0, 1, 2, 3), "degree": 4, "group": "so3"},
 }
 
 

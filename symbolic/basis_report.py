@@ -20,7 +20,7 @@ from .basisfile import Basis
 from .formulas import FormulaSyntaxError, parse_formula
 from .graphs import canonical
 from .naming import block_name
-from .report import span_sentence
+from .report import chirality_lines, span_sentence
 
 MAX_RENDERED_TERMS = 12  # longer formulas are shown by their first terms and their term count
 
@@ -105,6 +105,8 @@ def reproduce_command(b: Basis) -> str:
         parts.append(f"--max-degree {req['max_degree']}")
     if req["channels"] > 1:
         parts.append(f"--channels {req['channels']}")
+    if req.get("group", "o3") != "o3":
+        parts.append(f"--group {req['group']}")
     parts += [f"--prefer '{p}'" for p in req.get("prefer", [])]
     parts.append(f"--name {b.name} -o {b.name}.json")
     return " ".join(parts)
@@ -196,6 +198,10 @@ def report_html(b: Basis) -> str:
             body.append(f"<tr><td>{html.escape(_zero_label(s['zero'], b.channels))}</td>"
                         f"<td class=\"{'ok' if s['complete'] else 'bad'}\">{s['rank']}</td><td>{s['bound']}</td></tr>")
         body.append("</table>")
+    if b.data.get("chirality"):
+        body += ["<h2>Chirality (SO(3))</h2>", "<ul>"]
+        body += [f"<li>{html.escape(line.strip())}</li>" for line in chirality_lines(b)]
+        body.append("</ul>")
     if b.data["block_degrees"]:
         body += ["<h2>Degree at which each block alone is complete</h2>", "<table>",
                  "<tr><th>block</th><th>bound</th><th>degree</th></tr>"]
@@ -231,6 +237,8 @@ def report_markdown(b: Basis) -> str:
         lines += ["", "## Strata", "", "| zero | rank | bound | complete |", "| --- | --- | --- | --- |"]
         lines += [f"| {_zero_label(s['zero'], b.channels)} | {s['rank']} | {s['bound']} | "
                   f"{'yes' if s['complete'] else 'no'} |" for s in b.strata]
+    if d.get("chirality"):
+        lines += ["", "## Chirality (SO(3))", ""] + [f"- {line.strip()}" for line in chirality_lines(b)]
     return "\n".join(lines) + "\n"
 
 

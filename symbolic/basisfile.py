@@ -22,6 +22,10 @@ Schema (version 1); key order is fixed, so the same Basis always serialises to t
 - ``span_check`` (tensor bases derived by this version; optional when read): ``{group, max_degree,
   multidegrees, graphs, dimension, rank}``: in every multidegree the search listed exhaustively, the rank of all
   contraction graphs equals the exact Molien dimension (symbolic/span.py), summed here.
+- ``chirality`` (SO(3) bases, ``request.group`` "so3"): ``{pseudoscalars: [{id, square}], strata: [{zero,
+  separated, candidate}]}``: each kept pseudoscalar's square as O(3) contractions, and for each stratum whether a
+  kept pseudoscalar survives there (else the cheapest candidate that would, or null). A pseudoscalar's graph has
+  one Levi-Civita vertex: channel -1, order 3, named ``eps`` (symbolic/levi_civita.py).
 - ``stats``: counts of candidates by reason, and the degree searched.
 """
 
@@ -119,7 +123,7 @@ COLUMN_FIELDS = {"tensor": ("id", "orders", "channels", "edges"), "ace": ("id", 
 
 def build(*, kind: str, name: str, request: dict, convention: dict, coordinates: list, bound: int, rank: int,
           degree_needed, invariants: list, dropped: list, stats: dict, strata: list = (), block_degrees: list = (),
-          span_check: dict | None = None) -> Basis:
+          span_check: dict | None = None, chirality: dict | None = None) -> Basis:
     """The one constructor of Basis files, tensor and ACE alike: the schema version, the fixed key order that
     `dumps` keeps (so files are byte-identical for the same content), `complete` from rank and bound, and the
     whole schema checked before the Basis is returned (a builder bug cannot write a file cartinv would refuse)."""
@@ -141,6 +145,8 @@ def build(*, kind: str, name: str, request: dict, convention: dict, coordinates:
     }
     if span_check is not None:
         data["span_check"] = span_check
+    if chirality is not None:
+        data["chirality"] = chirality
     data["stats"] = stats
     validate(data, source=f"Basis {name!r} as built")
     return Basis(data)

@@ -20,7 +20,8 @@ from cartinv.errors import CartinvError
 from . import stf
 from .contract import execute
 from .graphs import ContractionGraph
-from .naming import coordinate_name, coordinate_table
+from .modular import levi_civita
+from .naming import EPS_LABEL, coordinate_name, coordinate_table
 
 
 class FormulaBuilder:
@@ -46,6 +47,10 @@ class FormulaBuilder:
                     if t[idx]:
                         acc[idx] = acc[idx] + z * QQ(t[idx].numerator, t[idx].denominator)
             self._tensors[b] = acc
+        eps = np.empty((3, 3, 3), dtype=object)  # the Levi-Civita vertex of pseudoscalars
+        for idx, sign in np.ndenumerate(levi_civita()):
+            eps[idx] = self.ring(int(sign))
+        self._tensors[EPS_LABEL] = eps
         self._scale = {}
         for b in self.blocks:
             _, norms = stf.rational_basis(b[1])

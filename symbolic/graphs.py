@@ -17,7 +17,7 @@ from functools import cached_property, lru_cache
 import networkx as nx
 import numpy as np
 
-from .naming import block_name
+from .naming import EPS_LABEL, EPS_NAME, block_name
 
 Label = tuple[int, int]  # (channel, order)
 LETTERS = string.ascii_lowercase + string.ascii_uppercase
@@ -112,6 +112,9 @@ class ContractionGraph:
     def latex(self, channels: int = 1) -> str:
         parts = []
         for (c, l), sub in zip(self.labels, self.subscripts):
+            if (c, l) == EPS_LABEL:
+                parts.append(f"\\varepsilon_{{{sub}}}")
+                continue
             ch = f",{c}" if channels > 1 else ""
             parts.append(f"T^{{({l}{ch})}}_{{{sub}}}" if sub else f"T^{{({l}{ch})}}")
         return " ".join(parts)
@@ -133,7 +136,7 @@ def parse_index_notation(text: str) -> ContractionGraph:
     """Parse 'T2[ab] T2[bc] T2[ca]' (or 'T1c0[a] T1c1[a]' with channels) into a canonical graph.
 
     Every index letter must appear exactly twice, on two different factors; a factor's order is its
-    number of indices and must match its name.
+    number of indices and must match its name. ``eps[abc]`` is the Levi-Civita tensor (a pseudoscalar).
     """
     import re
 
@@ -142,6 +145,11 @@ def parse_index_notation(text: str) -> ContractionGraph:
         raise ValueError("empty contraction")
     labels, subs = [], []
     for tok in tokens:
+        e = re.fullmatch(EPS_NAME + r"\[([A-Za-z]{3})\]", tok)
+        if e:
+            labels.append(EPS_LABEL)
+            subs.append(e.group(1))
+            continue
         m = re.fullmatch(r"T(\d+)(?:c(\d+))?(?:\[([A-Za-z]*)\])?", tok)
         if not m:
             raise ValueError(f"cannot read factor {tok!r}: expected e.g. T2[ab] or T1c0[a]")
@@ -287,7 +295,7 @@ def sample_graphs(labels: tuple[Label, ...], count: int, seed: int, connected: b
     cached: the searches ask for the same samples more than once).
     """
     labels = tuple(sorted(labels))
-    rng = np.random.default_rng([seed] + [c * 100 + l for c, l in labels])
+    rng = np.random.default_rng([seed] + [c * 100 + l if c >= 0 else 10**6 + l for c, l in labels])
     stubs = [v for v, (_, l) in enumerate(labels) for _ in range(l)]
     found = set()
     for _ in range(count * 20):

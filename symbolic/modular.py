@@ -17,6 +17,16 @@ import numpy as np
 from . import stf
 from .contract import execute
 from .graphs import ContractionGraph, Label
+from .naming import EPS_LABEL
+
+
+def levi_civita() -> np.ndarray:
+    """eps_abc as a 3x3x3 integer array (symbolic/levi_civita.py builds on it)."""
+    e = np.zeros((3, 3, 3), dtype=np.int64)
+    for (a, b, c), sign in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1),
+                            ((0, 2, 1), -1), ((2, 1, 0), -1), ((1, 0, 2), -1)):
+        e[a, b, c] = sign
+    return e
 
 PRIMES = (33554393, 33554383)  # the two largest primes below 2^25
 INT64_MAX = (1 << 63) - 1
@@ -80,6 +90,8 @@ class ModularPoints:
             self.offsets[b] = off
             off += 2 * l + 1
         self.dim = off
+        eps = levi_civita() % self.prime  # the Levi-Civita vertex of pseudoscalars: a constant, no variables
+        self.tensors[EPS_LABEL] = np.broadcast_to(eps, (self.batch, 3, 3, 3))
 
     def _pair(self, a, sa, b, sb, out):
         return contract_mod(a, sa, b, sb, out, self.prime)
@@ -99,6 +111,8 @@ class ModularPoints:
         rows = np.zeros((self.batch, self.dim), dtype=np.int64)
         subs = graph.subscripts
         for v, lab in enumerate(graph.labels):
+            if lab == EPS_LABEL:
+                continue
             l = lab[1]
             others = [k for k in range(graph.degree) if k != v]
             if others:

@@ -7,10 +7,15 @@ generators agree on every name without importing one another.
 from __future__ import annotations
 
 Label = tuple[int, int]  # (channel, order)
+EPS_LABEL: Label = (-1, 3)  # the Levi-Civita vertex of a pseudoscalar contraction (symbolic/levi_civita.py)
+EPS_NAME = "eps"
 
 
 def block_name(label: Label, channels: int = 1) -> str:
-    """Name of block (channel c, order l): ``T{l}`` with one channel, else ``T{l}c{c}``."""
+    """Name of block (channel c, order l): ``T{l}`` with one channel, else ``T{l}c{c}``; ``eps`` for the
+    Levi-Civita vertex."""
+    if tuple(label) == EPS_LABEL:
+        return EPS_NAME
     c, l = label
     return f"T{l}" if channels == 1 else f"T{l}c{c}"
 

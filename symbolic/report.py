@@ -30,6 +30,26 @@ def _summary(b: Basis) -> list[str]:
     span = span_sentence(b)
     if span:
         lines.append("  " + span)
+    lines += ["  " + line for line in chirality_lines(b)]
+    return lines
+
+
+def chirality_lines(b: Basis) -> list[str]:
+    """The SO(3) record (symbolic/pseudoscalars.py) in words: the kept pseudoscalars, their squares as O(3)
+    contractions, and the strata where no kept pseudoscalar survives (with the candidate that would)."""
+    ch = b.data.get("chirality")
+    if not ch:
+        return []
+    notation = {inv["id"]: inv["index_notation"] for inv in b.invariants}
+    lines = [f"pseudoscalar {p['id']} = {notation[p['id']]} (changes sign under reflections); {p['square']}"
+             for p in ch["pseudoscalars"]]
+    strata = ch["strata"]
+    lines.append(f"mirror images told apart on {sum(s['separated'] for s in strata)} of {len(strata)} strata")
+    for s in strata:
+        if not s["separated"]:
+            zero = "{" + ", ".join(block_name(tuple(z), b.channels) for z in s["zero"]) + "}"
+            lines.append(f"  zero {zero}: " + (f"needs another pseudoscalar, e.g. {s['candidate']}" if s["candidate"]
+                                                else f"no pseudoscalar up to degree {b.data['stats'].get('degree_searched')}"))
     return lines
 
 

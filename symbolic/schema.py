@@ -15,7 +15,7 @@ import string
 
 from cartinv.errors import CartinvError
 
-from .naming import block_name, coordinate_table
+from .naming import EPS_LABEL, block_name, coordinate_table
 
 SCHEMA_VERSION = 1
 KINDS = ("tensor", "ace")
@@ -53,10 +53,11 @@ CONVENTIONS = {"tensor": TENSOR_CONVENTION, "ace": ACE_CONVENTION}
 
 TOP_KEYS = ("schema_version", "kind", "name", "request", "convention", "coordinates", "bound", "rank", "complete",
             "degree_needed", "invariants", "dropped", "strata", "block_degrees", "stats")
-TOP_OPTIONAL = ("span_check",)
+TOP_OPTIONAL = ("span_check", "chirality")
 SPAN_KEYS = ("group", "max_degree", "multidegrees", "graphs", "dimension", "rank")
 REQUEST_KEYS = {"orders", "degree", "channels", "complete", "max_degree", "flexible"}
-REQUEST_OPTIONAL = {"tensor": {"prefer", "generators"}, "ace": set()}
+REQUEST_OPTIONAL = {"tensor": {"prefer", "generators", "group"}, "ace": set()}
+GROUPS = ("o3", "so3")
 ACE_REQUEST_KEYS = {"nu", "nmax", "lmax", "species"}
 GRAPH_KEYS = ("id", "orders", "channels", "edges", "degree", "einsum", "index_notation", "latex", "cost")
 ACE_KEYS = ("id", "nu", "nl", "couplings", "degree", "ace_degree", "index_notation")
@@ -181,23 +182,35 @@ def graph_texts(orders, channels_of_vertices, edges, channels: int) -> dict[str,
                         for lab, s in zip(labels, subs))
     parts = []
     for (c, l), s in zip(labels, subs):
+        if (c, l) == EPS_LABEL:
+            parts.append(f"\\varepsilon_{{{s}}}")
+            continue
         ch = f",{c}" if channels > 1 else ""
         parts.append(f"T^{{({l}{ch})}}_{{{s}}}" if s else f"T^{{({l}{ch})}}")
     return {"einsum": ",".join(subs) + "->", "index_notation": notation, "latex": " ".join(parts)}
 
 
-def _graph(entry: dict, where: str, n_ch: int, orders_allowed: set[int]) -> None:
+def _graph(entry: dict, where: str, n_ch: int, orders_allowed: set[int], pseudo_allowed: bool = False) -> None:
+    """A contraction graph; with pseudo_allowed (an SO(3) Basis), vertex 0 may be the Levi-Civita vertex
+    (channel -1, order 3), whose three edges have multiplicity 1."""
     orders = _list(entry["orders"], f"{where}.orders", MAX_DEGREE)
     _need(len(orders) >= 1, f"{where}.orders", "must not be empty")
-    for k, o in enumerate(orders):
-        _int(o, f"{where}.orders[{k}]", 0, MAX_ORDER)
-        _need(o in orders_allowed, f"{where}.orders[{k}]", f"order {o} is not among the request's orders")
     chans = _list(entry["channels"], f"{where}.channels", MAX_DEGREE)
     _need(len(chans) == len(orders), f"{where}.channels", f"gives {len(chans)} channels for {len(orders)} vertices")
+    pseudo = pseudo_allowed and len(chans) > 1 and chans[0] == EPS_LABEL[0]
+    for k, o in enumerate(orders):
+        _int(o, f"{where}.orders[{k}]", 0, MAX_ORDER)
+        if pseudo and k == 0:
+            _need(o == EPS_LABEL[1], f"{where}.orders[0]", f"the Levi-Civita vertex has order 3, not {o}")
+            continue
+        _need(o in orders_allowed, f"{where}.orders[{k}]", f"order {o} is not among the request's orders")
     for k, c in enumerate(chans):
+        if pseudo and k == 0:
+            continue
         _int(c, f"{where}.channels[{k}]", 0, n_ch - 1)
     _int(entry["degree"], f"{where}.degree", 1, MAX_DEGREE)
-    _need(entry["degree"] == len(orders), f"{where}.degree", f"{entry['degree']} != {len(orders)} vertices")
+    factors = len(orders) - (1 if pseudo else 0)  # the polynomial degree: the Levi-Civita vertex is a constant
+    _need(entry["degree"] == factors, f"{where}.degree", f"{entry['degree']} != {factors} tensor factors")
     edges = _list(entry["edges"], f"{where}.edges", MAX_DEGREE * MAX_DEGREE)
     deg = [0] * len(orders)
     for k, e in enumerate(edges):
@@ -211,6 +224,9 @@ def _graph(entry: dict, where: str, n_ch: int, orders_allowed: set[int]) -> None
         deg[u] += mult
         deg[v] += mult
     _need(deg == orders, f"{where}.edges", f"vertex degrees {deg} do not match orders {orders}")
+    if pseudo:
+        _need(all(e[2] == 1 for e in edges if e[0] == 0), f"{where}.edges",
+              "the Levi-Civita vertex must join three different factors once each (else the contraction is 0)")
     _need(sum(orders) // 2 <= len(EINSUM_LETTERS), f"{where}.edges", "too many contracted indices")
     for key, want in graph_texts(orders, chans, edges, n_ch).items():
         _need(entry[key] == want, f"{where}.{key}", f"{_show(entry[key])} is not what the edges imply ({want!r})")
@@ -270,6 +286,9 @@ def _request(data: dict) -> dict:
         factors = p.replace("*", " ").split()
         _need(bool(factors) and all(FACTOR_RE.fullmatch(t) for t in factors), f"request.prefer[{k}]",
               f"{_show(p)} is not index notation (e.g. 'T2[ab] T2[bc] T2[ca]')")
+    if "group" in req:
+        _need(req["group"] == "so3", "request.group", f"must be 'so3' when present (O(3) is the default), got "
+              f"{_show(req['group'])}")
     if "generators" in req:
         _need(req["generators"] is True, "request.generators", f"must be true when present, got "
               f"{_show(req['generators'])}")
@@ -339,7 +358,7 @@ def validate(data) -> None:
             _need(entry["id"] not in ids, f"{where}.id", f"duplicate id {entry['id']!r}")
             ids.add(entry["id"])
             if kind == "tensor":
-                _graph(entry, where, n_ch, set(orders))
+                _graph(entry, where, n_ch, set(orders), req.get("group") == "so3")
             else:
                 _ace(entry, where, req)
             if group == "invariants":
@@ -378,17 +397,40 @@ def validate(data) -> None:
         if b["degree"] is not None:
             _int(b["degree"], f"{where}.degree", 1, MAX_DEGREE)
     if "span_check" in data:
-        _span_check(data["span_check"], kind)
+        _span_check(data["span_check"], kind, req.get("group", "o3"))
+    _need(("chirality" in data) == (req.get("group") == "so3"), "chirality",
+          "must be present exactly when request.group is 'so3'")
+    if "chirality" in data:
+        _chirality(data["chirality"], {e["id"] for e in invs}, block_set)
     _need(type(data["stats"]) is dict, "stats", "must be an object")
     _numbers(data["stats"], "stats")
 
 
-def _span_check(s, kind: str) -> None:
+def _chirality(x, kept_ids: set[str], block_set: set) -> None:
+    """The SO(3) record of symbolic/pseudoscalars.py: kept pseudoscalars' squares and the strata report."""
+    _dict(x, "chirality", ("pseudoscalars", "strata"))
+    for k, p in enumerate(_list(x["pseudoscalars"], "chirality.pseudoscalars", MAX_ENTRIES)):
+        where = f"chirality.pseudoscalars[{k}]"
+        _dict(p, where, ("id", "square"))
+        _need(p["id"] in kept_ids, f"{where}.id", f"{_show(p['id'])} names no invariant of this Basis")
+        text(p["square"], f"{where}.square", MAX_FORMULA_CHARS)
+    for k, st in enumerate(_list(x["strata"], "chirality.strata", MAX_STRATA)):
+        where = f"chirality.strata[{k}]"
+        _dict(st, where, ("zero", "separated", "candidate"))
+        for j, z in enumerate(_list(st["zero"], f"{where}.zero", len(block_set))):
+            _need(type(z) is list and len(z) == 2 and all(is_int(v) for v in z) and tuple(z) in block_set,
+                  f"{where}.zero[{j}]", f"{_show(z)} is not a block [channel, l] of this Basis")
+        _bool(st["separated"], f"{where}.separated")
+        if st["candidate"] is not None:
+            text(st["candidate"], f"{where}.candidate")
+
+
+def _span_check(s, kind: str, group: str = "o3") -> None:
     """The record of symbolic/span.py: the graphs spanned the full Molien dimension (a file never records a
     failed check: the search stops instead)."""
     _need(kind == "tensor", "span_check", "is only recorded for tensor bases")
     _dict(s, "span_check", SPAN_KEYS)
-    _need(s["group"] == "o3", "span_check.group", f"must be 'o3', got {_show(s['group'])}")
+    _need(s["group"] == group, "span_check.group", f"must be {group!r} (the request's group), got {_show(s['group'])}")
     _int(s["max_degree"], "span_check.max_degree", 0, MAX_DEGREE)
     for key in ("multidegrees", "graphs", "dimension"):
         _int(s[key], f"span_check.{key}", 0, 10**9)

@@ -32,7 +32,7 @@ from .modular import PRIMES, Echelon, ModularPoints
 from .relations import NoRelation, Relation, RelationFinder
 from .generators import GeneratorError, find_generators
 from .span import check_span, spanning_graphs
-from . import molien
+from . import levi_civita, molien, pseudoscalars
 
 EXHAUSTIVE_MAX_DEGREE = 6  # beyond this, candidates are sampled (complete/flexible searches only)
 MAX_DEGREE = 32  # the Basis schema's limit (symbolic/schema.py)
@@ -60,6 +60,7 @@ class BasisRequest:
     flexible: bool = False
     prefer: tuple[str, ...] = ()
     generators: bool = False  # the minimal polynomial generators up to `degree` (symbolic/generators.py)
+    group: str = "o3"  # "so3" adds the fewest pseudoscalars that separate mirror images (symbolic/pseudoscalars.py)
 
     def validate(self) -> None:
         """Every limit is checked here, before any work starts (types and ranges first, then size estimates)."""
@@ -79,7 +80,11 @@ class BasisRequest:
         if (self.complete or self.flexible) and self.degree is not None and self.degree > self.max_degree:
             raise RequestError(f"degree {self.degree} is above the cap --max-degree {self.max_degree}: give one of "
                                f"them, or raise the cap")
+        if self.group not in molien.GROUPS:
+            raise RequestError(f"group must be one of {list(molien.GROUPS)}, got {self.group!r}")
         if self.generators:
+            if self.group != "o3":
+                raise RequestError("--generators derives O(3) generators; --group so3 is not supported with it")
             self._validate_generators()
             return
         searched = self.searched_degree
@@ -111,6 +116,15 @@ class BasisRequest:
                 raise RequestError(f"preferred contraction {text!r} uses blocks outside the request")
             if not g.is_connected():
                 raise RequestError(f"preferred contraction {text!r} is disconnected (a product of smaller ones)")
+        if self.group == "so3":
+            first = pseudoscalars.first_pseudoscalar_degree(self.blocks)
+            if first is None or first > min(searched, pseudoscalars.MAX_PSEUDO_DEGREE):
+                raise RequestError(
+                    f"--group so3: these blocks have no pseudoscalar (Levi-Civita contraction) up to degree "
+                    f"{min(searched, pseudoscalars.MAX_PSEUDO_DEGREE)}; the first is at degree "
+                    + (f"{first} (Molien count)" if first else f"> {pseudoscalars.FIRST_DEGREE_CAP}")
+                    + (f": raise --degree to {first}" if first and first <= pseudoscalars.MAX_PSEUDO_DEGREE
+                       else f", beyond the exhaustive pseudoscalar search ({pseudoscalars.MAX_PSEUDO_DEGREE})"))
         if not any(True for d in range(1, searched + 1) for _ in _multisets(self.blocks, d)):
             raise RequestError(
                 f"no invariant exists for orders {list(self.orders)} up to degree {searched}: every full "
@@ -153,6 +167,7 @@ class BasisRequest:
         else:
             base += f"_deg{self.degree}"
         base += f"_ch{self.channels}" if self.channels > 1 else ""
+        base += "_so3" if self.group == "so3" else ""
         return base + ("_prefer" if self.prefer else "")
 
     def to_json(self) -> dict:
@@ -165,6 +180,7 @@ class BasisRequest:
             "flexible": self.flexible,
             **({"prefer": list(self.prefer)} if self.prefer else {}),
             **({"generators": True} if self.generators else {}),
+            **({"group": self.group} if self.group != "o3" else {}),
         }
 
 
@@ -341,9 +357,19 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
         rank.add(g)
     strata = _strata_report(blocks, sel.kept)
     block_degrees = _block_degrees(request, sel, single_degrees)
+    chirality, listed = None, set(sel.enumerated)
+    if request.group == "so3":
+        try:
+            chirality = pseudoscalars.select(sel, request.searched_degree, request.channels)
+        except pseudoscalars.NoPseudoscalarError as exc:
+            raise RequestError(str(exc)) from None
+        top = max(len(levi_civita.tensor_labels(g)) for _, g in sel.kept if levi_civita.is_pseudo(g))
+        listed |= {ms for d in range(1, top + 1) for ms in itertools.combinations_with_replacement(blocks, d)
+                   if levi_civita.parity(ms)}
     sel.progress("span check", 0, None)
-    span = check_span(blocks, sel.enumerated)
-    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, span, name)
+    span = check_span(blocks, listed, request.group)
+    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, block_degrees, span, name,
+                     chirality)
 
 
 def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis:
@@ -526,7 +552,7 @@ def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
         "orders": list(g.orders),
         "channels": list(g.channels),
         "edges": [list(e) for e in g.edges],
-        "degree": g.degree,
+        "degree": len(levi_civita.tensor_labels(g)),  # polynomial degree: the Levi-Civita vertex is a constant
         "einsum": g.einsum,
         "index_notation": g.index_notation(channels),
         "latex": g.latex(channels),
@@ -534,7 +560,7 @@ def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
     }
 
 
-def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, span, name) -> Basis:
+def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, span, name, chirality=None) -> Basis:
     channels = request.channels
     fb = FormulaBuilder(sel.blocks, channels)
     invariants = []
@@ -564,6 +590,6 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, s
         kind="tensor", name=name or request.default_name(), request=request.to_json(), convention=TENSOR_CONVENTION,
         coordinates=coordinate_table(sel.blocks, channels), bound=bound, rank=rank, degree_needed=degree_needed,
         invariants=invariants, dropped=dropped, strata=strata, block_degrees=block_degrees,
-        span_check=span.to_json(),
+        span_check=span.to_json(), chirality=None if chirality is None else chirality.to_json(),
         stats={"candidates": len(invariants) + len(dropped), "kept": len(invariants), **counts,
                "degree_searched": request.searched_degree})

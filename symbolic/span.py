@@ -16,7 +16,7 @@ import numpy as np
 
 from cartinv.errors import ArgumentError
 
-from . import molien
+from . import levi_civita, molien
 from .graphs import Label, graphs_for_labels, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints, rank_mod_p
 
@@ -46,23 +46,32 @@ class SpanCheck:
                 "graphs": self.graphs, "dimension": self.dimension, "rank": self.rank}
 
 
-def graphs_of(labels: tuple[Label, ...], samples: int = SAMPLES) -> tuple:
+def graphs_of(labels: tuple[Label, ...], samples: int = SAMPLES, group: str = "o3") -> tuple:
     """Every graph with these labels up to EXHAUSTIVE_MAX_DEGREE vertices, else `samples` distinct random ones
-    (any subset that reaches the dimension is a proof; a sampled shortfall is retried with more samples)."""
+    (any subset that reaches the dimension is a proof; a sampled shortfall is retried with more samples). With an
+    odd total order and group "so3", the graphs are the pseudoscalar ones (one Levi-Civita vertex;
+    symbolic/levi_civita.py); with "o3" there are none."""
+    if levi_civita.parity(labels):
+        if group == "o3":
+            return ()
+        if len(labels) <= EXHAUSTIVE_MAX_DEGREE:
+            return levi_civita.pseudo_graphs(labels, connected=False)
+        return levi_civita.sample_pseudo_graphs(labels, samples, SEED, connected=False)
     if len(labels) <= EXHAUSTIVE_MAX_DEGREE:
         return graphs_for_labels(labels, connected=False)
     return sample_graphs(labels, samples, SEED, connected=False)
 
 
-def multidegree_rank(blocks: tuple[Label, ...], labels: tuple[Label, ...], dimension: int) -> tuple[int, int]:
+def multidegree_rank(blocks: tuple[Label, ...], labels: tuple[Label, ...], dimension: int,
+                     group: str = "o3") -> tuple[int, int]:
     """(number of graphs, modular rank of their values) for one label multiset, proving rank == dimension
     whenever the returned rank equals it (more points, the second prime and, for sampled degrees, rounds of
     four times more samples up to MAX_SAMPLES are tried before a smaller rank is returned)."""
-    count, rank = _rank(blocks, labels, dimension, graphs_of(labels))
+    count, rank = _rank(blocks, labels, dimension, graphs_of(labels, group=group))
     samples = SAMPLES
     while rank < dimension and len(labels) > EXHAUSTIVE_MAX_DEGREE and samples < MAX_SAMPLES:
         samples *= 4
-        count, rank = _rank(blocks, labels, dimension, graphs_of(labels, samples))
+        count, rank = _rank(blocks, labels, dimension, graphs_of(labels, samples, group))
     return count, rank
 
 
@@ -119,16 +128,17 @@ def multidegree(blocks: tuple[Label, ...], labels: tuple[Label, ...]) -> tuple[i
 def check_span(blocks: tuple[Label, ...], label_multisets, group: str = "o3") -> SpanCheck:
     """Check every given label multiset (tuples of blocks); raise SpanError naming the first that fails.
 
-    Only Kronecker contractions are enumerated, so the group is O(3) (SO(3) adds Levi-Civita graphs).
+    O(3): Kronecker contractions of multisets of even total order. SO(3): the same, and Levi-Civita
+    (pseudoscalar) contractions of the multisets of odd total order, against the SO(3) dimension.
     """
-    if group != "o3":
-        raise ArgumentError(f"only O(3) contraction graphs are enumerated, not {group!r}")
+    if group not in molien.GROUPS:
+        raise ArgumentError(f"group must be one of {molien.GROUPS}, got {group!r}")
     blocks = tuple(sorted(blocks))
     n_md = n_graphs = total_dim = total_rank = top = 0
     for labels in sorted(set(tuple(sorted(ms)) for ms in label_multisets), key=lambda ms: (len(ms), ms)):
         md = multidegree(blocks, labels)
         dim = molien.invariant_dimension(tuple(l for _, l in blocks), md, group)
-        count, rank = multidegree_rank(blocks, labels, dim)
+        count, rank = multidegree_rank(blocks, labels, dim, group)
         if rank != dim:
             sampled = len(labels) > EXHAUSTIVE_MAX_DEGREE
             raise SpanError(

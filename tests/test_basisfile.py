@@ -25,7 +25,7 @@ def _tampered(basis, edit):
     (lambda d: d.update(schema_version=True), r"schema_version: True is not supported"),
     (lambda d: d.pop("invariants"), r"top level: lacks 'invariants'"),
     (lambda d: d["invariants"][3]["edges"].__setitem__(0, [0, 1, 2]), r"invariants\[3\]\.edges: vertex degrees"),
-    (lambda d: d["invariants"][3].update(degree=5), r"invariants\[3\]\.degree: 5 != 2 vertices"),
+    (lambda d: d["invariants"][3].update(degree=5), r"invariants\[3\]\.degree: 5 != 2 tensor factors"),
     (lambda d: d["invariants"][2]["edges"].__setitem__(0, [0, 0, 2]), r"invariants\[2\]\.edges\[0\]: .* self-loop"),
     (lambda d: d["invariants"][4].update(formula=""), r"invariants\[4\]\.formula: must be a non-empty string"),
     (lambda d: d["dropped"][0].update(reason="because"), r"dropped\[0\]\.reason: must be one of"),

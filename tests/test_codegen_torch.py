@@ -87,6 +87,11 @@ def block_slices(basis):
 def einsum_invariants(basis, T):
     """Invariants by building full Cartesian STF tensors and contracting them with each invariant's einsum."""
     blocks = {key: stf.to_cartesian(key[1], T[..., sl]) for key, sl in block_slices(basis).items()}
+    eps = np.zeros((3, 3, 3))  # the Levi-Civita vertex of pseudoscalars (channel -1, order 3)
+    for (a, b, c), sign in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1), ((0, 2, 1), -1), ((2, 1, 0), -1),
+                            ((1, 0, 2), -1)):
+        eps[a, b, c] = sign
+    blocks[(-1, 3)] = eps
     cols = []
     for inv in basis.invariants:
         ops = [blocks[(c, l)] for c, l in zip(inv["channels"], inv["orders"])]
