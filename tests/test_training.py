@@ -16,6 +16,7 @@ from ase.io import read, write  # noqa: E402
 from cartinv.runtime.training import (ConfigError, DataError, TrainConfig, evaluate, load_config,  # noqa: E402
                                       read_frames, train)
 from cartinv.runtime.training.data import collate, featurize, fit_e0s, predict  # noqa: E402
+from cartinv.runtime.lammps import lammps_support  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MOLECULES = ROOT / "examples" / "data" / "xtb_molecules.extxyz"
@@ -286,4 +287,19 @@ def test_md_stability_example_runs_on_a_trained_model(tmp_path, ethanol_file):
     assert set(summary["bond_lengths"]) == {"C-C", "C-H", "C-O", "H-O"}
     xtb = summary["bond_lengths"]["C-H"]["xtb_mean"]
     assert 1.05 < xtb < 1.15
+    assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
+
+
+@pytest.mark.skipif(lammps_support() is not None, reason=f"LAMMPS ML-IAP unified unavailable: {lammps_support()}")
+def test_md_stability_example_runs_in_lammps(tmp_path, ethanol_file):
+    """examples/md_molecule.py --engine lammps: the exported model in LAMMPS gives the ASE calculator's energy at
+    the start (same model, same geometry), then a short Langevin run with the same analysis."""
+    result = train(ethanol_file, TrainConfig(max_epochs=2, **TINY), outdir=tmp_path / "m", log=None)
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "md_molecule.py"), str(result.model_path),
+                        str(ethanol_file), "--engine", "lammps", "--time", "0.02", "--stride", "5",
+                        "--out", str(tmp_path / "md")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "md" / "ethanol_lammps_md.json").read_text())
+    assert summary["engine"] == "lammps" and summary["bonds_followed"] == 8
+    assert summary["start_energy_difference_eV"] < 1e-8
     assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
