@@ -107,24 +107,42 @@ class RelationFinder:
     @staticmethod
     def monomials(target: Counter, kept: list[tuple[str, ContractionGraph]], single_only: bool):
         """Multisets of kept invariants (as index tuples) whose multidegrees sum to target."""
-        degs = [_multideg(g) for _, g in kept]
-        out = []
+        labels = sorted(target)
+        want = tuple(target[lab] for lab in labels)
+        fits = []  # (index, multidegree over `labels`): only invariants that fit inside the target can take part
+        for k, (_, g) in enumerate(kept):
+            d = _multideg(g)
+            if all(target[lab] >= n for lab, n in d.items()):
+                fits.append((k, tuple(d[lab] for lab in labels)))
+        cap = MAX_MONOMIALS + 1  # callers only need to know that there are more than MAX_MONOMIALS
+        if not any(want):
+            return [()]
+        if single_only:
+            return [(k,) for k, d in fits if d == want][:cap]
+        memo: dict = {}
 
-        def rec(start, remaining: Counter, chosen):
-            if not +remaining:
-                out.append(tuple(chosen))
-                return
-            if single_only and chosen:
-                return
-            for k in range(start, len(kept)):
-                d = degs[k]
-                if all(remaining[lab] >= n for lab, n in d.items()):
-                    rec(k, remaining - d, chosen + [k])
-                    if len(out) > MAX_MONOMIALS:
-                        return
+        def completions(start, remaining):
+            """Index tuples from fits[start:] (non-decreasing) that sum to `remaining`, depth-first order, capped."""
+            key = (start, remaining)
+            if key in memo:
+                return memo[key]
+            if not any(remaining):
+                out = [()]
+            else:
+                out = []
+                for pos in range(start, len(fits)):
+                    k, d = fits[pos]
+                    if all(r >= n for r, n in zip(remaining, d)):
+                        for rest in completions(pos, tuple(r - n for r, n in zip(remaining, d))):
+                            out.append((k,) + rest)
+                            if len(out) >= cap:
+                                break
+                    if len(out) >= cap:
+                        break
+            memo[key] = out
+            return out
 
-        rec(0, Counter(target), [])
-        return out
+        return completions(0, want)
 
     def _column(self, pts, kept, mono):
         col = np.ones(pts.batch, dtype=np.int64)

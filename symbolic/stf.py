@@ -100,12 +100,16 @@ def rational_basis(l: int) -> tuple[tuple[np.ndarray, ...], tuple[sp.Rational, .
     tensors, norms = [], []
     for m in range(-l, l + 1):
         poly = sp.Poly(solid_harmonic(l, m), X, Y, Z)
+        coeffs = {exps: Fraction(int(c.p), int(c.q)) for exps, c in poly.terms()}  # (a, b, c) -> coefficient
+        entry: dict[tuple[int, int, int], Fraction] = {}
         arr = np.empty((3,) * l, dtype=object) if l else np.empty((), dtype=object)
         for idx in itertools.product(range(3), repeat=l):
-            a, b, c = _exponents(idx)
-            # d^l/dx^a dy^b dz^c of a monomial of degree l is a! b! c! times its coefficient.
-            coeff = poly.coeff_monomial(X**a * Y**b * Z**c)
-            arr[idx] = Fraction(int(coeff.p), int(coeff.q)) * factorial(a) * factorial(b) * factorial(c) / factorial(l)
+            exps = _exponents(idx)
+            if exps not in entry:
+                # d^l/dx^a dy^b dz^c of a monomial of degree l is a! b! c! times its coefficient.
+                a, b, c = exps
+                entry[exps] = coeffs.get(exps, Fraction(0)) * factorial(a) * factorial(b) * factorial(c) / factorial(l)
+            arr[idx] = entry[exps]
         norm2 = sum((v * v for v in arr.flat), Fraction(0))
         tensors.append(arr)
         norms.append(sp.Rational(norm2.numerator, norm2.denominator))
