@@ -29,7 +29,7 @@ ATOMIC_NUMBERS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9, "S": 16, "Cl": 17, "Cu
 
 def _predict_per_atom(atom_energy_fn):
     """A predict function from ``atom_energy_fn(model, batch, rij) -> [N]`` (energies and forces via rij)."""
-    from cartinv.runtime.potential import pair_forces
+    from cartinv.runtime.models.potential import pair_forces
 
     def predict(model, batch, training, want_stress=False):
         rij = batch.rij.detach().requires_grad_(True)
@@ -135,7 +135,7 @@ def build(kind: str, elements, e0s: dict, scale: float, cutoff: float, dtype=tor
           avg_neighbours: float = 10.0, **options):
     """``(model, predict_fn)`` of one benchmark model (see the module docstring); ``options`` go to its builder."""
     if kind == "cartinv":
-        from cartinv.runtime.potential import CartinvPotential
+        from cartinv.runtime.models.potential import CartinvPotential
         from cartinv.runtime.training.data import predict
 
         model = CartinvPotential(list(elements), cutoff=cutoff, dtype=dtype, seed=seed, **options)

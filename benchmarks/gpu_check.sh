@@ -20,7 +20,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/cartinv_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 $py -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -n 3 || exit 1
-$py -c "from cartinv.runtime import cuda_backend as c; print('cuda backend:', c.available())" | tee "$out/backend.txt"
+$py -c "from cartinv.runtime.kernels import cuda_backend as c; print('cuda backend:', c.available())" | tee "$out/backend.txt"
 $py -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py tests/test_cuda_backend.py 2>&1 | tee "$out/tests.log"
 tests=$?
 if [ "${1:-}" = "--quick" ]; then

@@ -7,7 +7,7 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
               contractions in hippynn's column order), called directly (no input validation), and through
               cartinv.load (with validation) as "cartinv+checks";
     cartinv-cpu   (CPU runs) the fused C++ kernels through cartinv.load(backend="cpu"), what users get by default
-              for CPU inputs, input checks included (runtime/cpu_backend.py; compiled on first use);
+              for CPU inputs, input checks included (runtime/kernels/cpu_backend.py; compiled on first use);
     cartinv-cuda  (GPU runs) the fused CUDA kernels through cartinv.load(backend="cuda", check_values=False);
     naive     Y per pair, T = index_add of the [P, C, 16] outer products, full Cartesian STF tensors, one torch.einsum
               per invariant (autograd for the backward);
@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cartinv  # noqa: E402
-from cartinv.runtime import load as runtime_load  # noqa: E402
+from cartinv.runtime.kernels import load as runtime_load  # noqa: E402
 
 
 def make_inputs(n_atoms, neighbors, channels, dtype, device, seed=0):

@@ -8,7 +8,7 @@ Both models are untrained (seeded) one-interaction-layer networks with 16 featur
 orders l <= 3 and invariants up to degree 4, cutoff 4 Å, one hidden layer in the energy head:
 
 * cartinv: ``CartinvPotential(n_features=16, n_layers=1, n_radial=8, basis="lmax3_deg4", hidden=(32,))``
-  through ``cartinv.runtime.lammps.CartinvMLIAP``;
+  through ``cartinv.runtime.integrations.lammps.CartinvMLIAP``;
 * hippynn: ``HipHopnn(n_features=16, n_sensitivities=8, n_interaction_layers=1, n_atom_layers=1, l_max=3,
   n_max=4)`` + ``HEnergyNode`` through ``hippynn.interfaces.lammps_interface.MLIAPInterface`` (skipped when
   hippynn does not import).
@@ -41,8 +41,8 @@ ELEMENTS = ["Cu", "Ni"]
 
 
 def cartinv_unified(dtype):
-    from cartinv.runtime.lammps import CartinvMLIAP
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.integrations.lammps import CartinvMLIAP
+    from cartinv.runtime.models.potential import CartinvPotential
 
     model = CartinvPotential(ELEMENTS, cutoff=CUTOFF, n_features=16, n_layers=1, n_radial=8, basis="lmax3_deg4",
                              hidden=(32,), seed=0, dtype=dtype)
@@ -123,7 +123,7 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
 
-    from cartinv.runtime.lammps import lammps_support
+    from cartinv.runtime.integrations.lammps import lammps_support
 
     reason = lammps_support()
     if reason is not None:

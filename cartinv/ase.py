@@ -1,5 +1,5 @@
 """ASE calculator for cartinv potentials (needs ASE): ``from cartinv.ase import CartinvCalculator``."""
 
-from cartinv.runtime.ase import CartinvCalculator
+from cartinv.runtime.integrations.ase import CartinvCalculator
 
 __all__ = ["CartinvCalculator"]

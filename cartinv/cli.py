@@ -272,7 +272,7 @@ def _cmd_ace(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from cartinv.runtime import export
+    from cartinv.runtime.kernels import export
 
     _check_output_dir(args.output)
     try:
@@ -285,7 +285,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_lammps_export(args) -> int:
-    from cartinv.runtime.lammps import export_lammps
+    from cartinv.runtime.integrations.lammps import export_lammps
 
     _check_output_file(args.output)
     if args.neighbor_cutoff is not None and not (math.isfinite(args.neighbor_cutoff) and args.neighbor_cutoff > 0):

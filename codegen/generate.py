@@ -27,12 +27,12 @@ from cartinv.symbolic import basisfile, schema
 from cartinv.symbolic.basisfile import Basis
 
 TORCH_TEMPLATE = "torch_module.py.j2"
-TORCH_CORE_API = 1  # runtime/torch_core.API_VERSION that generated torch modules bind to (a test keeps them equal)
+TORCH_CORE_API = 1  # runtime/kernels/torch_core.API_VERSION that generated torch modules bind to (a test keeps them equal)
 STANDARD_COMMAND = "cartinv generate -o generated"
 
 # The bases checked in under generated/: name -> keyword arguments of cartinv.symbolic.select.BasisRequest.
 # "hiphop_lmax3_deg4" keeps HIP-HOP-NN's 13 contractions in hippynn's column order (the `hiphop` preset, the
-# `cartinv basis --preset hiphop` basis); runtime/hippynn_adapter.py loads it by that name. "lmax3_deg2" is the
+# `cartinv basis --preset hiphop` basis); runtime/integrations/hippynn_adapter.py loads it by that name. "lmax3_deg2" is the
 # 3-body (pairwise-contraction) basis, HIP-NN-TS's body order; "lmax4_deg4" is complete at l <= 4 (rank 22 = bound);
 # "lmax3_deg4_so3" is lmax3_deg4 plus one pseudoscalar (last column), which tells mirror images apart.
 STANDARD_BASES: dict[str, dict] = {

@@ -28,8 +28,8 @@ from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 from ase.md import velocitydistribution
 
-from cartinv.runtime.ase import CartinvCalculator
-from cartinv.runtime.potential import CartinvPotential
+from cartinv.runtime.integrations.ase import CartinvCalculator
+from cartinv.runtime.models.potential import CartinvPotential
 
 HERE = Path(__file__).resolve().parent
 # Outputs go outside the tracked tree: ./cartinv_output (or $CARTINV_EXAMPLES_OUTPUT), never the checkout's files.

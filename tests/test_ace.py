@@ -344,7 +344,7 @@ def test_codegen_parses_the_ace_formulas():
 
 def test_runtime_evaluates_the_ace_basis_unchanged(tmp_path, monkeypatch):
     """Generated torch kernels of an ACE Basis (weights [pairs, 1, channels]) equal the B functions."""
-    load_mod = pytest.importorskip("cartinv.runtime.load")
+    load_mod = pytest.importorskip("cartinv.runtime.kernels.load")
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("CARTINV_CACHE", str(tmp_path))
     b = basis(3, 2, 1)

@@ -11,8 +11,8 @@ from ase.build import bulk, molecule  # noqa: E402
 from ase.calculators.calculator import PropertyNotImplementedError  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
-from cartinv.runtime.ase import CartinvCalculator  # noqa: E402
-from cartinv.runtime.potential import CartinvPotential  # noqa: E402
+from cartinv.runtime.integrations.ase import CartinvCalculator  # noqa: E402
+from cartinv.runtime.models.potential import CartinvPotential  # noqa: E402
 
 CUTOFF = 3.2
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cpp"))
 import harness as H  # noqa: E402
 
 from cartinv.codegen import emit_c  # noqa: E402
-from cartinv.runtime.cuda_backend import KernelSource, build_csr  # noqa: E402
+from cartinv.runtime.kernels.cuda_backend import KernelSource, build_csr  # noqa: E402
 from cartinv.symbolic import stf  # noqa: E402
 
 RTOL = {"f64": 1e-12, "f32": 5e-6}

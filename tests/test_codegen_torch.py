@@ -14,7 +14,7 @@ import torch
 from cartinv.codegen import emit_torch, plan
 from cartinv.codegen.generate import generate, render_files
 from cartinv.symbolic import stf
-from cartinv.runtime import torch_core
+from cartinv.runtime.kernels import torch_core
 
 from conftest import derived
 from helpers import random_rotation
@@ -210,7 +210,7 @@ def test_module_constants(tied, coupled):
     source = open(mod.__file__).read()
     import_lines = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
     # torch, and the basis-independent core: cartinv's, or the copy `cartinv export` puts beside the module
-    assert import_lines == ["import torch", "from cartinv.runtime import torch_core as _core",
+    assert import_lines == ["import torch", "from cartinv.runtime.kernels import torch_core as _core",
                             "import cartinv_torch_core as _core"]
 
 

@@ -1,9 +1,9 @@
-"""runtime/core_sources.py: cartinv's hand-written C++/CUDA files and how they join the generated ones."""
+"""runtime/kernels/core_sources.py: cartinv's hand-written C++/CUDA files and how they join the generated ones."""
 
 import pytest
 
-from cartinv.runtime import core_sources
-from cartinv.runtime.load import checked_in_root
+from cartinv.runtime.kernels import core_sources
+from cartinv.runtime.kernels.load import checked_in_root
 
 
 def test_core_files_ship_with_the_package():

@@ -1,4 +1,4 @@
-"""The fused CPU backend (runtime/cpu_backend.py + runtime/csrc/fused_cpu.cpp): agreement with the torch backend
+"""The fused CPU backend (runtime/kernels/cpu_backend.py + runtime/kernels/csrc/fused_cpu.cpp): agreement with the torch backend
 for every checked-in basis and a channel-coupled one, first and second derivatives, the torch.library ops,
 determinism across thread counts, bad inputs and the fallback when no compiler is found."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import cartinv
-from cartinv.runtime import cpu_backend
-from cartinv.runtime import load as runtime_load
+from cartinv.runtime.kernels import cpu_backend
+from cartinv.runtime.kernels import load as runtime_load
 from conftest import derived
 
 pytestmark = pytest.mark.skipif(not cpu_backend.available()[0], reason="no C++ compiler for the fused CPU backend")

@@ -1,4 +1,4 @@
-"""runtime/cuda_backend.py without a GPU: availability, the binary cache, CSR construction, launch configurations,
+"""runtime/kernels/cuda_backend.py without a GPU: availability, the binary cache, CSR construction, launch configurations,
 and CudaInvariants end to end (forward, backward, double backward) with the generated CUDA kernels run through
 the CPU emulation of tests/cpp/cuda_emulation.h."""
 
@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cpp"))
 import harness as H  # noqa: E402
 
 import cartinv  # noqa: E402
-from cartinv.runtime import cuda_backend as cb  # noqa: E402
-from cartinv.runtime import kernel_cache  # noqa: E402
-from cartinv.runtime import load as runtime_load  # noqa: E402
-from cartinv.runtime.generated_files import ManifestError  # noqa: E402
+from cartinv.runtime.kernels import cuda_backend as cb  # noqa: E402
+from cartinv.runtime.kernels import kernel_cache  # noqa: E402
+from cartinv.runtime.kernels import load as runtime_load  # noqa: E402
+from cartinv.runtime.kernels.generated_files import ManifestError  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ availability
 

@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 from cartinv.codegen import dag, plan
-from cartinv.runtime.load import checked_in_basis
+from cartinv.runtime.kernels.load import checked_in_basis
 from cartinv.symbolic.basisfile import Basis
 from cartinv.symbolic.formulas import FormulaSyntaxError, parse_formula
 

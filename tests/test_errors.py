@@ -17,7 +17,8 @@ INTERNAL = {"SpanError"}  # a failed internal proof (a bug in cartinv, never the
 
 
 def _modules():
-    for pkg in ("cartinv.symbolic", "cartinv.codegen", "cartinv.runtime", "cartinv.runtime.training"):
+    for pkg in ("cartinv.symbolic", "cartinv.symbolic.ace", "cartinv.codegen", "cartinv.runtime", "cartinv.runtime.kernels",
+                "cartinv.runtime.models", "cartinv.runtime.integrations", "cartinv.runtime.training"):
         module = importlib.import_module(pkg)
         yield module
         for info in pkgutil.iter_modules(module.__path__):
@@ -50,7 +51,7 @@ def test_argument_and_file_errors_keep_value_error():
 
 
 def test_saved_model_of_another_kind_is_a_file_format_error(tmp_path):
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     path = tmp_path / "model.pt"
     path.write_bytes(b"not a model")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cartinv
-from cartinv.runtime.export import export
+from cartinv.runtime.kernels.export import export
 
 FRESH = r"""
 import importlib.util, sys
@@ -80,7 +80,7 @@ def test_exported_fused_cpu_core_builds_with_the_guides_command(tmp_path):
     import shlex
     import shutil
 
-    from cartinv.runtime import cpu_backend
+    from cartinv.runtime.kernels import cpu_backend
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")

@@ -110,7 +110,7 @@ def test_mutated_basis_files(examples):
 
 @pytest.fixture(scope="module")
 def saved_payload(tmp_path_factory):
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     path = tmp_path_factory.mktemp("model") / "m.pt"
     CartinvPotential(["Cu", "O"], basis="lmax2_deg4", n_features=4, hidden=(4,), seed=0).save(path)
@@ -119,7 +119,7 @@ def saved_payload(tmp_path_factory):
 
 @pytest.mark.parametrize("examples", [pytest.param(80, id="ci"), pytest.param(1500, id="long", marks=pytest.mark.fuzz)])
 def test_mutated_saved_model_headers(examples, saved_payload, tmp_path):
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     keys = sorted(saved_payload) + [f"config.{k}" for k in sorted(saved_payload["config"])] + ["new"]
     messages = set()

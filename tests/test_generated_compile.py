@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cartinv.runtime.core_sources import csrc_dir
-from cartinv.runtime.load import checked_in_names, checked_in_root, generated_dir, import_torch_module, resolve_basis
+from cartinv.runtime.kernels.core_sources import csrc_dir
+from cartinv.runtime.kernels.load import checked_in_names, checked_in_root, generated_dir, import_torch_module, resolve_basis
 
 NAMES = checked_in_names()
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import cartinv
-from cartinv.runtime import cuda_backend
-from cartinv.runtime import load as runtime_load
-from cartinv.runtime.checks import InputError
+from cartinv.runtime.kernels import cuda_backend
+from cartinv.runtime.kernels import load as runtime_load
+from cartinv.runtime.kernels.checks import InputError
 
 OK, WHY = cuda_backend.available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"needs a CUDA GPU with CuPy: {WHY}")

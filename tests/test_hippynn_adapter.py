@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import peers  # noqa: E402
 
-from cartinv.runtime.hippynn_adapter import (  # noqa: E402
+from cartinv.runtime.integrations.hippynn_adapter import (  # noqa: E402
     CartinvHOPInteractionLayer,
     cartinv_hop_layer,
     use_cartinv_invariants,

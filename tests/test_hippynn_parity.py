@@ -11,7 +11,7 @@ pytest.importorskip("hippynn")
 
 import cartinv  # noqa: E402
 from benchmarks.peers import HIPPYNN_COLUMNS, hippynn_invariants_from_coords  # noqa: E402
-from cartinv.runtime.load import resolve_basis  # noqa: E402
+from cartinv.runtime.kernels.load import resolve_basis  # noqa: E402
 from cartinv.symbolic.graphs import ContractionGraph, parse_index_notation  # noqa: E402
 
 

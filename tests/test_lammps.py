@@ -1,4 +1,4 @@
-"""LAMMPS through ML-IAP unified (runtime/lammps.py).
+"""LAMMPS through ML-IAP unified (runtime/integrations/lammps.py).
 
 Two groups:
 
@@ -30,10 +30,10 @@ from ase.build import bulk  # noqa: E402
 from ase.neighborlist import neighbor_list  # noqa: E402
 
 import cartinv  # noqa: E402
-from cartinv.runtime.ase import CartinvCalculator  # noqa: E402
-from cartinv.runtime.lammps import (CartinvMLIAP, check_elements, export_lammps, lammps_support,  # noqa: E402
+from cartinv.runtime.integrations.ase import CartinvCalculator  # noqa: E402
+from cartinv.runtime.integrations.lammps import (CartinvMLIAP, check_elements, export_lammps, lammps_support,  # noqa: E402
                                     load_lammps, pair_commands)
-from cartinv.runtime.potential import CartinvPotential  # noqa: E402
+from cartinv.runtime.models.potential import CartinvPotential  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "lammps"
 ELEMENTS = ["Cu", "Ni"]

@@ -1,4 +1,4 @@
-"""codegen/manifest.py and runtime/generated_files.py: the manifest of a generated folder is deterministic data that
+"""codegen/manifest.py and runtime/kernels/generated_files.py: the manifest of a generated folder is deterministic data that
 agrees with the generated code, is validated field by field, and guards every file the runtime loads."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import cartinv
 from cartinv.codegen import manifest as gm
-from cartinv.runtime import export, generated_files
-from cartinv.runtime import load as runtime_load
-from cartinv.runtime.generated_files import ManifestError
+from cartinv.runtime.kernels import export, generated_files
+from cartinv.runtime.kernels import load as runtime_load
+from cartinv.runtime.kernels.generated_files import ManifestError
 
 
 @pytest.mark.parametrize("name", runtime_load.checked_in_names())
@@ -113,7 +113,7 @@ def test_export_carries_the_manifest_and_checks_files(tmp_path):
 
 
 def test_cpu_backend_checks_its_library_against_the_manifest(tmp_path):
-    from cartinv.runtime import cpu_backend
+    from cartinv.runtime.kernels import cpu_backend
 
     if not cpu_backend.available()[0]:
         pytest.skip("no C++ compiler")

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cartinv.runtime.nn import InvariantNorm, RadialBasis, TensorInvariantLayer, invariant_degrees  # noqa: E402
-from cartinv.runtime.potential import CartinvPotential, pair_forces  # noqa: E402
+from cartinv.runtime.models.nn import InvariantNorm, RadialBasis, TensorInvariantLayer, invariant_degrees  # noqa: E402
+from cartinv.runtime.models.potential import CartinvPotential, pair_forces  # noqa: E402
 from cartinv.symbolic import stf  # noqa: E402
 
 from helpers import einsum_value, random_rotation  # noqa: E402
@@ -208,7 +208,7 @@ def test_layer_second_derivatives():
 
 
 def test_invariant_degrees():
-    from cartinv.runtime.load import resolve_basis
+    from cartinv.runtime.kernels.load import resolve_basis
 
     basis = resolve_basis("lmax3_deg4")
     degrees = invariant_degrees(basis)

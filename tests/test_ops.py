@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import cartinv
-from cartinv.runtime.ops import CustomOpInvariants
+from cartinv.runtime.kernels.ops import CustomOpInvariants
 
 A, P, C = 4, 9, 2
 
@@ -48,8 +48,8 @@ def test_opcheck(model, data):
 @pytest.fixture(scope="module")
 def torch_family():
     """A family of a Basis of its own, with no fused library: every device runs the torch core."""
-    from cartinv.runtime.load import checked_in_root, import_torch_module
-    from cartinv.runtime.ops import OpFamily
+    from cartinv.runtime.kernels.load import checked_in_root, import_torch_module
+    from cartinv.runtime.kernels.ops import OpFamily
 
     module = import_torch_module(checked_in_root() / "lmax2_deg4", "lmax2_deg4")
     return OpFamily("torchcore_lmax2_deg4", module.BASIS_HASH, module._kernels)

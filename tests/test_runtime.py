@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import cartinv
-from cartinv.runtime import load as runtime_load
-from cartinv.runtime.checks import InputError, check_inputs
+from cartinv.runtime.kernels import load as runtime_load
+from cartinv.runtime.kernels.checks import InputError, check_inputs
 from cartinv.symbolic.basisfile import Basis
 
 from conftest import derived
@@ -68,12 +68,12 @@ def test_load_checked_in_without_sympy():
     dispatcher imports torch._dynamo and with it SymPy (a torch dependency); cartinv itself still loads none of
     its SymPy-using modules and no jinja2 there."""
     code = (
-        "import sys, torch, cartinv, cartinv.runtime.cuda_backend, cartinv.runtime.ops, cartinv.runtime.nn\n"
+        "import sys, torch, cartinv, cartinv.runtime.kernels.cuda_backend, cartinv.runtime.kernels.ops, cartinv.runtime.models.nn\n"
         f"m = cartinv.load({NAME!r}, backend='torch')\n"
         "r = torch.randn(6, 3, dtype=torch.float64); c = torch.tensor([0, 0, 1, 1, 2, 2])\n"
         "I = m(r, c, torch.ones(6, 2, dtype=torch.float64), 3)\n"
         "assert I.shape == (3, 2, 13), I.shape\n"
-        "from cartinv.runtime.potential import CartinvPotential\n"
+        "from cartinv.runtime.models.potential import CartinvPotential\n"
         f"p = CartinvPotential(['Cu'], basis={NAME!r}, cutoff=3.0, n_features=2, n_radial=2, hidden=(4,),\n"
         "                      n_layers=1, dtype=torch.float64, normalization='root', backend='torch')\n"
         "assert 'sympy' not in sys.modules, 'sympy was imported'\n"
@@ -140,7 +140,7 @@ def _one_digit_changed(text: str) -> str:
 
 @pytest.mark.parametrize("corrupt", ["digit", "truncate", "delete", "manifest", "stale_hash"])
 def test_corrupted_cache_is_detected_named_and_healed_once(tmp_path, corrupt):
-    from cartinv.runtime.kernel_cache import MANIFEST, CacheWarning
+    from cartinv.runtime.kernels.kernel_cache import MANIFEST, CacheWarning
 
     basis = derived((1, 2), degree=3, channels=2)
     folder, name = runtime_load.generated_dir(basis)
@@ -174,8 +174,8 @@ def test_corrupted_cache_is_detected_named_and_healed_once(tmp_path, corrupt):
 
 
 def test_read_only_cache_falls_back_to_a_private_cache(tmp_path, monkeypatch):
-    from cartinv.runtime import kernel_cache
-    from cartinv.runtime.kernel_cache import CacheWarning
+    from cartinv.runtime.kernels import kernel_cache
+    from cartinv.runtime.kernels.kernel_cache import CacheWarning
 
     if os.geteuid() == 0:
         locked = tmp_path / "file_not_dir"  # root ignores permission bits: a cache root under a file cannot be made
@@ -301,7 +301,7 @@ def test_value_checks_can_be_skipped():
     assert torch.isnan(out).any()
     with pytest.raises(InputError, match="r must have shape"):
         m(r[:, :2], c, w, n)  # structure is always checked
-    from cartinv.runtime import cpu_backend
+    from cartinv.runtime.kernels import cpu_backend
 
     if cpu_backend.available()[0]:  # the fused kernels check values as they read them, whatever check_values says
         with pytest.raises(InputError, match="zero length"):
@@ -353,7 +353,7 @@ def test_auto_on_cpu_never_touches_cuda(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m(r, c, w, n)
-    from cartinv.runtime import cpu_backend
+    from cartinv.runtime.kernels import cpu_backend
 
     assert m.active_backend("cpu") == ("cpu" if cpu_backend.available()[0] else "torch")
 

@@ -16,7 +16,7 @@ from ase.io import read, write  # noqa: E402
 from cartinv.runtime.training import (ConfigError, DataError, TrainConfig, evaluate, load_config,  # noqa: E402
                                       read_frames, train)
 from cartinv.runtime.training.data import collate, featurize, fit_e0s, predict  # noqa: E402
-from cartinv.runtime.lammps import lammps_support  # noqa: E402
+from cartinv.runtime.integrations.lammps import lammps_support  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MOLECULES = ROOT / "examples" / "data" / "xtb_molecules.extxyz"
@@ -117,7 +117,7 @@ def test_e0s_fit_recovers_reference_energies():
 
 
 def test_evaluate_matches_the_ase_calculator(tmp_path, ethanol_file):
-    from cartinv.runtime.ase import CartinvCalculator
+    from cartinv.runtime.integrations.ase import CartinvCalculator
 
     result = train(ethanol_file, TrainConfig(max_epochs=1, **TINY), outdir=tmp_path / "m", log=None)
     m, pred = evaluate(result.model_path, ethanol_file)
@@ -142,8 +142,8 @@ def test_stress_of_a_batch_equals_the_calculators(tmp_path):
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from cartinv.runtime.ase import CartinvCalculator
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.integrations.ase import CartinvCalculator
+    from cartinv.runtime.models.potential import CartinvPotential
 
     rng = np.random.default_rng(3)
     frames = []

@@ -102,8 +102,8 @@ def test_a_basis_object_with_a_path_for_a_name_never_reaches_the_file_system(tmp
 
 
 def test_saved_potential_and_lammps_export_carry_no_code(tmp_path):
-    from cartinv.runtime.lammps import export_lammps, load_lammps
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.integrations.lammps import export_lammps, load_lammps
+    from cartinv.runtime.models.potential import CartinvPotential
 
     model = CartinvPotential(["Cu"], basis="lmax2_deg4", n_features=4, hidden=(4,), seed=0)
     good = tmp_path / "m.pt"
@@ -143,7 +143,7 @@ def test_saved_potential_and_lammps_export_carry_no_code(tmp_path):
 
 
 def test_lammps_export_refuses_an_infinite_neighbour_cutoff(tmp_path):
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     model = CartinvPotential(["Cu"], basis="lmax2_deg4", n_features=4, hidden=(4,), seed=0)
     model.save(tmp_path / "m.pt")
@@ -318,7 +318,7 @@ def test_c_escapes_stay_inside_their_construct(tmp_path):
 def test_exported_torch_module_checks_inputs_on_request(tmp_path):
     import importlib.util
 
-    from cartinv.runtime import export
+    from cartinv.runtime.kernels import export
 
     paths = export.export("lmax2_deg4", "torch", tmp_path)
     guide = (tmp_path / "EMBEDDING.md").read_text()
@@ -343,9 +343,9 @@ def test_exported_torch_module_checks_inputs_on_request(tmp_path):
 
 
 def test_cuda_sources_and_reference_are_read_only_as_sealed(tmp_path):
-    from cartinv.runtime import cuda_backend
-    from cartinv.runtime.kernel_cache import CacheError
-    from cartinv.runtime.load import generated_dir
+    from cartinv.runtime.kernels import cuda_backend
+    from cartinv.runtime.kernels.kernel_cache import CacheError
+    from cartinv.runtime.kernels.load import generated_dir
 
     from conftest import derived
 

@@ -22,7 +22,7 @@ JOBS=${JOBS:-$(nproc)}
 
 supported() {
     "$PY" -c 'import sys
-from cartinv.runtime.lammps import lammps_support
+from cartinv.runtime.integrations.lammps import lammps_support
 reason = lammps_support()
 sys.exit(0 if reason is None else 1)' 2>/dev/null
 }
@@ -124,6 +124,6 @@ if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 if supported; then
     echo "install_lammps_mliap: done (lmp in $SCRIPTS, MPI from $PREFIX)"
 else
-    "$PY" -c 'from cartinv.runtime.lammps import lammps_support; print(lammps_support())' >&2
+    "$PY" -c 'from cartinv.runtime.integrations.lammps import lammps_support; print(lammps_support())' >&2
     exit 1
 fi

@@ -10,8 +10,8 @@ import argparse
 
 import torch
 
-from cartinv.runtime.lammps import export_lammps
-from cartinv.runtime.potential import CartinvPotential
+from cartinv.runtime.integrations.lammps import export_lammps
+from cartinv.runtime.models.potential import CartinvPotential
 
 
 def main():

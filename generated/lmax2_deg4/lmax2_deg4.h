@@ -6,7 +6,7 @@
 // from plain C++ (no CUDA needed: LAMMPS pair styles, other MLIPs) and from CUDA device code (nvcc, NVRTC).
 // Every function is a template over scalar_t (float or double). This file holds what depends on the basis (sizes,
 // names, the four straight-line programs); the per-pair and per-atom functions and the qualifiers come from
-// cartinv's hand-written cartinv_core.h and cartinv_atom.inc (cartinv/runtime/csrc; `cartinv export` copies them
+// cartinv's hand-written cartinv_core.h and cartinv_atom.inc (cartinv/runtime/kernels/csrc; `cartinv export` copies them
 // here), found beside this file or with -I.
 //
 // Layout (shared with the torch module and the CUDA kernels):

@@ -26,7 +26,7 @@ Invariants (repeated letters are summed over x, y, z; T{l} is the Cartesian STF 
 Arithmetic per row: harmonics 52, harmonics_vjp 139, invariants 27, invariants_vjp 30 operations.
 This file holds only what depends on the basis: its sizes and four straight-line programs. Everything else (row
 drivers, neighbour slots, autograd, InvariantModel) is cartinv's hand-written torch core, bound at the end
-(cartinv/runtime/torch_core.py; `cartinv export --target torch` copies it here as cartinv_torch_core.py).
+(cartinv/runtime/kernels/torch_core.py; `cartinv export --target torch` copies it here as cartinv_torch_core.py).
 """
 
 import torch
@@ -189,7 +189,7 @@ def _invariants_vjp_rows(args):
 # --- Binding: the basis-independent runtime, with this basis's programs. -------------------------------------
 
 try:
-    from cartinv.runtime import torch_core as _core
+    from cartinv.runtime.kernels import torch_core as _core
 except ImportError:  # exported: cartinv_torch_core.py sits next to this file
     import cartinv_torch_core as _core
 

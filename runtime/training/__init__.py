@@ -19,7 +19,7 @@ def evaluate(model, data, energy_key: str = "energy", forces_key: str = "forces"
              batch_size: int = 16):
     """Metrics (dict, eV and eV/Å) and Predictions of ``model`` (a CartinvPotential or a saved one's path) on
     ``data`` (a path ASE reads, or a list of Frame)."""
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     from .data import check_species, featurize
 

@@ -252,7 +252,7 @@ def predict(model, batch: Batch, training: bool, want_stress: bool = False):
 
     Forces and the virial follow from one gradient g = ∂E/∂rij; ``training`` keeps the graph for the loss.
     """
-    from cartinv.runtime.potential import pair_forces
+    from cartinv.runtime.models.potential import pair_forces
 
     rij = batch.rij.detach().requires_grad_(True)
     e_atom = model(batch.species, batch.pair_i, batch.pair_j, rij)

@@ -160,7 +160,7 @@ def train(data, config: TrainConfig | None = None, valid=None, outdir="cartinv_t
         e0s = {e: float(config.e0s[e]) for e in elements}
     data_hash = fingerprint(train_frames) + fingerprint(valid_frames)
 
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     kwargs = config.model_kwargs()
     dtype = kwargs["dtype"]

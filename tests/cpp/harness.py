@@ -5,7 +5,7 @@
   (emulate_kernels.cpp on cuda_emulation.h), with a skip that prints its reason when a compiler is missing;
 - independent references: harmonics from stf.y_coordinates / Cartesian powers, invariants from each invariant's
   einsum on stf.to_cartesian blocks, derivatives by torch autograd through those Cartesian formulas;
-- EmulatedLauncher: the launcher protocol of runtime/cuda_backend.py over the emulated kernels (CPU tensors).
+- EmulatedLauncher: the launcher protocol of runtime/kernels/cuda_backend.py over the emulated kernels (CPU tensors).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from cartinv.codegen.emit_c import c_identifier, render_c_targets
-from cartinv.runtime.core_sources import csrc_dir
+from cartinv.runtime.kernels.core_sources import csrc_dir
 from cartinv.codegen.generate import manifest_of
 from cartinv.codegen.manifest import file_name as manifest_file
 from cartinv.symbolic import stf

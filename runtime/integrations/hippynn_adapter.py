@@ -24,13 +24,13 @@ import torch
 
 from cartinv.errors import ArgumentError
 
-from .nn import resolve_basis
+from ..models.nn import resolve_basis
 
 __all__ = ["DEFAULT_BASIS", "hippynn_available", "use_cartinv_invariants", "cartinv_hop_layer",
            "CartinvHOPInteractionLayer"]
 
 DEFAULT_BASIS = "hiphop_lmax3_deg4"
-_MISSING = "hippynn is required for cartinv.runtime.hippynn_adapter: pip install hippynn"
+_MISSING = "hippynn is required for cartinv.runtime.integrations.hippynn_adapter: pip install hippynn"
 
 try:
     with warnings.catch_warnings():

@@ -27,8 +27,8 @@ NORMALIZATIONS = ("root", "group", "none")
 
 
 def resolve_basis(basis_or_name):
-    """A ``Basis`` from a Basis object, a checked-in basis name or a Basis file path (``cartinv.runtime.load``)."""
-    from cartinv.runtime.load import resolve_basis as _resolve
+    """A ``Basis`` from a Basis object, a checked-in basis name or a Basis file path (``cartinv.runtime.kernels.load``)."""
+    from cartinv.runtime.kernels.load import resolve_basis as _resolve
 
     return _resolve(basis_or_name)
 

@@ -60,7 +60,7 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
 
     for source, fname in CORE_FILES.get(target, ()):
         dst = outdir / fname
-        dst.write_bytes(resources.files("cartinv.runtime").joinpath(*source.split("/")).read_bytes())
+        dst.write_bytes(resources.files("cartinv.runtime.kernels").joinpath(*source.split("/")).read_bytes())
         written.append(dst)
     guide = outdir / "EMBEDDING.md"
     guide.write_text(_guide(basis, name, target, [p.name for p in written]))

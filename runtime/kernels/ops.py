@@ -12,8 +12,8 @@ moments, in the implementation's own layout). Autograd is wired forward -> backw
 invariants are differentiable twice through the one family (gradcheck, gradgradcheck, opcheck, torch.compile
 and torch.export all see these three ops).
 
-Implementations: the CPU kernels are the fused C++ library of runtime/cpu_backend.py where it builds; every other
-device (and the CPU where no compiler is found) runs the torch core (runtime/torch_core.py) with the basis's
+Implementations: the CPU kernels are the fused C++ library of runtime/kernels/cpu_backend.py where it builds; every other
+device (and the CPU where no compiler is found) runs the torch core (runtime/kernels/torch_core.py) with the basis's
 generated programs: explicit forward and backward, and a double backward that differentiates the torch core's
 own backward. The torch backend (``cartinv.load(..., backend="torch")``) is that same torch core, used directly.
 """

@@ -303,6 +303,6 @@ def _check_payload(payload: dict, source: str) -> None:
 
 def _checked_in(name: str):
     """The Basis that this cartinv ships under ``name``, or None when no checked-in basis has that name."""
-    from cartinv.runtime import load as runtime_load
+    from cartinv.runtime.kernels import load as runtime_load
 
     return runtime_load.checked_in_basis(name)

@@ -2,7 +2,7 @@
 //
 // Hand-written and basis-independent; compiled once per Basis together with its generated header, which
 // supplies only the maths that depends on the basis: harmonics, harmonics_vjp, invariants, invariants_vjp
-// (straight-line templates over scalar_t). Build (done by cartinv.runtime.cpu_backend):
+// (straight-line templates over scalar_t). Build (done by cartinv.runtime.kernels.cpu_backend):
 //
 //   g++ -O3 -std=c++17 -shared -fPIC -pthread -DCARTINV_BASIS_NS=<namespace> -include <name>.h fused_cpu.cpp
 //

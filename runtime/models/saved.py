@@ -1,6 +1,6 @@
 """What every file cartinv saves carries: a format tag and version, the cartinv version, and dtype names.
 
-A saved potential (runtime/potential.py) and an exported LAMMPS model (runtime/lammps.py) are only read back by
+A saved potential (runtime/models/potential.py) and an exported LAMMPS model (runtime/integrations/lammps.py) are only read back by
 the cartinv version that wrote them (the invariant columns and module layout may change between versions); the
 header check says which of these does not match, and what to do about it.
 """

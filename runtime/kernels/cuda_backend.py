@@ -129,7 +129,7 @@ class KernelSource:
 
     def nvrtc_source(self) -> str:
         """One self-contained translation unit: the kernels with the header and cartinv's core sources pasted in
-        place of their #include lines (runtime/core_sources.py)."""
+        place of their #include lines (runtime/kernels/core_sources.py)."""
         include = f'#include "{self.name}.h"'
         if sum(line.strip() == include for line in self.kernels.splitlines()) != 1:
             raise CudaBackendError(f"{self.name}.cu must include {self.name}.h exactly once")

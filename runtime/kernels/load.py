@@ -9,8 +9,8 @@ Where the generated code comes from:
   imported from there; a Basis identical to a checked-in one uses the checked-in files.
 
 Backends: "torch" (the generated PyTorch module: any device), "cpu" (the fused C++ kernels of
-cartinv.runtime.cpu_backend, compiled on first use), "cuda" (the generated CUDA kernels through
-cartinv.runtime.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU, the fused kernels for inputs on the
+cartinv.runtime.kernels.cpu_backend, compiled on first use), "cuda" (the generated CUDA kernels through
+cartinv.runtime.kernels.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU, the fused kernels for inputs on the
 CPU, each where usable, else torch). When a backend was requested, or expected from the inputs' device, but cannot
 run (no C++ compiler, no CuPy, ...), the module warns once, naming the reason, and evaluates with torch.
 """
@@ -100,7 +100,7 @@ def _same_as_checked_in(basis: Basis) -> Path | None:
 
 def generated_dir(basis: Basis) -> tuple[Path, str]:
     """(folder, name) of the generated files of `basis`: checked in, or a sealed folder of the kernel cache
-    (generated now when absent or when it fails its integrity check; see runtime/kernel_cache.py)."""
+    (generated now when absent or when it fails its integrity check; see runtime/kernels/kernel_cache.py)."""
     basisfile.validate(basis.data, source="Basis")  # a Basis built in Python too: its name becomes a path
     checked = _same_as_checked_in(basis)
     if checked is not None:
@@ -170,11 +170,11 @@ def import_torch_module(folder: Path, name: str, basis_hash: str | None = None):
 
 
 def _cuda_backend_status() -> tuple[object | None, str]:
-    """(cartinv.runtime.cuda_backend, description) when usable, else (None, reason)."""
+    """(cartinv.runtime.kernels.cuda_backend, description) when usable, else (None, reason)."""
     try:
-        from cartinv.runtime import cuda_backend
+        from cartinv.runtime.kernels import cuda_backend
     except ImportError as exc:
-        return None, f"cartinv.runtime.cuda_backend cannot be imported ({exc})"
+        return None, f"cartinv.runtime.kernels.cuda_backend cannot be imported ({exc})"
     ok, why = cuda_backend.available()
     return (cuda_backend, why) if ok else (None, why)
 
@@ -241,7 +241,7 @@ class CartinvModule(torch.nn.Module):
     def _cpu(self):
         """The fused CPU implementation, or None (after one warning naming the reason)."""
         if self._cpu_impl is None and self._cpu_reason is None:
-            from cartinv.runtime import cpu_backend
+            from cartinv.runtime.kernels import cpu_backend
 
             try:
                 self._cpu_impl = cpu_backend.FusedInvariants(self.folder, self.name, self.basis_hash)
@@ -280,7 +280,7 @@ class CartinvModule(torch.nn.Module):
         if active == "cuda":
             return self._cuda_impl(r, centers, w, n_atoms)
         if active == "cpu":
-            from cartinv.runtime.cpu_backend import BadValues
+            from cartinv.runtime.kernels.cpu_backend import BadValues
 
             try:
                 return self._cpu_impl(r, centers, w, n_atoms)

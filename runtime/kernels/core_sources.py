@@ -1,4 +1,4 @@
-"""cartinv's hand-written, basis-independent C++ / CUDA sources in runtime/csrc, and how they join generated files.
+"""cartinv's hand-written, basis-independent C++ / CUDA sources in runtime/kernels/csrc, and how they join generated files.
 
 A generated <name>.h includes ``cartinv_core.h`` (qualifiers, square root) and, inside its namespace,
 ``cartinv_atom.inc`` (per-pair and per-atom maths); a generated <name>.cu includes ``cartinv_kernels.inc`` (the
@@ -19,14 +19,14 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
 
 def csrc_dir() -> Path:
     """The folder holding the core sources (an include path for g++ and nvcc)."""
-    return Path(str(resources.files("cartinv.runtime").joinpath("csrc")))
+    return Path(str(resources.files("cartinv.runtime.kernels").joinpath("csrc")))
 
 
 def read(name: str) -> str:
     """The text of one core source (one of HEADERS, or fused_cpu.cpp)."""
     if name not in HEADERS and name != "fused_cpu.cpp":
         raise KeyError(name)
-    return resources.files("cartinv.runtime").joinpath("csrc", name).read_text()
+    return resources.files("cartinv.runtime.kernels").joinpath("csrc", name).read_text()
 
 
 def inline_includes(text: str, files: dict[str, str], depth: int = 0) -> str:

@@ -67,7 +67,7 @@ import torch
 
 from cartinv.errors import ArgumentError, FileFormatError
 
-from . import saved
+from ..models import saved
 
 __all__ = ["CartinvMLIAP", "export_lammps", "load_lammps", "check_elements", "pair_commands", "lammps_support",
            "FORMAT", "FORMAT_VERSION"]
@@ -88,7 +88,7 @@ def _model_bytes(model) -> bytes:
 
 def _model_from_bytes(data: bytes, source: str):
     """``CartinvPotential.load`` on stored bytes: the same version and basis checks as a model file."""
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     fd, tmp = tempfile.mkstemp(suffix=".pt")
     try:
@@ -104,7 +104,7 @@ def _model_from_bytes(data: bytes, source: str):
 
 def _with_dtype(model, dtype: torch.dtype):
     """The same potential (config and weights) evaluated in ``dtype``; ``model`` itself when it already is."""
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     if model.dtype == dtype:
         return model
@@ -136,7 +136,7 @@ class CartinvMLIAP:
     """
 
     def __init__(self, model, dtype=None, neighbor_cutoff: float | None = None):
-        from cartinv.runtime.potential import CartinvPotential
+        from cartinv.runtime.models.potential import CartinvPotential
 
         if not isinstance(model, CartinvPotential):
             raise TypeError(f"expected a CartinvPotential, got {type(model).__name__}")
@@ -298,7 +298,7 @@ def export_lammps(model_path, output_path, dtype=None, neighbor_cutoff: float | 
     :param dtype: evaluation precision in LAMMPS (``"float64"``/``"float32"``); default: the model's
     :param neighbor_cutoff: LAMMPS neighbour cutoff (default: the model cutoff; smaller is an error)
     """
-    from cartinv.runtime.potential import CartinvPotential
+    from cartinv.runtime.models.potential import CartinvPotential
 
     output_path = Path(output_path)
     if output_path.suffix in (".pt", ".pth"):

@@ -15,7 +15,7 @@ from ase.neighborlist import neighbor_list
 
 from cartinv.errors import ArgumentError
 
-from .potential import CartinvPotential, pair_forces, pair_virial
+from ..models.potential import CartinvPotential, pair_forces, pair_virial
 
 __all__ = ["CartinvCalculator"]
 

@@ -1,4 +1,4 @@
-"""Fused CPU backend: runtime/csrc/fused_cpu.cpp compiled with a Basis's generated header, as torch ops.
+"""Fused CPU backend: runtime/kernels/csrc/fused_cpu.cpp compiled with a Basis's generated header, as torch ops.
 
 One pass over atoms per call (threads over atoms, SIMD over groups), forward, backward and double backward, float32
 and float64. Pieces:
@@ -8,7 +8,7 @@ and float64. Pieces:
   cache (``$CARTINV_CACHE/cpu``, keyed by sha256 of the sources, compiler, flags and CPU), loaded with ctypes;
   a compile prints one line to stderr first (it takes seconds to a minute);
 - ``FusedLibrary``: the typed ctypes entry points, checking that the library belongs to the expected Basis;
-- ``fused_ops``: the Basis's one ``torch.library`` op family (runtime/ops.py, ``cartinv::<name>_<hash>_{forward,
+- ``fused_ops``: the Basis's one ``torch.library`` op family (runtime/kernels/ops.py, ``cartinv::<name>_<hash>_{forward,
   backward, double_backward}``) with these kernels registered for CPU tensors: differentiable twice through it
   (gradcheck, gradgradcheck, torch.compile, torch.export, opcheck);
 - ``FusedInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I``.
@@ -114,12 +114,12 @@ def cpu_identity() -> tuple[str, int]:
 
 
 def core_source() -> str:
-    """The hand-written kernel core (runtime/csrc/fused_cpu.cpp)."""
+    """The hand-written kernel core (runtime/kernels/csrc/fused_cpu.cpp)."""
     return core_sources.read("fused_cpu.cpp")
 
 
 def core_headers() -> dict[str, str]:
-    """The hand-written headers the generated header includes (runtime/core_sources.py), by file name."""
+    """The hand-written headers the generated header includes (runtime/kernels/core_sources.py), by file name."""
     return {name: core_sources.read(name) for name in core_sources.FOR_TARGET["c"]}
 
 
@@ -282,7 +282,7 @@ def fused_library(folder, name: str, basis_hash: str, quiet: bool = False) -> Fu
 
 
 def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False):
-    """The op family of a Basis (runtime/ops.py) with these kernels serving CPU tensors."""
+    """The op family of a Basis (runtime/kernels/ops.py) with these kernels serving CPU tensors."""
     from . import ops
 
     return ops.family(folder, name, basis_hash, fused_library(folder, name, basis_hash, quiet=quiet))
@@ -290,7 +290,7 @@ def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False):
 
 class FusedInvariants(torch.nn.Module):
     """``forward(r, centers, w, n_atoms) -> I`` on the fused CPU kernels of one Basis (shapes and dtypes validated
-    by the caller, see cartinv.runtime.checks; the values are checked by the kernels, raising BadValues). Holds only the Basis's folder, name and hash (the loaded library lives
+    by the caller, see cartinv.runtime.kernels.checks; the values are checked by the kernels, raising BadValues). Holds only the Basis's folder, name and hash (the loaded library lives
     in a per-process registry), so models that contain it deep-copy and pickle."""
 
     def __init__(self, folder, name: str, basis_hash: str, quiet: bool = False):

@@ -1,0 +1,1 @@
+"""Integrations with other codes: ASE, LAMMPS (ML-IAP unified) and hippynn."""

@@ -1,0 +1,1 @@
+"""Models built on the kernels: the invariant layer (nn), the potential and its saved files."""
