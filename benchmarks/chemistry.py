@@ -215,6 +215,7 @@ def plot(rows: list[dict], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     panels = sorted({(r["budget"], r["size"]) for r in rows})
@@ -233,6 +234,8 @@ def plot(rows: list[dict], path: Path) -> bool:
                        marker=markers[r["molecule"]], s=30)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # decade labels only: minor labels overlap on narrow ranges
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("inference µs/atom (energy + forces, 1 thread)")
         ax.set_ylabel("test force MAE (meV/Å)")
         ax.set_title(f"budget {budget}, N = {size}", fontsize=10)
