@@ -8,10 +8,15 @@ found so far generate every invariant of M (a modular rank never exceeds the rat
 invariants exceeds the dimension). Minimality (each new generator is not a polynomial in the earlier ones) is a
 rank at random points, confirmed at a second prime, as in the basis search. Graphs are listed exhaustively up to
 span.EXHAUSTIVE_MAX_DEGREE factors and sampled above (rounds of more samples before the search gives up).
+
+For SO(3) the multidegrees of odd total order join in: their invariants are pseudoscalars (one Levi-Civita vertex,
+symbolic/levi_civita.py), spanned by products with an odd number of pseudoscalar generators and by new pseudoscalar
+graphs, against the SO(3) Molien dimension (e.g. the binary sextic, l = 3, gains its skew invariant at degree 15).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -19,7 +24,7 @@ import numpy as np
 
 from cartinv.errors import CartinvError
 
-from . import molien
+from . import levi_civita, molien
 from .graphs import ContractionGraph, Label, graphs_for_labels, label_multisets, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
 from .span import EXHAUSTIVE_MAX_DEGREE, MAX_SAMPLES, SAMPLES, SEED, SpanCheck, SpanError, multidegree
@@ -40,7 +45,12 @@ class GeneratorResult:
     span: SpanCheck
 
     def degrees(self) -> list[int]:
-        return [g.degree for g in self.generators]
+        """Tensor factors of each generator (a pseudoscalar's Levi-Civita vertex is not counted)."""
+        return [tensor_degree(g) for g in self.generators]
+
+
+def tensor_degree(g: ContractionGraph) -> int:
+    return len(levi_civita.tensor_labels(g))
 
 
 def _products(target: Counter, gens: list[Counter], limit: int) -> list[tuple[int, ...]]:
@@ -65,17 +75,32 @@ def _products(target: Counter, gens: list[Counter], limit: int) -> list[tuple[in
 
 
 def _candidates(labels: tuple[Label, ...], samples: int):
+    """Connected graphs of these tensor labels: Kronecker ones for an even total order, pseudoscalar ones for odd."""
+    if levi_civita.parity(labels):
+        if len(labels) <= EXHAUSTIVE_MAX_DEGREE:
+            return levi_civita.pseudo_graphs(labels)
+        return levi_civita.sample_pseudo_graphs(labels, samples, SEED)
     if len(labels) <= EXHAUSTIVE_MAX_DEGREE:
         return graphs_for_labels(labels)
     return sample_graphs(labels, samples, SEED)
 
 
-def find_generators(blocks: tuple[Label, ...], degree: int, progress=None) -> GeneratorResult:
-    """Minimal generators of the O(3) invariants of `blocks` (label tuples) up to `degree` (module docstring)."""
+def _multisets(blocks: tuple[Label, ...], degree: int, group: str):
+    """Label multisets of `degree` factors that carry invariants of the group (SO(3): odd total orders too)."""
+    if group == "o3":
+        return list(label_multisets(blocks, degree))
+    return list(itertools.combinations_with_replacement(blocks, degree))
+
+
+def find_generators(blocks: tuple[Label, ...], degree: int, progress=None, group: str = "o3") -> GeneratorResult:
+    """Minimal generators of the O(3) or SO(3) invariants of `blocks` (label tuples) up to `degree` (module
+    docstring)."""
+    if group not in molien.GROUPS:
+        raise GeneratorError(f"group must be one of {list(molien.GROUPS)}, got {group!r}")
     blocks = tuple(sorted(blocks))
     orders = tuple(l for _, l in blocks)
-    multisets = [ms for d in range(1, degree + 1) for ms in label_multisets(blocks, d)]
-    dims = {ms: molien.invariant_dimension(orders, multidegree(blocks, ms)) for ms in multisets}
+    multisets = [ms for d in range(1, degree + 1) for ms in _multisets(blocks, d, group)]
+    dims = {ms: molien.invariant_dimension(orders, multidegree(blocks, ms), group) for ms in multisets}
     batch = max(dims.values(), default=0) + 8
     points = [ModularPoints(blocks, p, batch, SEED + 1) for p in PRIMES]
     gens: list[Counter] = []  # the multidegree of each generator in `found`
@@ -124,5 +149,5 @@ def find_generators(blocks: tuple[Label, ...], degree: int, progress=None) -> Ge
         n_md += 1
         n_graphs += len(seen) + len(products)
         total += dim
-    span = SpanCheck("o3", max((len(ms) for ms in multisets if dims[ms]), default=0), n_md, n_graphs, total, total)
+    span = SpanCheck(group, max((len(ms) for ms in multisets if dims[ms]), default=0), n_md, n_graphs, total, total)
     return GeneratorResult(tuple(found), tuple(dropped), span)

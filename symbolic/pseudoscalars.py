@@ -144,7 +144,20 @@ def select(sel, max_degree: int, channels: int) -> Chirality:
     square = levi_civita.product_graphs(kept, kept)
     _verify([kept, kept], square, blocks)
     squares = ((pid, product_text(f"{pid}**2", square, channels)),)
-    return Chirality(squares, tuple(_strata(blocks, kept, top, points, fb, channels)))
+    return Chirality(squares, tuple(_strata(blocks, [kept], top, points, fb, channels)))
+
+
+def generator_chirality(sel, channels: int) -> Chirality:
+    """The chirality record of an SO(3) generator Basis: every kept pseudoscalar with its square, and the strata.
+    No candidate is searched: every pseudoscalar up to the degree is a polynomial in the generators with an odd
+    number of pseudoscalar factors in each term, so where all kept pseudoscalars vanish, so does every other."""
+    kept = [g for _, g in sel.kept if levi_civita.is_pseudo(g)]
+    squares = []
+    for g in kept:
+        square = levi_civita.product_graphs(g, g)
+        _verify([g, g], square, sel.blocks)
+        squares.append((sel.ids[g], product_text(f"{sel.ids[g]}**2", square, channels)))
+    return Chirality(tuple(squares), tuple(_strata(sel.blocks, kept, 0, None, None, channels)))
 
 
 def _drop(sel, g, kept, fb, channels) -> None:
@@ -173,13 +186,14 @@ class _ProductRelation:
         return None
 
 
-def _strata(blocks, kept: ContractionGraph, top: int, points, fb, channels: int):
+def _strata(blocks, kept: list[ContractionGraph], top: int, points, fb, channels: int):
+    """Per stratum: does a kept pseudoscalar survive, else the cheapest candidate up to degree `top` that would."""
     from .bounds import strata_subsets
 
-    need = set(levi_civita.tensor_labels(kept))
+    needs = [set(levi_civita.tensor_labels(g)) for g in kept]
     for zero in strata_subsets(tuple(blocks)):
         live = frozenset(blocks) - zero
-        separated = need <= live
+        separated = any(need <= live for need in needs)
         candidate = None
         if not separated:  # a candidate of live blocks only is the same polynomial on the stratum
             for d in range(1, top + 1):

@@ -11,6 +11,9 @@ Invariants are homogeneous in every block separately, so a relation only involve
 up to the right one. Each step is linear algebra on values at random points mod p (exact); coefficients are
 solved mod two primes, combined by the Chinese remainder theorem, rationally reconstructed, and the identity is
 verified at fresh points. A candidate with none of these is labelled functional, with the cap that stopped it.
+
+With `eps_mod2` (SO(3) generators), the Levi-Civita vertex counts only mod 2 in a multidegree: eps eps is a sum of
+Kronecker contractions, so a product of two pseudoscalars takes part in a relation of an O(3) candidate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 from .graphs import ContractionGraph
 from .modular import PRIMES, Echelon, ModularPoints
+from .naming import EPS_LABEL
 
 MAX_MONOMIALS = 240
 BATCH = MAX_MONOMIALS + 16
@@ -90,10 +94,16 @@ def _multideg(graph: ContractionGraph) -> Counter:
     return Counter(graph.labels)
 
 
+def _inside(target: Counter, d: Counter, eps_mod2: bool) -> bool:
+    """Whether an invariant of multidegree d can be a factor of a term of multidegree target."""
+    return all(target[lab] >= n for lab, n in d.items() if not (eps_mod2 and lab == EPS_LABEL))
+
+
 class RelationFinder:
     """Finds linear/algebraic relations of candidates in terms of kept invariants (values cached per graph)."""
 
-    def __init__(self, blocks, seed: int = 7):
+    def __init__(self, blocks, seed: int = 7, eps_mod2: bool = False):
+        self.eps_mod2 = eps_mod2
         self.points = [ModularPoints(tuple(blocks), p, BATCH, seed) for p in PRIMES]
         self.check = ModularPoints(tuple(blocks), PRIMES[0], 24, seed + 1000)
         self._cache: dict = {}
@@ -105,35 +115,40 @@ class RelationFinder:
         return self._cache[key]
 
     @staticmethod
-    def monomials(target: Counter, kept: list[tuple[str, ContractionGraph]], single_only: bool):
-        """Multisets of kept invariants (as index tuples) whose multidegrees sum to target."""
-        labels = sorted(target)
+    def monomials(target: Counter, kept: list[tuple[str, ContractionGraph]], single_only: bool,
+                  eps_mod2: bool = False):
+        """Multisets of kept invariants (as index tuples) whose multidegrees sum to target (with `eps_mod2`, the
+        Levi-Civita count only mod 2)."""
+        odd = target[EPS_LABEL] % 2 if eps_mod2 else 0
+        labels = sorted(lab for lab in target if not (eps_mod2 and lab == EPS_LABEL))
         want = tuple(target[lab] for lab in labels)
-        fits = []  # (index, multidegree over `labels`): only invariants that fit inside the target can take part
+        # (index, multidegree over `labels`, Levi-Civita parity): only invariants inside the target take part
+        fits = []
         for k, (_, g) in enumerate(kept):
             d = _multideg(g)
-            if all(target[lab] >= n for lab, n in d.items()):
-                fits.append((k, tuple(d[lab] for lab in labels)))
+            if _inside(target, d, eps_mod2):
+                fits.append((k, tuple(d[lab] for lab in labels), d[EPS_LABEL] % 2 if eps_mod2 else 0))
         cap = MAX_MONOMIALS + 1  # callers only need to know that there are more than MAX_MONOMIALS
         if not any(want):
-            return [()]
+            return [()] if not odd else []
         if single_only:
-            return [(k,) for k, d in fits if d == want][:cap]
+            return [(k,) for k, d, e in fits if d == want and e == odd][:cap]
         memo: dict = {}
 
-        def completions(start, remaining):
-            """Index tuples from fits[start:] (non-decreasing) that sum to `remaining`, depth-first order, capped."""
-            key = (start, remaining)
+        def completions(start, remaining, parity):
+            """Index tuples from fits[start:] (non-decreasing) that sum to `remaining` with Levi-Civita parity
+            `parity`, depth-first order, capped."""
+            key = (start, remaining, parity)
             if key in memo:
                 return memo[key]
             if not any(remaining):
-                out = [()]
+                out = [()] if parity == 0 else []
             else:
                 out = []
                 for pos in range(start, len(fits)):
-                    k, d = fits[pos]
+                    k, d, e = fits[pos]
                     if all(r >= n for r, n in zip(remaining, d)):
-                        for rest in completions(pos, tuple(r - n for r, n in zip(remaining, d))):
+                        for rest in completions(pos, tuple(r - n for r, n in zip(remaining, d)), parity ^ e):
                             out.append((k,) + rest)
                             if len(out) >= cap:
                                 break
@@ -142,7 +157,7 @@ class RelationFinder:
             memo[key] = out
             return out
 
-        return completions(0, want)
+        return completions(0, want, odd)
 
     def _column(self, pts, kept, mono):
         col = np.ones(pts.batch, dtype=np.int64)
@@ -153,9 +168,9 @@ class RelationFinder:
     def find(self, cand: ContractionGraph, kept: list[tuple[str, ContractionGraph]]):
         """Relation for `cand` over `kept` (linear tried first), None if none exists, or "too-large"."""
         target = _multideg(cand)
-        relevant = [(i, g) for i, g in kept if all(target[lab] >= n for lab, n in _multideg(g).items())]
+        relevant = [(i, g) for i, g in kept if _inside(target, _multideg(g), self.eps_mod2)]
         for single in (True, False):
-            monos = self.monomials(target, relevant, single)
+            monos = self.monomials(target, relevant, single, self.eps_mod2)
             if len(monos) > MAX_MONOMIALS:
                 return "too-large"
             if not monos:
@@ -200,12 +215,13 @@ class RelationFinder:
         for i in lead:
             extra += _multideg(kept[i][1])
         big = Counter({lab: n * k for lab, n in target.items()}) + extra
-        relevant = [(i, g) for i, g in kept if all(big[lab] >= n for lab, n in _multideg(g).items())]
+        relevant = [(i, g) for i, g in kept if _inside(big, _multideg(g), self.eps_mod2)]
         index = {i: n for n, (i, _) in enumerate(relevant)}
         lead_mono = tuple(sorted(index[kept[i][0]] for i in lead))
-        terms = [(k, m) for m in self.monomials(extra, relevant, False) if m != lead_mono] if lead else []
+        terms = [(k, m) for m in self.monomials(extra, relevant, False, self.eps_mod2) if m != lead_mono] if lead else []
         for j in range(k - 1, -1, -1):
-            monos = self.monomials(Counter({lab: n * (k - j) for lab, n in target.items()}) + extra, relevant, False)
+            monos = self.monomials(Counter({lab: n * (k - j) for lab, n in target.items()}) + extra, relevant, False,
+                                   self.eps_mod2)
             terms += [(j, m) for m in monos]
             if len(terms) > MAX_MONOMIALS:
                 return "too-large"

@@ -30,7 +30,7 @@ from .formulas import FormulaBuilder, coordinate_table, formula_text
 from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation, sample_graphs
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import NoRelation, Relation, RelationFinder
-from .generators import GeneratorError, find_generators
+from .generators import GeneratorError, find_generators, tensor_degree
 from .span import check_span, spanning_graphs
 from . import levi_civita, molien, pseudoscalars
 
@@ -83,8 +83,6 @@ class BasisRequest:
         if self.group not in molien.GROUPS:
             raise RequestError(f"group must be one of {list(molien.GROUPS)}, got {self.group!r}")
         if self.generators:
-            if self.group != "o3":
-                raise RequestError("--generators derives O(3) generators; --group so3 is not supported with it")
             self._validate_generators()
             return
         searched = self.searched_degree
@@ -138,7 +136,7 @@ class BasisRequest:
             raise RequestError("--generators needs a degree (--degree N)")
         if self.degree > MAX_GENERATOR_DEGREE:
             raise RequestError(f"--generators searches up to degree {MAX_GENERATOR_DEGREE}, got {self.degree}")
-        n_multisets = _estimate(self.blocks, self.degree)
+        n_multisets = _estimate(self.blocks, self.degree) * (2 if self.group == "so3" else 1)  # odd orders too
         if n_multisets > MAX_LABEL_MULTISETS:
             raise RequestError(
                 f"request too large: about {n_multisets:,} label multisets of up to {self.degree} factors over "
@@ -247,12 +245,12 @@ class _Stratum:
 class _Selection:
     """Shared bookkeeping: ids, kept list, dropped list with reasons, relation search."""
 
-    def __init__(self, blocks, progress):
+    def __init__(self, blocks, progress, eps_mod2: bool = False):
         self.blocks = tuple(blocks)
         self.kept: list[tuple[str, ContractionGraph]] = []
         self.dropped: list[tuple[str, ContractionGraph, str, object]] = []
         self.ids: dict[ContractionGraph, str] = {}
-        self.finder = RelationFinder(self.blocks)
+        self.finder = RelationFinder(self.blocks, eps_mod2=eps_mod2)
         self.progress = progress or (lambda *a, **k: None)
         self.seen: set = set()
         self.enumerated: set = set()  # label multisets whose every graph was listed (for the span check)
@@ -343,10 +341,12 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
         except schema.SchemaError as exc:
             raise RequestError(f"basis {exc}") from None
     blocks = request.blocks
-    sel = _Selection(blocks, progress)
     full_bound = B.bound(blocks)
     if request.generators:
+        # SO(3) generators: a product of two pseudoscalar generators is an O(3) term of a relation
+        sel = _Selection(blocks, progress, eps_mod2=request.group == "so3")
         return _derive_generators(request, sel, full_bound, name)
+    sel = _Selection(blocks, progress)
     single_degrees: dict[Label, int] = {}
     if request.flexible:
         degree_needed, single_degrees = _select_flexible(request, sel)
@@ -376,13 +376,13 @@ def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis
     """A Basis whose invariants are the minimal polynomial generators up to the degree; every other connected
     graph is dropped with its relation over them (linear or algebraic)."""
     try:
-        result = find_generators(sel.blocks, request.degree, sel.progress)
+        result = find_generators(sel.blocks, request.degree, sel.progress, request.group)
     except GeneratorError as exc:
         raise RequestError(str(exc)) from None
-    dropped = iter(sorted(result.dropped, key=cost_key))
+    dropped = iter(sorted(result.dropped, key=lambda g: (tensor_degree(g), cost_key(g))))
     pending = next(dropped, None)
     for g in result.generators:  # keep the found order; explain each dropped graph once its degree is reached
-        while pending is not None and pending.degree < g.degree:
+        while pending is not None and tensor_degree(pending) < tensor_degree(g):
             sel.drop(pending)
             pending = next(dropped, None)
         sel.keep(g)
@@ -393,8 +393,9 @@ def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis
     for _, g in sel.kept:
         rank.add(g)
     strata = _strata_report(sel.blocks, sel.kept)
-    degree_needed = max((g.degree for _, g in sel.kept), default=None)
-    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, [], result.span, name)
+    degree_needed = max((tensor_degree(g) for _, g in sel.kept), default=None)
+    chirality = pseudoscalars.generator_chirality(sel, request.channels) if request.group == "so3" else None
+    return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, [], result.span, name, chirality)
 
 
 def _select_greedy(request, sel: _Selection, full_bound: int) -> int | None:

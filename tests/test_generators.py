@@ -30,6 +30,24 @@ def test_classical_generator_degrees(blocks, degree, expected):
     assert result.span.rank == result.span.dimension == sum(counts["by_degree"][str(d)] for d in range(1, degree + 1))
 
 
+@pytest.mark.parametrize("blocks, degree, expected, pseudo", [
+    ((T(3),), 15, [2, 4, 6, 10, 15], [15]),  # binary sextic: the skew invariant of degree 15 (Clebsch, Gordan)
+    ((T(1), T(2)), 6, [2, 2, 3, 3, 4, 6], [6]),  # + det[a, Qa, Q^2 a], the one pseudoscalar generator
+    ((T(2),), 6, [2, 3], []),  # even orders only: -1 acts trivially, SO(3) = O(3) invariants
+    ((T(4),), 6, [2, 3, 4, 5, 6], []),
+])
+def test_classical_so3_generator_degrees(blocks, degree, expected, pseudo):
+    result = find_generators(blocks, degree, group="so3")
+    assert result.degrees() == expected
+    assert [d for g, d in zip(result.generators, result.degrees()) if g.labels[0] == (-1, 3)] == pseudo
+    counts = molien.count(sorted({l for _, l in blocks}), degree, group="so3")
+    assert result.span.group == "so3"
+    assert result.span.rank == result.span.dimension == sum(counts["by_degree"][str(d)] for d in range(1, degree + 1))
+    # the O(3) generators are the same: a pseudoscalar only joins at odd total order
+    assert [d for g, d in zip(result.generators, result.degrees()) if g.labels[0] != (-1, 3)] \
+        == find_generators(blocks, degree).degrees()
+
+
 def test_generator_basis_lmax3():
     b = derive_basis(BasisRequest(orders=(0, 1, 2, 3), degree=4, generators=True))
     assert b.name == "lmax3_gen4" and b.data["request"]["generators"] is True
@@ -51,6 +69,49 @@ def test_generator_basis_lmax3():
     data["request"]["generators"] = False
     with pytest.raises(BasisFileError, match=r"request\.generators: must be true when present"):
         basisfile.loads(json.dumps(data))
+
+
+def test_so3_generator_basis_lmax3():
+    """SO(3) generators of l <= 3 to degree 4: the 17 O(3) generators and the 3 pseudoscalars (multidegrees 1123,
+    1233, 2223); every other graph has an exact relation, and the generated kernels tell mirror images apart."""
+    b = derive_basis(BasisRequest(orders=(0, 1, 2, 3), degree=4, generators=True, group="so3"))
+    o3 = derive_basis(BasisRequest(orders=(0, 1, 2, 3), degree=4, generators=True))
+    assert b.name == "lmax3_gen4_so3" and b.data["request"]["group"] == "so3"
+    pseudo = [e for e in b.invariants if e["channels"][0] == -1]
+    assert len(b.invariants) == 20 and len(pseudo) == 3 and b.rank == b.bound == 13
+    assert sorted(tuple(sorted(e["orders"][1:])) for e in pseudo) == [(1, 1, 2, 3), (1, 2, 3, 3), (2, 2, 2, 3)]
+    assert [e["index_notation"] for e in b.invariants if e["channels"][0] != -1] \
+        == [e["index_notation"] for e in o3.invariants]
+    reasons = check_relations_exactly(b)
+    assert reasons["functional"] == 0 and sum(reasons.values()) == len(b.dropped)
+    span = b.data["span_check"]
+    assert span["group"] == "so3" and span["rank"] == span["dimension"] == 39  # 36 O(3) + 3 pseudoscalars
+    chir = b.data["chirality"]
+    assert [p["id"] for p in chir["pseudoscalars"]] == [e["id"] for e in pseudo]
+    # separated wherever T2 and T3 live and T1 or (T2 alone) carries a pseudoscalar: {T1,T2,T3} or {T2,T3}
+    for st in chir["strata"]:
+        zero = {tuple(z) for z in st["zero"]}
+        assert st["separated"] == (not zero & {(0, 2), (0, 3)}) and st["candidate"] is None
+    assert basisfile.loads(b.to_json()).content_hash() == b.content_hash()
+
+    import numpy as np
+    import torch
+
+    import cartinv
+    from helpers import random_rotation
+
+    module = cartinv.load(b, backend="torch")
+    rng = np.random.default_rng(5)
+    r = torch.tensor(rng.normal(size=(20, 3)) * 1.2)
+    centers = torch.tensor(np.sort(rng.integers(0, 2, 20)))
+    w = torch.tensor(rng.normal(size=(20, 1)))
+    base = module(r, centers, w, 2)
+    cols = torch.tensor([e["channels"][0] == -1 for e in b.invariants])
+    sign = torch.where(cols, -1.0, 1.0).to(base.dtype)
+    assert (base[..., cols].abs() > 1e-8).all()
+    for reflect in (False, True):
+        got = module(r @ torch.tensor(random_rotation(rng, reflect)).T, centers, w, 2)
+        assert torch.allclose(got, base * sign if reflect else base, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("request_kwargs, message", [

@@ -109,8 +109,6 @@ def test_strata_report(so3):
 def test_requests():
     with pytest.raises(RequestError, match="group"):
         BasisRequest(orders=(0, 1, 2), degree=3, group="su2").validate()
-    with pytest.raises(RequestError, match="so3"):
-        BasisRequest(orders=(2,), degree=4, generators=True, group="so3").validate()
     with pytest.raises(RequestError, match="first is at degree 15 .* beyond"):  # the binary sextic's degree-15
         BasisRequest(orders=(3,), degree=4, group="so3").validate()
     with pytest.raises(RequestError, match="raise --degree to 6"):

@@ -101,3 +101,24 @@ def test_rational_solution_lifts_and_verifies():
     bad = rhs(PRIMES[0]).copy()
     bad[0] = (bad[0] + 1) % PRIMES[0]
     assert rational_solution([(a % PRIMES[0], bad, PRIMES[0]), systems[1]]) is None
+
+
+def test_levi_civita_counts_mod_2_in_generator_relations():
+    """With eps_mod2 (SO(3) generators), p*p of a pseudoscalar p = det[a, b, c] is a monomial of the O(3)
+    multidegree aabbcc (eps eps is a sum of Kronecker contractions); without it, only exact Levi-Civita counts."""
+    from collections import Counter
+
+    from cartinv.symbolic.levi_civita import EPS
+
+    a, b, c = (0, 1), (1, 1), (2, 1)
+    dots = [canonical([u, v], [(0, 1, 1)]) for u, v in ((a, a), (b, b), (c, c), (a, b), (b, c), (a, c))]
+    p = canonical([EPS, a, b, c], [(0, 1, 1), (0, 2, 1), (0, 3, 1)])
+    kept = [(f"I{k + 1}", g) for k, g in enumerate(dots + [p])]
+    even = Counter({a: 2, b: 2, c: 2})
+    with_p = RelationFinder.monomials(even, kept, False, eps_mod2=True)
+    without = RelationFinder.monomials(even, kept, False)
+    assert (6, 6) in with_p and (6, 6) not in without
+    assert sorted(set(with_p) - set(without)) == [(6, 6)]
+    assert RelationFinder.monomials(Counter(p.labels), kept, True, eps_mod2=True) == [(6,)]
+    # an odd Levi-Civita count needs p times an invariant of multidegree abc, and no kept one has it
+    assert RelationFinder.monomials(even + Counter({EPS: 1}), kept, False, eps_mod2=True) == []
