@@ -261,7 +261,7 @@ def _cmd_ace(args) -> int:
 
     _check_output_file(args.output)
     try:
-        basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax, species=args.species)
+        basis = ace.derive_ace_basis(args.nu, args.nmax, args.lmax, species=args.species, group=args.group)
     except CartinvError as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(ace.format_counts(basis))
@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--channels", type=int, default=1, help="channels with cross-channel invariants (default 1)")
     b.add_argument("--group", choices=molien_groups(), default="o3",
                    help="o3 (default: reflections too) or so3 (adds the fewest pseudoscalars, Levi-Civita "
-                        "contractions, that tell mirror images apart)")
+                        "contractions, that tell mirror images apart; with --generators, the SO(3) generators)")
     b.add_argument("--prefer", action="append", metavar="CONTRACTION",
                    help="try this contraction first, e.g. 'T2[ab] T2[bc] T2[ca]' (repeatable)")
     b.add_argument("--preset", choices=("hiphop",), help="preferred contractions of a known model (hiphop: HIP-HOP-NN's 13)")
@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--nmax", type=int, required=True, help="radial functions per species (n = 1..nmax)")
     a.add_argument("--lmax", type=int, required=True, help="highest angular order l of the single-particle basis")
     a.add_argument("--species", type=int, default=1, help="chemical species, one channel block each (default 1)")
+    a.add_argument("--group", choices=molien_groups(), default="o3",
+                   help="o3 (default) or so3 (adds the cheapest pseudoscalar B function, odd sum of l, that tells "
+                        "mirror images apart)")
     a.add_argument("-o", "--output", help="write the Basis file here")
     a.set_defaults(func=_cmd_ace)
 

@@ -136,6 +136,7 @@ def _check_formulas(basis: Basis) -> bool:
         basis.coordinates,
         [(basis.invariants[k]["id"], exprs[k], basis.invariants[k]["degree"]) for k in expanded],
         seed=int(basis.content_hash()[:16], 16),
+        group=basis.data["request"].get("group", "o3"),
     )
     return True
 

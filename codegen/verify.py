@@ -9,7 +9,8 @@ polynomials), the rotated tensor is p(R^T x), and its z' is read back by the exa
 
 A formula is accepted iff, at random integer points, f(R1 c) = f(c), f(R2 c) = f(c) and f(P c) = f(c) exactly,
 where R1, R2 are rational rotations about independent axes of infinite order (the group they generate is dense
-in SO(3)) and P = -I (parity: (-1)^l on block l). A non-invariant polynomial fails one of these identities, and a
+in SO(3)) and P = -I (parity: (-1)^l on block l). In an SO(3) Basis a formula of odd total order (a pseudoscalar)
+must satisfy f(P c) = -f(c) instead; in an O(3) Basis it is refused. A non-invariant polynomial fails one of these identities, and a
 nonzero polynomial vanishes at a random integer point of [0, 2^31) with probability below degree / 2^31
 (Schwartz-Zippel); every monomial must also have the recorded degree.
 """
@@ -180,8 +181,10 @@ def _values(terms, point: list[Surd]) -> Surd:
     return total
 
 
-def check_invariants(coordinates: list[dict], formulas: list[tuple[str, sp.Expr, int]], seed: int) -> None:
-    """Raise VerifyError unless every (id, formula, degree) is an O(3) invariant of exactly that degree.
+def check_invariants(coordinates: list[dict], formulas: list[tuple[str, sp.Expr, int]], seed: int,
+                     group: str = "o3") -> None:
+    """Raise VerifyError unless every (id, formula, degree) is an O(3) invariant of exactly that degree (with group
+    "so3", a pseudoscalar is accepted where its total order is odd: it changes sign under parity).
 
     coordinates: the Basis's coordinate table ({name, channel, l, m}); seed: fixes the random points.
     """
@@ -197,7 +200,13 @@ def check_invariants(coordinates: list[dict], formulas: list[tuple[str, sp.Expr,
         bad = next((e for _, e in terms if sum(e) != degree), None)
         if bad is not None:
             raise VerifyError(f"invariant {ident}: a term has degree {sum(bad)}, the recorded degree is {degree}")
-        parsed.append((ident, terms))
+        orders = {sum(n * c["l"] for n, c in zip(e, coordinates)) % 2 for _, e in terms}
+        if len(orders) > 1:
+            raise VerifyError(f"invariant {ident}: terms of odd and even total order (not of one parity)")
+        odd = orders.pop()
+        if odd and group != "so3":
+            raise VerifyError(f"invariant {ident}: a term has odd total order (a pseudoscalar) in an O(3) Basis")
+        parsed.append((ident, terms, -1 if odd else 1))
     rng = random.Random(seed)
     rotations = [rotation_matrix(q) for q in QUATERNIONS]
     for _ in range(POINTS):
@@ -215,9 +224,10 @@ def check_invariants(coordinates: list[dict], formulas: list[tuple[str, sp.Expr,
 
         base_point = at(z)
         others = [("rotation", at(image)) for image in images] + [("reflection", at(parity))]
-        for ident, terms in parsed:
+        for ident, terms, sign in parsed:
             base = _values(terms, base_point)
             for what, point in others:
-                if _values(terms, point) != base:
+                want = base if what == "rotation" or sign == 1 else base.scale(Fraction(-1))
+                if _values(terms, point) != want:
                     raise VerifyError(f"invariant {ident}: the formula is not invariant (it changes under an exact "
                                       f"{what})")

@@ -56,7 +56,7 @@ TOP_KEYS = ("schema_version", "kind", "name", "request", "convention", "coordina
 TOP_OPTIONAL = ("span_check", "chirality")
 SPAN_KEYS = ("group", "max_degree", "multidegrees", "graphs", "dimension", "rank")
 REQUEST_KEYS = {"orders", "degree", "channels", "complete", "max_degree", "flexible"}
-REQUEST_OPTIONAL = {"tensor": {"prefer", "generators", "group"}, "ace": set()}
+REQUEST_OPTIONAL = {"tensor": {"prefer", "generators", "group"}, "ace": {"group"}}
 GROUPS = ("o3", "so3")
 ACE_REQUEST_KEYS = {"nu", "nmax", "lmax", "species"}
 GRAPH_KEYS = ("id", "orders", "channels", "edges", "degree", "einsum", "index_notation", "latex", "cost")
@@ -252,6 +252,8 @@ def _ace(entry: dict, where: str, req: dict) -> None:
         _need(0 <= z < req["species"] and 1 <= n <= req["nmax"] and 0 <= l <= req["lmax"], f,
               f"{lab} outside species 0..{req['species'] - 1}, n 1..{req['nmax']}, l 0..{req['lmax']}")
     _need([tuple(x) for x in nl] == sorted(tuple(x) for x in nl), f"{where}.nl", "labels must be sorted")
+    _need(sum(x[2] for x in nl) % 2 == 0 or req.get("group") == "so3", f"{where}.nl",
+          "has an odd sum of l (a pseudoscalar), which only an SO(3) Basis (request.group 'so3') holds")
     couplings = _list(entry["couplings"], f"{where}.couplings", MAX_DEGREE)
     _need(len(couplings) == max(nu - 2, 0), f"{where}.couplings", f"needs {max(nu - 2, 0)} couplings for nu = {nu}")
     for k, c in enumerate(couplings):

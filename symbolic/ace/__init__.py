@@ -12,7 +12,8 @@ Atomic basis and blocks
 
 B functions (the "full" basis)
     For ν = 1..ν_max, every sorted tuple v_1 ≤ ... ≤ v_ν of single-particle labels v = (z, n, l) (tuple order)
-    with Σ l even (O(3) invariants; ν = 1 means l = 0), and every sequential coupling path
+    with Σ l even (O(3) invariants; ν = 1 means l = 0; with group "so3" also odd Σ l, the pseudoscalars of
+    symbolic/ace/chirality.py), and every sequential coupling path
     L_1 = l_1, L_k ∈ |L_{k−1} − l_k| .. L_{k−1} + l_k (k = 2..ν−1), L_{ν−1} = l_ν (so the last step couples to 0):
 
         B = Σ_m  Π_{k=2..ν} ⟨L_{k−1} M_{k−1} l_k m_k | L_k M_k⟩  Π_k A^complex_{v_k, m_k},   M_k = m_1 + ... + m_k,
@@ -49,8 +50,9 @@ The result is a Basis (`kind: "ace"`, symbolic/basisfile.py) whose invariants ca
 block coordinates, so code generation and the runtime treat it like any other Basis.
 
 Modules, one job each: request (limits, AceFunction), enumeration, couplings (rational coupling chains),
-modular_eval (values and Jacobian rows mod p), selection (linear then functional pruning), formulas (exact
-polynomials), assemble (the Basis file and counts), numeric (floating-point evaluation for fits). This package
+modular_eval (values and Jacobian rows mod p), selection (linear then functional pruning), chirality (the SO(3)
+pseudoscalar, its square and strata), formulas (exact polynomials), assemble (the Basis file and counts), numeric
+(floating-point evaluation for fits). This package
 re-exports their public names, so ``from cartinv.symbolic import ace; ace.derive_ace_basis(...)`` works as before.
 """
 
@@ -67,6 +69,7 @@ from .selection import (
 from .formulas import coefficient_text, formula, real_polynomial
 from .assemble import assemble, basis_name, derive_ace_basis, format_counts, functions_of
 from .numeric import AceEvaluator, real_chain
+from . import chirality
 
 __all__ = [
     "CHECK_POINTS",
@@ -108,4 +111,5 @@ __all__ = [
     "functions_of",
     "AceEvaluator",
     "real_chain",
+    "chirality",
 ]

@@ -13,19 +13,23 @@ from ..modular import PRIMES
 from .request import AceFunction, CONVENTION, SEED
 from .selection import AceSelection, select_ace
 from .formulas import coefficient_text, formula
+from .chirality import square_text
 
 
-def derive_ace_basis(nu: int, nmax: int, lmax: int, species: int = 1, progress: Callable | None = None) -> Basis:
-    """Full ACE basis for (ν_max, n_max, l_max, species), pruned to a functionally independent subset.
+def derive_ace_basis(nu: int, nmax: int, lmax: int, species: int = 1, progress: Callable | None = None,
+                     group: str = "o3") -> Basis:
+    """Full ACE basis for (ν_max, n_max, l_max, species), pruned to a functionally independent subset; with
+    group "so3", plus one pseudoscalar (symbolic/ace/chirality.py).
 
     `progress(stage, done, total)` is optional. Deterministic: the same arguments give a byte-identical Basis.
     """
-    sel = select_ace(nu, nmax, lmax, species, progress)
+    sel = select_ace(nu, nmax, lmax, species, progress, group)
     return assemble(sel, progress)
 
 
-def basis_name(nu: int, nmax: int, lmax: int, species: int) -> str:
-    return f"ace_nu{nu}_n{nmax}_l{lmax}" + (f"_s{species}" if species > 1 else "")
+def basis_name(nu: int, nmax: int, lmax: int, species: int, group: str = "o3") -> str:
+    return (f"ace_nu{nu}_n{nmax}_l{lmax}" + (f"_s{species}" if species > 1 else "")
+            + ("_so3" if group == "so3" else ""))
 
 
 def assemble(sel: AceSelection, progress: Callable | None = None) -> Basis:
@@ -88,12 +92,18 @@ def assemble(sel: AceSelection, progress: Callable | None = None) -> Basis:
         "nmax": sel.nmax,
         "lmax": sel.lmax,
         "species": sel.species,
+        **({"group": sel.group} if sel.group != "o3" else {}),
     }
+    chirality = None
+    if sel.chirality is not None:
+        pid = ids[sel.chirality["kept"]]
+        chirality = {"pseudoscalars": [{"id": pid, "square": square_text(f"{pid}**2", sel.chirality["square"])}],
+                     "strata": sel.chirality["strata"]}
     return basisfile.build(
-        kind="ace", name=basis_name(sel.nu, sel.nmax, sel.lmax, sel.species), request=request, convention=CONVENTION,
-        coordinates=coordinate_table(sel.blocks, channels), bound=sel.bound, rank=sel.rank,
+        kind="ace", name=basis_name(sel.nu, sel.nmax, sel.lmax, sel.species, sel.group), request=request,
+        convention=CONVENTION, coordinates=coordinate_table(sel.blocks, channels), bound=sel.bound, rank=sel.rank,
         degree_needed=max(f.nu for f in sel.kept) if complete else None, invariants=invariants, dropped=dropped,
-        stats=stats)
+        stats=stats, chirality=chirality)
 
 
 def _relation_text(lhs: str, terms: list) -> str:
@@ -126,6 +136,12 @@ def format_counts(basis: Basis) -> str:
     lines.append(f"bound {st['bound']} (Jacobian rank {basis.rank}, {state}); dropped: "
                  f"{st['dropped_linear']} linear ({st['zero']} identically zero), "
                  f"{st['dropped_functional']} functional")
+    if "chirality" in basis.data:
+        (p,) = basis.data["chirality"]["pseudoscalars"]
+        entry = next(e for e in basis.invariants if e["id"] == p["id"])
+        strata = basis.data["chirality"]["strata"]
+        lines.append(f"pseudoscalar {p['id']} = {entry['index_notation']} (changes sign under reflections); "
+                     f"mirror images told apart on {sum(s['separated'] for s in strata)} of {len(strata)} strata")
     return "\n".join(lines) + "\n"
 
 

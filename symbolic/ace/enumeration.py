@@ -1,4 +1,5 @@
-"""Enumeration of the B functions: label tuples with even Σl and every sequential coupling path."""
+"""Enumeration of the B functions: label tuples with even Σl (and odd Σl for SO(3)) and every sequential coupling
+path."""
 
 from __future__ import annotations
 
@@ -45,15 +46,16 @@ def block_layout(nmax: int, lmax: int, species: int) -> tuple[list[Label], dict[
     return blocks, offsets, off
 
 
-def enumerate_ace(nu: int, nmax: int, lmax: int, species: int = 1) -> list[AceFunction]:
-    """The full ACE basis for these parameters, in ACE order (AceFunction.sort_key)."""
-    check_request(nu, nmax, lmax, species)
+def enumerate_ace(nu: int, nmax: int, lmax: int, species: int = 1, group: str = "o3") -> list[AceFunction]:
+    """The full ACE basis for these parameters, in ACE order (AceFunction.sort_key); with group "so3" the label
+    tuples of odd Σ l too (pseudoscalars: couplings of either parity reach 0, B is then purely imaginary)."""
+    check_request(nu, nmax, lmax, species, group)
     singles = single_particle_labels(nmax, lmax, species)
     out = []
     for order in range(1, nu + 1):
         for tup in itertools.combinations_with_replacement(singles, order):
             ls = tuple(l for _, _, l in tup)
-            if sum(ls) % 2:
+            if sum(ls) % 2 and group == "o3":
                 continue
             for path in coupling_paths(ls):
                 out.append(AceFunction(tuple(tup), path))

@@ -20,6 +20,7 @@ def real_polynomial(fn: AceFunction, nmax: int) -> dict:
     tuple of (channel, l, m) factors (with repetition). Derivation: B = κ_B P_B(a), a_{v,m} = ρ(l,|m|) Σ_μ u[m,μ]
     c_{v,μ} with ρ² = λ_l² (l+m)!(l−m)! r_m² and u a Gaussian unit (symbolic/cg.py); every real monomial collects
     a Gaussian-rational sum times the same radical sqrt(κ_B² Π ρ²), whose imaginary part must cancel exactly.
+    For odd Σ l (SO(3) pseudoscalars) B is purely imaginary: the real part cancels and B / i is returned.
     """
     ls, couplings = fn.pattern
     blocks = fn.blocks(nmax)
@@ -69,8 +70,11 @@ def real_polynomial(fn: AceFunction, nmax: int) -> dict:
     k2 = kappa2(ls, couplings)
     out = {}
     for key, (re, im) in acc.items():
+        if fn.odd:  # a pseudoscalar: B = i * (real polynomial); the file holds B / i
+            re, im = im, re
         if im != 0:
-            raise AssertionError(f"{fn.label()}: imaginary part {im} of monomial {key} does not cancel")
+            raise AssertionError(f"{fn.label()}: {'real' if fn.odd else 'imaginary'} part {im} of monomial {key} "
+                                 f"does not cancel")
         if re == 0:
             continue
         rad2 = k2

@@ -18,7 +18,8 @@ def real_chain(ls: tuple[int, ...], couplings: tuple[int, ...]) -> tuple[tuple[n
     """Float step tensors in the real basis and the overall sign: B = sign · chain(A^real, tensors).
 
     Each real-basis coupling Σ U U conj(U) ⟨..|..⟩ is real for an even L_{k−1}+l_k+L_k and imaginary for an odd
-    one (then its imaginary part is used); the odd steps come in pairs, so the product of their i's is ±1.
+    one (then its imaginary part is used). The number of odd steps has the parity of Σ l: for even Σ l the product
+    of their i's is ±1; for odd Σ l (pseudoscalars) it is ±i, and B / i is returned (as symbolic/ace/formulas.py).
     """
     nu = len(ls)
     if nu == 1:
@@ -39,9 +40,9 @@ def real_chain(ls: tuple[int, ...], couplings: tuple[int, ...]) -> tuple[tuple[n
             out.append(np.ascontiguousarray(w.imag))
         else:
             out.append(np.ascontiguousarray(w.real))
-    if odd % 2:
-        raise AssertionError(f"odd number of parity-odd couplings in {ls} {couplings}")
-    return tuple(out), (-1.0) ** (odd // 2)
+    if odd % 2 != sum(ls) % 2:
+        raise AssertionError(f"{odd} parity-odd couplings in {ls} {couplings}: not the parity of sum(l)")
+    return tuple(out), (-1.0) ** (odd // 2)  # i^odd, divided by i when odd is odd
 
 
 class AceEvaluator:

@@ -7,6 +7,7 @@ from math import comb
 
 import numpy as np
 
+from ..molien import GROUPS
 from ..schema import ACE_CONVENTION, ace_notation
 from ..select import RequestError
 
@@ -59,6 +60,11 @@ class AceFunction:
         return self.ls, self.couplings
 
     @property
+    def odd(self) -> bool:
+        """Odd Σ l: a pseudoscalar (SO(3) invariant that changes sign under reflections; B is i times a real one)."""
+        return sum(self.ls) % 2 == 1
+
+    @property
     def ace_degree(self) -> int:
         """Σ (n + l): ACE's usual degree."""
         return sum(n + l for _, n, l in self.nl)
@@ -92,11 +98,13 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def check_request(nu, nmax, lmax, species) -> None:
+def check_request(nu, nmax, lmax, species, group: str = "o3") -> None:
     """Raise AceRequestError (one line) for bad or too large parameters."""
     for name, value in (("nu", nu), ("nmax", nmax), ("lmax", lmax), ("species", species)):
         if not _is_int(value):
             raise AceRequestError(f"{name} must be an integer, got {value!r}")
+    if group not in GROUPS:
+        raise AceRequestError(f"group must be one of {list(GROUPS)}, got {group!r}")
     if nu < 1:
         raise AceRequestError(f"nu (correlation order) must be at least 1, got {nu}")
     if nmax < 1:

@@ -17,6 +17,7 @@ from .request import AceFunction, CHECK_POINTS, LINEAR_MARGIN, Label, check_requ
 from .enumeration import enumerate_ace, single_particle_labels
 from .couplings import kappa2
 from .modular_eval import ModularAce, _by_pattern
+from .chirality import check_has_pseudoscalar, select_pseudoscalar
 
 
 @dataclass
@@ -32,6 +33,8 @@ class AceSelection:
     relations: dict = field(default_factory=dict)  # i -> None | [] (zero) | [(coefficient (q, s), j), ...]
     bound: int = 0
     rank: int = 0
+    group: str = "o3"
+    chirality: dict | None = None  # SO(3): symbolic/ace/chirality.py's record (kept pseudoscalar, square, strata)
 
     @property
     def channels(self) -> int:
@@ -54,18 +57,26 @@ class AceSelection:
         return [f for f, s in zip(self.functions, self.status) if s == "kept"]
 
 
-def select_ace(nu: int, nmax: int, lmax: int, species: int = 1, progress: Callable | None = None) -> AceSelection:
-    """Enumerate the full ACE basis and prune it: linear, then functional (see module docstring)."""
+def select_ace(nu: int, nmax: int, lmax: int, species: int = 1, progress: Callable | None = None,
+               group: str = "o3") -> AceSelection:
+    """Enumerate the full ACE basis and prune it: linear, then functional (see module docstring). With group
+    "so3", the pseudoscalars (odd Σ l) are pruned linearly too; the functional stage runs on the O(3) functions,
+    then the cheapest non-zero pseudoscalar is kept (symbolic/ace/chirality.py)."""
     progress = progress or (lambda *a, **k: None)
-    fns = enumerate_ace(nu, nmax, lmax, species)
+    check_request(nu, nmax, lmax, species, group)
+    if group == "so3":
+        check_has_pseudoscalar(nu, nmax, lmax, species)
+    fns = enumerate_ace(nu, nmax, lmax, species, group)
     progress("enumerate", len(fns), len(fns))
-    sel = AceSelection(nu, nmax, lmax, species, fns, ["kept"] * len(fns))
+    sel = AceSelection(nu, nmax, lmax, species, fns, ["kept"] * len(fns), group=group)
     sel.bound = B.bound(sel.blocks)
     mods = [ModularAce(nmax, lmax, species, p) for p in PRIMES]
     _linear_stage(sel, mods, progress)
     sel.rank = _functional_stage(sel, mods, progress)
     if sel.rank > sel.bound:
         raise AssertionError(f"Jacobian rank {sel.rank} exceeds the bound {sel.bound}: inconsistent rank machinery")
+    if group == "so3":
+        select_pseudoscalar(sel, mods, progress)
     return sel
 
 
@@ -127,7 +138,7 @@ def _linear_relation(i, kept, vals, check, mods, fns):
 def _functional_stage(sel: AceSelection, mods: list[ModularAce], progress) -> int:
     """Greedy Jacobian-rank selection over the linear survivors (vectorised elimination, two primes)."""
     fns = sel.functions
-    order = [i for i, s in enumerate(sel.status) if s == "kept"]
+    order = [i for i, s in enumerate(sel.status) if s == "kept" and not fns[i].odd]  # pseudoscalars: chirality.py
     dim = mods[0].dim
     residual = []
     for m in mods:
@@ -182,15 +193,15 @@ def full_jacobian_rank(sel: AceSelection, seed: int = 11) -> int:
     return max(ranks)
 
 
-def invariant_dimension(tup: tuple[Label, ...]) -> int:
+def invariant_dimension(tup: tuple[Label, ...], group: str = "o3") -> int:
     """Dimension of the rotation invariants of the label tuple's multidegree, from SO(3) characters.
 
     The space is ⊗_v Sym^{k_v}(V_{l_v}) over the distinct labels v (k_v = multiplicity); its invariants number
     m(0) − m(1), m(w) = multiplicity of weight w. ACE is complete, so this must equal the number of linearly
-    independent B functions of the tuple (an independent check of the linear stage; 0 for odd Σ l, which has
-    no O(3) invariants).
+    independent B functions of the tuple (an independent check of the linear stage). For odd Σ l the SO(3)
+    invariants are pseudoscalars: O(3) has none (0), SO(3) has m(0) − m(1).
     """
-    if sum(l for _, _, l in tup) % 2:
+    if sum(l for _, _, l in tup) % 2 and group == "o3":
         return 0
     counts: dict = {}
     for v in tup:
@@ -208,9 +219,9 @@ def invariant_dimension(tup: tuple[Label, ...]) -> int:
     return weights.get(0, 0) - weights.get(1, 0)
 
 
-def linear_dimension(nu: int, nmax: int, lmax: int, species: int = 1) -> int:
+def linear_dimension(nu: int, nmax: int, lmax: int, species: int = 1, group: str = "o3") -> int:
     """Σ invariant_dimension over all label tuples of ν = 1..nu: the linear count predicted by characters."""
-    check_request(nu, nmax, lmax, species)
+    check_request(nu, nmax, lmax, species, group)
     singles = single_particle_labels(nmax, lmax, species)
-    return sum(invariant_dimension(t) for k in range(1, nu + 1)
+    return sum(invariant_dimension(t, group) for k in range(1, nu + 1)
                for t in itertools.combinations_with_replacement(singles, k))
