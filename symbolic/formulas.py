@@ -9,11 +9,12 @@ polynomial ring, which is much faster than expanding expressions.
 from __future__ import annotations
 
 import ast
+import math
 
 import numpy as np
 import sympy as sp
 from sympy.polys.rings import ring
-from sympy.polys.domains import QQ
+from sympy.polys.domains import QQ, ZZ
 
 from cartinv.errors import CartinvError
 
@@ -33,23 +34,29 @@ class FormulaBuilder:
         self.table = coordinate_table(self.blocks, channels)
         names = [e["name"] for e in self.table]
         self.ring, *gens = ring(",".join(names), QQ)
+        # Products run over ZZ (Python integers, no gcd per operation): block b's tensors are scaled by the common
+        # denominator of its rational basis, and the product is divided by the product of those scales at the end.
+        self._zring, *zgens = ring(",".join(names), ZZ)
         self.gens = dict(zip(names, gens))
+        zgen = dict(zip(names, zgens))
         self.symbols = {n: sp.Symbol(n) for n in names}
-        self._tensors = {}
+        self._tensors, self._denominator = {}, {EPS_LABEL: 1}
         for b in self.blocks:
             l = b[1]
             tensors, _ = stf.rational_basis(l)
+            den = math.lcm(*(int(x.denominator) for t in tensors for x in t.flat if x))
             acc = np.empty((3,) * l, dtype=object) if l else np.empty((), dtype=object)
-            acc[...] = self.ring.zero
+            acc[...] = self._zring.zero
             for m, t in zip(range(-l, l + 1), tensors):
-                z = self.gens[coordinate_name(b, m, channels)]
+                z = zgen[coordinate_name(b, m, channels)]
                 for idx in np.ndindex(t.shape):
                     if t[idx]:
-                        acc[idx] = acc[idx] + z * QQ(t[idx].numerator, t[idx].denominator)
+                        acc[idx] = acc[idx] + z * int(t[idx] * den)
             self._tensors[b] = acc
+            self._denominator[b] = den
         eps = np.empty((3, 3, 3), dtype=object)  # the Levi-Civita vertex of pseudoscalars
         for idx, sign in np.ndenumerate(levi_civita()):
-            eps[idx] = self.ring(int(sign))
+            eps[idx] = self._zring(int(sign))
         self._tensors[EPS_LABEL] = eps
         self._scale = {}
         for b in self.blocks:
@@ -72,7 +79,9 @@ class FormulaBuilder:
             res = ops[0]
         else:
             res = execute(ops, graph.subscripts, "", self._pair, self._single)
-        return res[()] if isinstance(res, np.ndarray) else res
+        res = res[()] if isinstance(res, np.ndarray) else res
+        den = math.prod(self._denominator[lab] for lab in graph.labels)
+        return self.ring({e: QQ(int(c), den) for e, c in res.terms()})
 
     def formula(self, graph: ContractionGraph) -> sp.Expr:
         """The contraction as a polynomial in the orthonormal coordinates (names from coordinate_table)."""
