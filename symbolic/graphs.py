@@ -383,3 +383,8 @@ def contraction_cost(subscripts: tuple[str, ...]) -> int:
         total += 3 ** len(set(work[i]) | set(work[j]))
         work = [s for k, s in enumerate(work) if k not in (i, j)] + [res]
     return total
+
+
+def cost_key(g: ContractionGraph):
+    """Sort key for candidates: fewer factors, lower total order, then cheaper contraction (ties: labels, edges)."""
+    return (g.degree, sum(g.orders), tuple(sorted(g.orders)), g.cost, g.labels, g.edges)

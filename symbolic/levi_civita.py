@@ -14,22 +14,14 @@ is written for every kept pseudoscalar.
 
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 
 from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, sample_graphs
-from .modular import levi_civita  # eps_abc as integers (re-exported)
+from .modular import levi_civita, permutations_with_sign  # eps_abc as integers (re-exported)
 from .naming import EPS_LABEL as EPS
 
 __all__ = ["EPS", "levi_civita", "permutations_with_sign", "is_pseudo", "tensor_labels", "parity", "pseudo_graphs",
            "sample_pseudo_graphs", "product_graphs"]
-
-
-def permutations_with_sign(n: int):
-    """(permutation, sign) of range(n), in lexicographic order."""
-    for perm in itertools.permutations(range(n)):
-        inversions = sum(1 for i in range(n) for j in range(i + 1, n) if perm[i] > perm[j])
-        yield perm, -1 if inversions % 2 else 1
 
 
 def is_pseudo(graph: ContractionGraph) -> bool:

@@ -10,6 +10,7 @@ is reduced before the parts are added: every step is exact for every accepted or
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,13 +21,20 @@ from .graphs import ContractionGraph, Label
 from .naming import EPS_LABEL
 
 
+def permutations_with_sign(n: int):
+    """(permutation, sign) of range(n), in lexicographic order."""
+    for perm in itertools.permutations(range(n)):
+        inversions = sum(1 for i in range(n) for j in range(i + 1, n) if perm[i] > perm[j])
+        yield perm, -1 if inversions % 2 else 1
+
+
 def levi_civita() -> np.ndarray:
     """eps_abc as a 3x3x3 integer array (symbolic/levi_civita.py builds on it)."""
     e = np.zeros((3, 3, 3), dtype=np.int64)
-    for (a, b, c), sign in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1),
-                            ((0, 2, 1), -1), ((2, 1, 0), -1), ((1, 0, 2), -1)):
-        e[a, b, c] = sign
+    for perm, sign in permutations_with_sign(3):
+        e[perm] = sign
     return e
+
 
 PRIMES = (33554393, 33554383)  # the two largest primes below 2^25
 INT64_MAX = (1 << 63) - 1
@@ -72,12 +80,13 @@ class ModularPoints:
     seed: int
     zero: frozenset = frozenset()
     tensors: dict = field(init=False)
+    variables: dict = field(init=False)  # block -> (batch, 2l+1) residues: the free variables of a Jacobian row
     offsets: dict = field(init=False)
     dim: int = field(init=False)
 
     def __post_init__(self):
         rng = np.random.default_rng([self.seed, self.prime, self.batch])
-        self.tensors, self.offsets, off = {}, {}, 0
+        self.tensors, self.variables, self.offsets, off = {}, {}, {}, 0
         for b in sorted(self.blocks):
             l = b[1]
             x = rng.integers(0, self.prime, size=(self.batch, 2 * l + 1), dtype=np.int64)
@@ -87,6 +96,7 @@ class ModularPoints:
             assert int(np.abs(basis).sum(axis=1).max()) * (self.prime - 1) <= INT64_MAX  # row sums: 64 at l = 12
             full = (x @ basis.T) % self.prime
             self.tensors[b] = full.reshape((self.batch,) + (3,) * l)
+            self.variables[b] = x
             self.offsets[b] = off
             off += 2 * l + 1
         self.dim = off

@@ -25,7 +25,7 @@ from cartinv.errors import CartinvError
 
 from . import levi_civita
 from .formulas import FormulaBuilder
-from .graphs import ContractionGraph
+from .graphs import ContractionGraph, cost_key
 from .modular import PRIMES, ModularPoints
 from .relations import NoRelation, Relation
 
@@ -54,7 +54,6 @@ def candidates(blocks, degree: int, live=None) -> list[ContractionGraph]:
     cost order."""
     import itertools
 
-    from .select import cost_key
 
     pool = sorted(blocks if live is None else [b for b in blocks if b in live])
     out = []

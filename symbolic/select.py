@@ -27,7 +27,8 @@ from .basisfile import Basis
 from . import naming, schema
 from .schema import TENSOR_CONVENTION
 from .formulas import FormulaBuilder, coordinate_table, formula_text
-from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, parse_index_notation, sample_graphs
+from .graphs import (ContractionGraph, Label, canonical, cost_key, graphs_for_labels, parse_index_notation,
+                     sample_graphs)
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import NoRelation, Relation, RelationFinder
 from .generators import GeneratorError, find_generators, tensor_degree
@@ -192,10 +193,6 @@ def _estimate(blocks, degree) -> int:
     from math import comb
 
     return sum(comb(len(blocks) + d - 1, d) for d in range(1, degree + 1)) // 2 + 1
-
-
-def cost_key(g: ContractionGraph):
-    return (g.degree, sum(g.orders), tuple(sorted(g.orders)), g.cost, g.labels, g.edges)
 
 
 def candidates(blocks, degree: int, label_set: frozenset | None = None) -> list[ContractionGraph]:
