@@ -29,6 +29,11 @@ def read(name: str) -> str:
     return resources.files("cartinv.runtime.kernels").joinpath("csrc", name).read_text()
 
 
+def texts(target: str) -> dict[str, str]:
+    """{file name: text} of the core headers a target's generated files include ("c" or "cuda")."""
+    return {name: read(name) for name in FOR_TARGET[target]}
+
+
 def inline_includes(text: str, files: dict[str, str], depth: int = 0) -> str:
     """`text` with every ``#include "X"`` line whose X is a key of `files` replaced by that file's text, itself
     inlined the same way (NVRTC compiles one string, with no include path). Other includes stay as they are."""

@@ -120,7 +120,7 @@ def core_source() -> str:
 
 def core_headers() -> dict[str, str]:
     """The hand-written headers the generated header includes (runtime/kernels/core_sources.py), by file name."""
-    return {name: core_sources.read(name) for name in core_sources.FOR_TARGET["c"]}
+    return core_sources.texts("c")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class KernelSource:
         include = f'#include "{self.name}.h"'
         if sum(line.strip() == include for line in self.kernels.splitlines()) != 1:
             raise CudaBackendError(f"{self.name}.cu must include {self.name}.h exactly once")
-        files = {name: core_sources.read(name) for name in core_sources.HEADERS}
+        files = core_sources.texts("cuda")
         files[f"{self.name}.h"] = self.header
         return core_sources.inline_includes(self.kernels, files)
 
