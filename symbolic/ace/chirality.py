@@ -67,15 +67,7 @@ def select_pseudoscalar(sel, mods: list[ModularAce], progress) -> None:
 
 def _kept_rank(sel, mods) -> int:
     order = [i for i, s in enumerate(sel.status) if s == "kept"]
-    ranks = []
-    for m in mods:
-        pt = m.points(1, 3)[0]
-        rows = np.zeros((len(order), m.dim), dtype=np.int64)
-        pos = {i: r for r, i in enumerate(order)}
-        for idx in _by_pattern(order, sel.functions).values():
-            rows[[pos[i] for i in idx]] = m.jacobian_rows([sel.functions[i] for i in idx], pt)
-        ranks.append(rank_mod_p(rows, m.prime))
-    return max(ranks)
+    return max(rank_mod_p(m.jacobian([sel.functions[i] for i in order], m.points(1, 3)[0]), m.prime) for m in mods)
 
 
 def square_terms(fn: AceFunction, nmax: int, lmax: int, species: int) -> list[tuple[str, AceFunction]]:

@@ -78,6 +78,14 @@ class ModularAce:
         return rows % p
 
 
+    def jacobian(self, fns: list[AceFunction], pt: np.ndarray) -> np.ndarray:
+        """∂P_B/∂a at one point for any functions (grouped by pattern), shape (F, D), rows in the order of fns."""
+        rows = np.zeros((len(fns), self.dim), dtype=np.int64)
+        for idx in _by_pattern(range(len(fns)), fns).values():
+            rows[idx] = self.jacobian_rows([fns[i] for i in idx], pt)
+        return rows
+
+
 def _by_pattern(indices, fns):
     groups = defaultdict(list)
     for i in indices:

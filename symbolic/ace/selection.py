@@ -142,12 +142,7 @@ def _functional_stage(sel: AceSelection, mods: list[ModularAce], progress) -> in
     dim = mods[0].dim
     residual = []
     for m in mods:
-        pt = m.points(1, 3)[0]
-        rows = np.zeros((len(order), dim), dtype=np.int64)
-        pos = {i: r for r, i in enumerate(order)}
-        for idx in _by_pattern(order, fns).values():
-            rows[[pos[i] for i in idx]] = m.jacobian_rows([fns[i] for i in idx], pt)
-        residual.append(rows)
+        residual.append(m.jacobian([fns[i] for i in order], m.points(1, 3)[0]))
     echelons = [Echelon(dim, m.prime) for m in mods]
     start = 0
     while start < len(order):
@@ -185,11 +180,7 @@ def full_jacobian_rank(sel: AceSelection, seed: int = 11) -> int:
     ranks = []
     for p in PRIMES:
         m = ModularAce(sel.nmax, sel.lmax, sel.species, p)
-        pt = m.points(1, seed)[0]
-        rows = np.zeros((len(fns), m.dim), dtype=np.int64)
-        for idx in _by_pattern(range(len(fns)), fns).values():
-            rows[idx] = m.jacobian_rows([fns[i] for i in idx], pt)
-        ranks.append(rank_mod_p(rows, p))
+        ranks.append(rank_mod_p(m.jacobian(fns, m.points(1, seed)[0]), p))
     return max(ranks)
 
 
