@@ -46,11 +46,7 @@ class GeneratorResult:
 
     def degrees(self) -> list[int]:
         """Tensor factors of each generator (a pseudoscalar's Levi-Civita vertex is not counted)."""
-        return [tensor_degree(g) for g in self.generators]
-
-
-def tensor_degree(g: ContractionGraph) -> int:
-    return len(levi_civita.tensor_labels(g))
+        return [levi_civita.tensor_degree(g) for g in self.generators]
 
 
 def _products(target: Counter, gens: list[Counter], limit: int) -> list[tuple[int, ...]]:

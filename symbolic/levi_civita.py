@@ -20,8 +20,8 @@ from .graphs import ContractionGraph, Label, canonical, graphs_for_labels, sampl
 from .modular import levi_civita, permutations_with_sign  # eps_abc as integers (re-exported)
 from .naming import EPS_LABEL as EPS
 
-__all__ = ["EPS", "levi_civita", "permutations_with_sign", "is_pseudo", "tensor_labels", "parity", "pseudo_graphs",
-           "sample_pseudo_graphs", "product_graphs"]
+__all__ = ["EPS", "levi_civita", "permutations_with_sign", "is_pseudo", "tensor_labels", "tensor_degree", "parity",
+           "pseudo_graphs", "sample_pseudo_graphs", "product_graphs"]
 
 
 def is_pseudo(graph: ContractionGraph) -> bool:
@@ -31,6 +31,11 @@ def is_pseudo(graph: ContractionGraph) -> bool:
 def tensor_labels(graph: ContractionGraph) -> tuple[Label, ...]:
     """The labels of the tensor factors (without the Levi-Civita vertex)."""
     return tuple(lab for lab in graph.labels if lab != EPS)
+
+
+def tensor_degree(graph: ContractionGraph) -> int:
+    """Polynomial degree of a contraction: its tensor factors (the Levi-Civita vertex is a constant)."""
+    return len(tensor_labels(graph))
 
 
 def parity(labels) -> int:

@@ -17,6 +17,7 @@ rotation of it).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +53,6 @@ class Chirality:
 def candidates(blocks, degree: int, live=None) -> list[ContractionGraph]:
     """Connected pseudoscalar graphs with `degree` tensor factors from `blocks` (only `live` blocks, if given), in
     cost order."""
-    import itertools
-
-
     pool = sorted(blocks if live is None else [b for b in blocks if b in live])
     out = []
     for combo in itertools.combinations_with_replacement(pool, degree):
@@ -68,7 +66,6 @@ FIRST_DEGREE_CAP = 16
 def first_pseudoscalar_degree(blocks) -> int | None:
     """The lowest degree with an SO(3) invariant of odd total order (a pseudoscalar), from the exact Molien
     count, or None up to FIRST_DEGREE_CAP."""
-    import itertools
 
     from . import molien
 

@@ -31,7 +31,7 @@ from .graphs import (ContractionGraph, Label, canonical, cost_key, graphs_for_la
                      sample_graphs)
 from .modular import PRIMES, Echelon, ModularPoints
 from .relations import NoRelation, Relation, RelationFinder
-from .generators import GeneratorError, find_generators, tensor_degree
+from .generators import GeneratorError, find_generators
 from .span import check_span, spanning_graphs
 from . import levi_civita, molien, pseudoscalars
 
@@ -360,7 +360,7 @@ def derive_basis(request: BasisRequest, progress: Callable | None = None, name: 
             chirality = pseudoscalars.select(sel, request.searched_degree, request.channels)
         except pseudoscalars.NoPseudoscalarError as exc:
             raise RequestError(str(exc)) from None
-        top = max(len(levi_civita.tensor_labels(g)) for _, g in sel.kept if levi_civita.is_pseudo(g))
+        top = max(levi_civita.tensor_degree(g) for _, g in sel.kept if levi_civita.is_pseudo(g))
         listed |= {ms for d in range(1, top + 1) for ms in itertools.combinations_with_replacement(blocks, d)
                    if levi_civita.parity(ms)}
     sel.progress("span check", 0, None)
@@ -376,10 +376,10 @@ def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis
         result = find_generators(sel.blocks, request.degree, sel.progress, request.group)
     except GeneratorError as exc:
         raise RequestError(str(exc)) from None
-    dropped = iter(sorted(result.dropped, key=lambda g: (tensor_degree(g), cost_key(g))))
+    dropped = iter(sorted(result.dropped, key=lambda g: (levi_civita.tensor_degree(g), cost_key(g))))
     pending = next(dropped, None)
     for g in result.generators:  # keep the found order; explain each dropped graph once its degree is reached
-        while pending is not None and tensor_degree(pending) < tensor_degree(g):
+        while pending is not None and levi_civita.tensor_degree(pending) < levi_civita.tensor_degree(g):
             sel.drop(pending)
             pending = next(dropped, None)
         sel.keep(g)
@@ -390,7 +390,7 @@ def _derive_generators(request, sel: _Selection, full_bound: int, name) -> Basis
     for _, g in sel.kept:
         rank.add(g)
     strata = _strata_report(sel.blocks, sel.kept)
-    degree_needed = max((tensor_degree(g) for _, g in sel.kept), default=None)
+    degree_needed = max((levi_civita.tensor_degree(g) for _, g in sel.kept), default=None)
     chirality = pseudoscalars.generator_chirality(sel, request.channels) if request.group == "so3" else None
     return _assemble(request, sel, full_bound, rank.rank, degree_needed, strata, [], result.span, name, chirality)
 
@@ -550,7 +550,7 @@ def _graph_entry(gid, g: ContractionGraph, channels: int) -> dict:
         "orders": list(g.orders),
         "channels": list(g.channels),
         "edges": [list(e) for e in g.edges],
-        "degree": len(levi_civita.tensor_labels(g)),  # polynomial degree: the Levi-Civita vertex is a constant
+        "degree": levi_civita.tensor_degree(g),  # polynomial degree: the Levi-Civita vertex is a constant
         "einsum": g.einsum,
         "index_notation": g.index_notation(channels),
         "latex": g.latex(channels),
