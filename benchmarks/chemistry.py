@@ -14,7 +14,10 @@ The validation set is scored about every 200 training structures (every epoch fr
 excludes validation.
 
 Each (budget, molecule, size, model, seed) result is appended as one JSON line to ``--results`` and skipped when
-already there, so a long run can be completed in several pieces. The table gives test energy MAE (meV/atom), force
+already there, so a long run can be completed in several pieces. With ``--checkpoints DIR`` every training run keeps
+its checkpoint (weights, optimiser, schedule, CPU seconds so far) in a folder of DIR, and a convergence run that
+stopped at ``--max-time`` is continued from it when asked again with a larger ``--max-time``: its result line is
+replaced by the longer run's, whose epochs and training time count from the start. The table gives test energy MAE (meV/atom), force
 MAE (meV/Å), parameters, training time and inference cost; the plot shows force MAE against inference cost.
 Inference cost (µs per atom for energy and forces, one structure per call, one thread; it depends on the
 architecture and the molecule, not on the weights) is measured by ``--cost``: every model side by side in one
@@ -23,6 +26,7 @@ process, best of 3 over 50 test structures; run it on an otherwise idle machine.
     python examples/xtb_data.py                                  # the data (about 8 minutes)
     python benchmarks/chemistry.py --budget time --molecules ethanol aspirin --sizes 50 200 1000
     python benchmarks/chemistry.py --budget converge --sizes 1000
+    python benchmarks/chemistry.py --budget converge --sizes 1000 --max-time 14400 --checkpoints DIR  # resumable
     python benchmarks/chemistry.py --cost                        # inference cost of every model (idle machine)
     python benchmarks/chemistry.py --quick                       # smoke run on the shipped small file (CI)
 """
@@ -118,7 +122,7 @@ def inference_cost(model, predict_fn, structs, repeats: int = 3) -> float:
 
 def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) -> dict:
     from cartinv.runtime.training import TrainConfig
-    from cartinv.runtime.training.data import featurize, fit_e0s
+    from cartinv.runtime.training.data import featurize, fingerprint, fit_e0s
     from cartinv.runtime.training.fit import fit_model, force_scale
     from cartinv.runtime.training.metrics import metrics, predict_all
 
@@ -140,8 +144,10 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
     else:
         config = TrainConfig(max_time=args.max_time, clock="cpu", max_epochs=args.max_epochs, patience=args.patience,
                              seed=seed, batch_size=args.batch_size, lr=args.lr, progress=False, valid_every=every)
-    loop = fit_model(model, sets[0], sets[1], config, predict_fn=predict_fn,
-                     log=(lambda line: print("      " + line, flush=True)) if args.verbose else None)
+    ck_dir = None if args.checkpoints is None else args.checkpoints / run_folder(args.budget, molecule, size, name, seed)
+    loop = fit_model(model, sets[0], sets[1], config, predict_fn=predict_fn, outdir=ck_dir, resume=ck_dir is not None,
+                     data_hash=fingerprint(train_frames) + fingerprint(valid),
+                     log=(lambda line: print("      " + line, flush=True)) if args.verbose or ck_dir else None)
     test_m = metrics(predict_all(model, sets[2], predict_fn=predict_fn))
     return {"budget": args.budget, "molecule": molecule, "size": size, "model": name, "seed": seed,
             "params": chem_models.n_parameters(model), "epochs": loop.epochs, "best_epoch": loop.best_epoch,
@@ -149,6 +155,7 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
             "energy_mae_mev_atom": test_m["energy_mae_per_atom"] * 1e3, "force_mae_mev_a": test_m["force_mae"] * 1e3,
             "force_rmse_mev_a": test_m["force_rmse"] * 1e3,
             "settings": {"time_budget": args.time_budget if args.budget == "time" else None,
+                         "max_time": args.max_time if args.budget == "converge" else None,
                          "max_epochs": args.max_epochs, "patience": args.patience, "dtype": args.dtype,
                          "batch_size": args.batch_size, "lr": args.lr, "cutoff": args.cutoff,
                          "threads": torch.get_num_threads()}}
@@ -188,6 +195,25 @@ def with_costs(rows: list[dict], costs: dict) -> list[dict]:
 
 def key(row: dict) -> tuple:
     return row["budget"], row["molecule"], row["size"], row["model"], row["seed"]
+
+
+def run_folder(budget: str, molecule: str, size: int, name: str, seed: int) -> str:
+    """The checkpoint folder of one training run inside ``--checkpoints``."""
+    return f"{budget}_{molecule}_n{size}_{name}_seed{seed}"
+
+
+def can_extend(row: dict, args) -> bool:
+    """Whether a stored convergence result stopped at its time cap below this run's ``--max-time`` (and can resume)."""
+    return (args.checkpoints is not None and row["budget"] == "converge" and row["stop"] == "max_time"
+            and row["train_seconds"] < args.max_time)
+
+
+def replace_result(path: Path, row: dict) -> None:
+    """Write ``row`` into the results file in place of the line with its key (appended when there is none)."""
+    rows = [r for r in read_results(path) if key(r) != key(row)] + [row]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
 
 
 def read_results(path: Path) -> list[dict]:
@@ -275,6 +301,9 @@ def main(argv=None) -> list[dict]:
                    help="only measure the inference cost of every model (writes OUTDIR/cost_<dtype>.json)")
     p.add_argument("--outdir", type=Path, default=OUTPUT / "chemistry")
     p.add_argument("--results", type=Path, help="results file (JSON lines; default OUTDIR/results.jsonl)")
+    p.add_argument("--checkpoints", type=Path,
+                   help="keep each training run's checkpoint in a folder here; a convergence run that hit "
+                        "--max-time continues from it when asked again with a larger --max-time")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: shipped small data, ethanol, N = 20, 4 s per model, test set 20")
     p.add_argument("-v", "--verbose", action="store_true", help="print every epoch")
@@ -290,7 +319,7 @@ def main(argv=None) -> list[dict]:
     args.results = args.results or args.outdir / "results.jsonl"
     args.outdir.mkdir(parents=True, exist_ok=True)
     data = load_molecules(args)
-    done = {key(r) for r in read_results(args.results)}
+    done = {key(r) for r in read_results(args.results) if not can_extend(r, args)}
     for name in args.models:
         reason = available(MODELS[name][0])
         if reason:
@@ -317,8 +346,7 @@ def main(argv=None) -> list[dict]:
                         continue
                     print(f"  {args.budget} {molecule} N={size} {name} seed {seed} ...", flush=True)
                     row = run_one(name, molecule, size, seed, (test, valid, pool), args)
-                    with args.results.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                    replace_result(args.results, row)
                     print(f"    E {row['energy_mae_mev_atom']:.2f} meV/atom  F {row['force_mae_mev_a']:.1f} meV/Å  "
                           f"{row['params']} params  {row['epochs']} epochs  {row['train_seconds']:.0f} s", flush=True)
     rows = with_costs([r for r in read_results(args.results) if r["molecule"] in data and r["size"] in args.sizes

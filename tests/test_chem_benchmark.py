@@ -84,3 +84,37 @@ def test_quick_benchmark_runs_and_resumes(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and " ..." not in again.stdout  # every result was already there: nothing re-run
     assert len((tmp_path / "results_quick.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_convergence_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    """A run that hit --max-time resumes from its checkpoint under a larger cap, and its result line is replaced."""
+    import ase.io
+
+    from benchmarks import chemistry
+
+    (tmp_path / "data").mkdir()
+    ethanol = [a for a in ase.io.read(str(DATA), ":") if a.info.get("molecule") == "ethanol"]
+    ase.io.write(str(tmp_path / "data" / "ethanol.extxyz"), ethanol)
+    monkeypatch.setattr(chemistry, "N_TEST", 20)
+    monkeypatch.setattr(chemistry, "N_VALID", 10)
+    ck = tmp_path / "ck"
+    args = ["--data", str(tmp_path / "data"), "--molecules", "ethanol", "--models", "cartinv_lmax3_deg2",
+            "--sizes", "20", "--budget", "converge", "--checkpoints", str(ck), "--outdir", str(tmp_path)]
+    results = tmp_path / "results.jsonl"
+    first = chemistry.main(args + ["--max-time", "1.5"])
+    assert len(first) == 1 and first[0]["stop"] == "max_time"
+    history = json.loads((ck / chemistry.run_folder("converge", "ethanol", 20, "cartinv_lmax3_deg2", 0)
+                          / "history.json").read_text())
+    assert history[-1]["epoch"] == first[0]["epochs"]
+    second = chemistry.main(args + ["--max-time", "3"])
+    assert len(results.read_text().splitlines()) == 1  # replaced, not appended
+    assert second[0]["epochs"] > first[0]["epochs"] and second[0]["train_seconds"] >= 3.0
+    history = json.loads((ck / chemistry.run_folder("converge", "ethanol", 20, "cartinv_lmax3_deg2", 0)
+                          / "history.json").read_text())
+    epochs = [h["epoch"] for h in history]  # validated epochs (every 10th at N = 20, and the last of each run)
+    assert epochs == sorted(set(epochs)) and epochs[-1] == second[0]["epochs"]  # one run, continued
+    after = epochs.index(first[0]["epochs"]) + 1
+    assert history[after]["seconds"] > first[0]["train_seconds"]  # its clock went on from the first run's
+    stored = results.read_text()
+    third = chemistry.main(args + ["--max-time", "3"])  # nothing left to extend: the stored line is kept
+    assert results.read_text() == stored and third[0]["epochs"] == second[0]["epochs"]
