@@ -26,7 +26,7 @@ from . import basisfile
 from .basisfile import Basis
 from . import naming, schema
 from .schema import TENSOR_CONVENTION
-from .formulas import FormulaBuilder, coordinate_table, formula_text
+from .formulas import FormulaBuilder, coordinate_table
 from .graphs import (ContractionGraph, Label, canonical, cost_key, graphs_for_labels, parse_index_notation,
                      sample_graphs)
 from .modular import PRIMES, Echelon, ModularPoints
@@ -565,7 +565,7 @@ def _assemble(request, sel, bound, rank, degree_needed, strata, block_degrees, s
     for k, (gid, g) in enumerate(sel.kept):
         sel.progress("formulas", k, len(sel.kept))
         entry = _graph_entry(gid, g, channels)
-        entry["formula"] = formula_text(fb.formula(g))
+        entry["formula"] = fb.text(g)
         invariants.append(entry)
     sel.progress("formulas", len(sel.kept), len(sel.kept))
     dropped = []
