@@ -97,6 +97,34 @@ def test_gradcheck_through_the_torch_core_family(torch_family, data):
     assert torch.autograd.gradgradcheck(fn, (rr, ww))
 
 
+def _force_loss_grad_w(family, r, w, centers, n_atoms):
+    rr, ww = r.clone().requires_grad_(), w.clone().requires_grad_()
+    (force,) = torch.autograd.grad(family.invariants(rr, ww, centers, n_atoms).square().sum(), rr, create_graph=True)
+    return torch.autograd.grad(force.square().sum(), ww)[0]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_torch_core_double_backward_runs_in_a_forked_child(torch_family, data):
+    """The double backward records autograd on a worker thread; a forked child (e.g. a data-loading or training
+    worker) gets a worker of its own instead of waiting for the parent's, which does not exist there."""
+    import multiprocessing
+
+    r, centers, _ = data
+    w3 = torch.randn(P, 2, 1, dtype=torch.float64)
+    expected = _force_loss_grad_w(torch_family, r, w3, centers, A)  # the parent's worker is started here
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(_force_loss_grad_w(torch_family, r, w3, centers, A).tolist()))
+    child.start()  # a forked child runs the target as it is: nothing is pickled on the way in
+    try:
+        got = queue.get(timeout=120)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    torch.testing.assert_close(torch.tensor(got, dtype=expected.dtype), expected, rtol=0, atol=0)
+
+
 def test_gradcheck_and_gradgradcheck(model, data):
     r, centers, w = data
     n = 6  # second derivatives through the generated VJP are costly to check numerically: keep it small
