@@ -1,6 +1,6 @@
 """runtime/kernels/cuda_backend.py without a GPU: availability, the binary cache, CSR construction, launch configurations,
-and CudaInvariants end to end (forward, backward, double backward) with the generated CUDA kernels run through
-the CPU emulation of tests/cpp/cuda_emulation.h."""
+and CudaInvariants end to end (forward, backward, double backward) through the Basis's op family, with the
+generated CUDA kernels run through the CPU emulation of tests/cpp/cuda_emulation.h."""
 
 from __future__ import annotations
 
@@ -255,23 +255,23 @@ def test_pair_and_row_launches(groups):
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    """A generated/<name>/ folder per basis: the C targets (emit_c) plus, for the two-channel basis, the torch
-    module written by the project's generator (the default reference for second derivatives)."""
+    """A generated/<name>/ folder per basis: the C targets (emit_c) and the torch module written by the project's
+    generator (its torch core is the op family's double backward)."""
     out = {}
     for key in ("tied", "channels"):
         basis = H.basis_for(key)
         folder = tmp_path_factory.mktemp(f"gen_{key}")
-        H.render(basis, folder, torch_module=key == "channels")
+        H.render(basis, folder, torch_module=True)
         out[key] = (basis, folder, H.compile_emulation(folder, basis.name))
     return out
 
 
-def _module(generated, key, max_threads=16, reference="independent"):
+def _module(generated, key, max_threads=16):
+    """The CUDA kernels through the CPU emulation, attached for CPU tensors in an op family of their own."""
     basis, folder, lib = generated[key]
     launcher = H.EmulatedLauncher(lib, basis.name)
-    ref = H.torch_pipeline(basis) if reference == "independent" else None
-    return basis, launcher, cb.CudaInvariants(folder, basis.name, launcher=launcher, reference=ref,
-                                              max_threads=max_threads)
+    return basis, launcher, cb.CudaInvariants(folder, basis.name, launcher=launcher, max_threads=max_threads,
+                                              device_type="cpu")
 
 
 def _system(basis, dtype, n_atoms=6, n_pairs=20, groups=3, seed=1, tied_2d=False):
@@ -329,7 +329,7 @@ def test_gradgradcheck(generated):
 
 def test_force_training_step_matches_reference(generated):
     """Loss on forces (double backward through the module) agrees with the pure torch reference."""
-    basis, _, module = _module(generated, "channels", reference="generated")
+    basis, _, module = _module(generated, "channels")
     r, centers, w = _system(basis, torch.float64)
     readout = torch.randn(3, len(basis.invariants), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
@@ -346,14 +346,31 @@ def test_force_training_step_matches_reference(generated):
         H.assert_close(g_.numpy(), w_.numpy(), 1e-10, f"second-order gradient w.r.t. {what}")
 
 
-def test_generated_torch_reference_is_loaded(generated):
-    basis, folder, _ = generated["channels"]
-    compute = cb.load_torch_reference(folder, basis.name)
+def test_kernels_serve_the_op_family_and_pass_opcheck(generated):
+    """The CUDA implementation sits under the Basis's one op family: opcheck on its forward and backward, and
+    the double backward is the family's torch core (no second autograd stack)."""
+    basis, launcher, module = _module(generated, "channels")
     r, centers, w = _system(basis, torch.float64)
-    H.assert_close(compute(r, centers, w, 6).detach().numpy(),
-                   H.torch_pipeline(basis)(r, centers, w, 6).detach().numpy(), 1e-12, "generated torch module")
+    family = module.family
+    assert family.devices["cpu"].runner is module.runner
+    torch.library.opcheck(family.forward, (r, w, centers, 6))
+    out, saved = family.forward(r.detach(), w.detach(), centers, 6)
+    g = torch.randn_like(out)
+    torch.library.opcheck(family.backward, (r, w, centers, 6, saved, g.requires_grad_()))
+    launcher.launches.clear()
+    family.double_backward(r.detach(), w.detach(), centers, 6, g.detach(), torch.randn_like(r), None)
+    assert launcher.launches == []  # the torch core, not the kernels
+
+
+def test_missing_torch_module_is_named(generated, tmp_path):
+    basis, folder, lib = generated["tied"]
+    for f in folder.iterdir():
+        if f.is_file() and not f.name.endswith("_torch.py"):
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    module = cb.CudaInvariants(tmp_path, basis.name, launcher=H.EmulatedLauncher(lib, basis.name), device_type="cpu")
+    r, centers, w = _system(basis, torch.float64, tied_2d=True)
     with pytest.raises(cb.CudaBackendError, match="missing generated torch module"):
-        cb.load_torch_reference(folder, "absent")
+        module(r, centers, w, 6)
 
 
 def test_empty_inputs(generated):
@@ -416,14 +433,14 @@ def test_cuda_device_matches_reference(generated, dtype, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(runtime_load.checked_in_names()))
 def test_checked_in_kernels_run_correctly(name, tmp_path):
-    """The checked-in generated/<name>/<name>.cu, run through the CPU emulation behind CudaInvariants, equals the
+    """The checked-in generated/<name>/<name>.cu, run through the CPU emulation under the op family, equals the
     checked-in torch module (fp64 1e-12): values, first derivatives, and a second derivative (force training)."""
     for f in (runtime_load.checked_in_root() / name).iterdir():
         if f.is_file():
             (tmp_path / f.name).write_bytes(f.read_bytes())
     basis = runtime_load.checked_in_basis(name)
     launcher = H.EmulatedLauncher(H.compile_emulation(tmp_path, name), name)
-    module = cb.CudaInvariants(tmp_path, name, launcher=launcher, max_threads=16)
+    module = cb.CudaInvariants(tmp_path, name, launcher=launcher, max_threads=16, device_type="cpu")
     reference = cartinv.load(name, backend="torch")
     rng = np.random.default_rng(3)
     n_atoms, n_pairs, groups = 9, 70, 3

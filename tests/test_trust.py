@@ -342,8 +342,9 @@ def test_exported_torch_module_checks_inputs_on_request(tmp_path):
     assert torch.isfinite(good).all()
 
 
-def test_cuda_sources_and_reference_are_read_only_as_sealed(tmp_path):
-    from cartinv.runtime.kernels import cuda_backend
+def test_cuda_sources_and_torch_core_program_are_read_only_as_sealed(tmp_path):
+    """The CUDA kernels' sources and the torch module whose core gives their double backward."""
+    from cartinv.runtime.kernels import cuda_backend, kernel_cache
     from cartinv.runtime.kernels.kernel_cache import CacheError
     from cartinv.runtime.kernels.load import generated_dir
 
@@ -352,7 +353,7 @@ def test_cuda_sources_and_reference_are_read_only_as_sealed(tmp_path):
     basis = derived((1, 2), degree=3, channels=2)
     folder, name = generated_dir(basis)
     assert cuda_backend.KernelSource.load(folder, name).name == name
-    assert callable(cuda_backend.load_torch_reference(folder, name))
+    assert kernel_cache.verified_source(folder, f"{name}_torch.py", basis.content_hash(), name)
     for fname in (f"{name}.cu", f"{name}_torch.py"):
         path = folder / fname
         good = path.read_text()
@@ -361,5 +362,5 @@ def test_cuda_sources_and_reference_are_read_only_as_sealed(tmp_path):
             if fname.endswith(".cu"):
                 cuda_backend.KernelSource.load(folder, name)
             else:
-                cuda_backend.load_torch_reference(folder, name)
+                kernel_cache.verified_source(folder, fname, basis.content_hash(), name)
         path.write_text(good)

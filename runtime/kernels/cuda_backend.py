@@ -12,9 +12,9 @@ Pieces, each usable and testable on its own:
 - launch configurations (pure functions of the sizes);
 - ``CupyLauncher``: compiles, loads and launches the kernels on torch's current CUDA stream, passing torch
   tensors zero-copy through DLPack;
-- ``CudaInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I``, differentiable to any
-  order: first derivatives run the CUDA backward kernels; the derivative of the backward itself recomputes
-  through a torch implementation of the same Basis (the generated ``<name>_torch.py`` by default).
+- ``CudaInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I`` through the Basis's one op
+  family (runtime/kernels/ops.py), where the kernels are attached for CUDA tensors: forward and first derivatives
+  run the CUDA kernels; the double backward is the family's torch core on the GPU.
 
 A launcher is anything with ``check(tensor)``, ``max_threads(symbol, device)`` and
 ``launch(symbol, device, grid, block, shared_mem, args)``, where args are torch tensors and numpy int32/int64
@@ -24,11 +24,12 @@ scalars in the kernel's parameter order; tests use this to run the same kernels 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -404,78 +405,20 @@ class KernelRunner:
         return grad_r, grad_w
 
 
-class _InvariantsFunction(torch.autograd.Function):
-    """I = invariants(moments(r, w)); backward through the CUDA backward kernels."""
-
-    @staticmethod
-    def forward(ctx, r, w, runner: KernelRunner, layout: PairLayout, reference):
-        store = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
-        out, moments = runner.forward(r, w, layout, store_moments=store)
-        if store:
-            ctx.save_for_backward(r, w, moments)
-        ctx.runner, ctx.layout, ctx.reference = runner, layout, reference
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        r, w, moments = ctx.saved_tensors
-        grad_r, grad_w = _InvariantsBackward.apply(
-            grad_out.contiguous(), r, w, moments, ctx.runner, ctx.layout, ctx.reference
-        )
-        return grad_r, grad_w, None, None, None
-
-
-class _InvariantsBackward(torch.autograd.Function):
-    """(grad_r, grad_w) = VJP of the invariants; its own derivative recomputes through the torch reference."""
-
-    @staticmethod
-    def forward(ctx, grad_out, r, w, moments, runner: KernelRunner, layout: PairLayout, reference):
-        grad_r, grad_w = runner.backward(r, w, moments, grad_out, layout)
-        ctx.save_for_backward(grad_out, r, w)
-        ctx.layout, ctx.reference = layout, reference
-        return grad_r, grad_w
-
-    @staticmethod
-    def backward(ctx, grad_grad_r, grad_grad_w):
-        grad_out, r, w = ctx.saved_tensors
-        layout = ctx.layout
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            g = grad_out.detach().requires_grad_(True)
-            r_ = r.detach().requires_grad_(True)
-            w_ = w.detach().requires_grad_(True)
-            out = ctx.reference(r_, layout.centers, w_, layout.n_atoms)
-            grad_r, grad_w = torch.autograd.grad(out, (r_, w_), g, create_graph=True)
-            pairs = [(o, v) for o, v in ((grad_r, grad_grad_r), (grad_w, grad_grad_w)) if v is not None]
-            grads = torch.autograd.grad(
-                [o for o, _ in pairs], (g, r_, w_), [v for _, v in pairs],
-                allow_unused=True, create_graph=create_graph,
-            )
-        return grads[0], grads[1], grads[2], None, None, None, None
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The module
 
 
-def load_torch_reference(generated_dir, name: str) -> Callable:
-    """`invariants(r, centers, w, n_atoms) -> I` from the generated <name>_torch.py (for double backward)."""
+_EMULATED = itertools.count()
+
+
+def _torch_module(generated_dir: Path, name: str) -> types.ModuleType:
+    """The generated <name>_torch.py of any folder with a manifest, executed from bytes the manifest records."""
     path = Path(generated_dir) / f"{name}_torch.py"
-    if not path.is_file():
-        raise CudaBackendError(f"missing generated torch module {path}, needed for second derivatives")
-    module = types.ModuleType(f"cartinv_generated_{c_identifier(name)}_torch")
+    module = types.ModuleType(f"cartinv_generated_{c_identifier(name)}_torch_{next(_EMULATED)}")
     module.__file__ = str(path)
-    # only bytes whose sha256 the manifest (and, in the cache, the folder's seal) records
     exec(compile(read_checked(path.parent, name, path.name), str(path), "exec"), module.__dict__)
-    return _reference_from_module(module, path)
-
-
-def _reference_from_module(module, path: Path) -> Callable:
-    """The generated module's ``compute(r, centers, w, n_atoms)``: the same invariants in differentiable torch ops."""
-    compute = getattr(module, "compute", None)
-    if not callable(compute):
-        raise CudaBackendError(f"{path} has no function compute(r, centers, w, n_atoms)")
-    return compute
+    return module
 
 
 class CudaInvariants(torch.nn.Module):
@@ -483,23 +426,27 @@ class CudaInvariants(torch.nn.Module):
 
     r [P, 3] pair vectors (float32 or float64, CUDA), centers [P] integer centre atom of each pair, w the pair
     weights: [P, C] for a tied (one-channel) Basis -> I [n_atoms, C, K], or [P, G, N] with N = the Basis's channels
-    -> I [n_atoms, G, K]; K invariants in Basis order. Differentiable w.r.t. r and w, to any order.
+    -> I [n_atoms, G, K]; K invariants in Basis order. Differentiable w.r.t. r and w, to any order, through the
+    Basis's op family (runtime/kernels/ops.py), where these kernels serve CUDA tensors: forward and backward run
+    the CUDA kernels, the double backward the torch core (the generated <name>_torch.py) on the GPU.
 
-    launcher: defaults to a CupyLauncher (requires ``available()``); reference: the torch implementation used for
-    derivatives of the backward pass, ``reference(r, centers, w3, n_atoms) -> I`` with w3 [P, G, N]; defaults to
-    the generated <name>_torch.py, loaded on first need. max_threads caps the threads per block.
+    launcher: defaults to a CupyLauncher (requires ``available()``); max_threads caps the threads per block.
+    device_type: the tensors the kernels serve, "cuda"; the tests pass "cpu" with a CPU emulation of the kernels,
+    which then serve CPU tensors in an op family of this module's own (no other family changes).
     """
 
-    def __init__(self, generated_dir, name: str, *, launcher=None, reference: Callable | None = None,
-                 max_threads: int = DEFAULT_THREADS):
+    def __init__(self, generated_dir, name: str, *, launcher=None, max_threads: int = DEFAULT_THREADS,
+                 device_type: str = "cuda"):
         super().__init__()
         self.generated_dir = Path(generated_dir)
         self.name = name
         self.source = KernelSource.load(self.generated_dir, name)
+        self.basis_hash = self.source.manifest.basis_hash
         self._launcher = launcher
-        self._reference = reference
         self._runner: KernelRunner | None = None
+        self._family = None
         self.max_threads = max_threads
+        self.device_type = device_type
         constants = self.source.constants
         self.channels = constants["CHANNELS"]
         self.n_invariants = constants["N_INVARIANTS"]
@@ -511,10 +458,23 @@ class CudaInvariants(torch.nn.Module):
             self._runner = KernelRunner(self.source, launcher, self.max_threads)
         return self._runner
 
-    def reference(self, r, centers, w, n_atoms):
-        if self._reference is None:
-            self._reference = load_torch_reference(self.generated_dir, self.name)
-        return self._reference(r, centers, w, n_atoms)
+    @property
+    def family(self):
+        """The op family with these kernels attached for ``device_type`` (built on first use)."""
+        if self._family is None:
+            from . import ops
+
+            if not (self.generated_dir / f"{self.name}_torch.py").is_file():
+                raise CudaBackendError(f"missing generated torch module {self.generated_dir / self.name}_torch.py, "
+                                       f"needed for second derivatives")
+            if self.device_type == "cuda":  # a checked-in or cache folder (cartinv.load): the Basis's family
+                family = ops.family(self.generated_dir, self.name, self.basis_hash)
+            else:
+                family = ops.OpFamily(f"{self.name}_on_{self.device_type}_{next(_EMULATED)}", self.basis_hash,
+                                      _torch_module(self.generated_dir, self.name)._kernels)
+            family.attach(self.device_type, ops.CudaKernelsImpl(self.runner))
+            self._family = family
+        return self._family
 
     def _weights(self, w: torch.Tensor, n_pairs: int) -> torch.Tensor:
         if w.dim() == 2:
@@ -543,5 +503,5 @@ class CudaInvariants(torch.nn.Module):
         for t in (r, centers, w):
             runner.launcher.check(t)
         w3 = self._weights(w, r.shape[0]).contiguous()
-        layout = build_csr(centers, int(n_atoms))
-        return _InvariantsFunction.apply(r.contiguous(), w3, runner, layout, self.reference)
+        build_csr(centers, int(n_atoms))  # the one-line errors for bad centres, before the op
+        return self.family.invariants(r.contiguous(), w3, centers.to(torch.int64).contiguous(), int(n_atoms))

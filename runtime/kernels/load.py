@@ -231,7 +231,7 @@ class CartinvModule(torch.nn.Module):
             elif not (self.folder / f"{self.name}.cu").is_file():
                 self._cuda_reason = f"{self.folder / (self.name + '.cu')} was not generated"
             else:
-                self._cuda_impl = backend.CudaInvariants(self.folder, self.name, reference=self.torch_impl)
+                self._cuda_impl = backend.CudaInvariants(self.folder, self.name)
         if self._cuda_impl is None:
             wanted = "requested" if self.backend == "cuda" else "expected for GPU inputs"
             self._warn_once(f"cartinv: the CUDA backend was {wanted} but is unavailable: {self._cuda_reason}; "

@@ -12,10 +12,12 @@ moments, in the implementation's own layout). Autograd is wired forward -> backw
 invariants are differentiable twice through the one family (gradcheck, gradgradcheck, opcheck, torch.compile
 and torch.export all see these three ops).
 
-Implementations: the CPU kernels are the fused C++ library of runtime/kernels/cpu_backend.py where it builds; every other
-device (and the CPU where no compiler is found) runs the torch core (runtime/kernels/torch_core.py) with the basis's
-generated programs: explicit forward and backward, and a double backward that differentiates the torch core's
-own backward (by autograd, on a worker thread: see ``_recording``). The torch backend
+Implementations, attached per device type (``OpFamily.attach``): the CPU kernels are the fused C++ library of
+runtime/kernels/cpu_backend.py where it builds; the CUDA forward and backward are the generated CUDA kernels
+(runtime/kernels/cuda_backend.py, ``CudaKernelsImpl``) where CuPy and a GPU are present. Everything else (and
+the CUDA double backward) runs the torch core (runtime/kernels/torch_core.py) with the basis's generated
+programs: explicit forward and backward, and a double backward that differentiates the torch core's own backward
+(by autograd, on a worker thread: see ``_recording``). The torch backend
 (``cartinv.load(..., backend="torch")``) is that same torch core, used directly.
 """
 
@@ -113,20 +115,44 @@ class TorchCoreImpl:
                      for g, x in zip(grads, (r, w, grad_out)))
 
 
+class CudaKernelsImpl:
+    """The family's forward and backward on the generated CUDA kernels (cuda_backend.KernelRunner: CuPy + NVRTC,
+    or the tests' CPU emulation of the same kernels); the double backward stays the torch core's on the device."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.n_invariants = runner.n_invariants
+
+    def forward(self, r, w, centers, n_atoms: int):
+        from .cuda_backend import build_csr
+
+        out, moments = self.runner.forward(r, w, build_csr(centers, n_atoms), store_moments=True)
+        return out, moments.reshape(n_atoms, w.shape[1] * self.runner.n_coords)
+
+    def backward(self, r, w, centers, n_atoms: int, saved, grad_out):
+        from .cuda_backend import build_csr
+
+        moments = saved.reshape(n_atoms, w.shape[1], self.runner.n_coords)
+        return self.runner.backward(r, w, moments, grad_out, build_csr(centers, n_atoms))
+
+
 class OpFamily:
     """The op family of one Basis (see the module docstring). ``library``: a cpu_backend.FusedLibrary, whose
-    kernels then serve CPU tensors; may be attached later with ``attach_library``."""
+    kernels then serve CPU tensors; may be attached later with ``attach_library``; other devices' kernels with
+    ``attach``."""
 
     def __init__(self, name: str, basis_hash: str, kernels, library=None):
         self.name, self.basis_hash = name, basis_hash
         self.torch_impl = impl = TorchCoreImpl(kernels)
         self.library = None
+        self.devices: dict[str, object] = {}  # device type -> the implementation attached for it
         self.prefix = prefix = f"cartinv::{c_identifier(name)}_{basis_hash[:12]}"
         n_invariants = kernels.n_invariants
 
         def saved_width(r, groups):
-            if r.device.type == "cpu" and self.library is not None:
-                return self.library.moments_width(groups, r.dtype)
+            attached = self.devices.get(r.device.type)
+            if hasattr(attached, "moments_width"):  # the fused CPU library keeps its own layout
+                return attached.moments_width(groups, r.dtype)
             return impl.saved_width(groups)
 
         @torch.library.custom_op(f"{prefix}_forward", mutates_args=())
@@ -196,27 +222,35 @@ class OpFamily:
         """Serve CPU tensors with the fused kernels of `library` (built for this Basis), from now on."""
         if self.library is not None:
             return
-        if library.n_invariants != self.torch_impl.kernels.n_invariants:
-            raise ValueError(f"library {library.path} has {library.n_invariants} invariants, the Basis "
-                             f"{self.torch_impl.kernels.n_invariants}")
-        lib = library
+        self.attach("cpu", library)
+        self.library = library
 
-        @self.forward.register_kernel("cpu")
+    def attach(self, device_type: str, impl) -> None:
+        """Serve tensors on ``device_type`` with ``impl`` from now on (once per device type): its ``forward`` and
+        ``backward``, and its ``double_backward`` where it has one (else the torch core's, on that device)."""
+        if device_type in self.devices:
+            return
+        if impl.n_invariants != self.torch_impl.kernels.n_invariants:
+            raise ValueError(f"{impl!r} has {impl.n_invariants} invariants, the Basis "
+                             f"{self.torch_impl.kernels.n_invariants}")
+
+        @self.forward.register_kernel(device_type)
         def _(r, w, centers, n_atoms):
             r, w, centers = _contiguous(r, w, centers)
-            return lib.forward(r, w, centers, n_atoms)
+            return impl.forward(r, w, centers, n_atoms)
 
-        @self.backward.register_kernel("cpu")
+        @self.backward.register_kernel(device_type)
         def _(r, w, centers, n_atoms, saved, grad_out):
             r, w, centers, saved, grad_out = _contiguous(r, w, centers, saved, grad_out)
-            return lib.backward(r, w, centers, n_atoms, saved, grad_out)
+            return impl.backward(r, w, centers, n_atoms, saved, grad_out)
 
-        @self.double_backward.register_kernel("cpu")
-        def _(r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w):
-            args = _contiguous(r, w, centers, grad_out, grad_grad_r, grad_grad_w)
-            return lib.double_backward(args[0], args[1], args[2], n_atoms, *args[3:])
+        if hasattr(impl, "double_backward"):
+            @self.double_backward.register_kernel(device_type)
+            def _(r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w):
+                args = _contiguous(r, w, centers, grad_out, grad_grad_r, grad_grad_w)
+                return impl.double_backward(args[0], args[1], args[2], n_atoms, *args[3:])
 
-        self.library = library
+        self.devices[device_type] = impl
 
     def invariants(self, r, w, centers, n_atoms: int):
         """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice."""
