@@ -45,29 +45,27 @@ class FormulaBuilder:
         names = [e["name"] for e in self.table]
         self.names = names
         self.ring, *gens = ring(",".join(names), QQ)
-        # Products run over ZZ (Python integers, no gcd per operation): block b's tensors are scaled by the common
-        # denominator of its rational basis, and the product is divided by the product of those scales at the end.
         self.gens = dict(zip(names, gens))
         self.symbols = {n: sp.Symbol(n) for n in names}
         index = {n: k for k, n in enumerate(names)}
         self._ring_tensors: dict | None = None  # built on first use of the sparse path
         self._denominator = {EPS_LABEL: 1}
-        # per label: integer coefficient tensor [3]*l + [2l+1] (the scaled F_{l,m} along the last axis), the
-        # variable index of each m, and the largest |entry| (for the int64 overflow bound)
+        # Products run over the integers: block b's rational tensors are scaled by their common denominator, and
+        # the product is divided by the product of those scales at the end. Per label: the integer coefficient
+        # tensor [3]*l + [2l+1] (the scaled F_{l,m} along the last axis), the variable index of each m, and the
+        # largest |entry| (for the int64 overflow bound); per coordinate, its squared norm n_m.
         self._coefficients = {EPS_LABEL: (levi_civita().astype(np.int64), None, 1)}
+        self._scale = {}
         for b in self.blocks:
             l = b[1]
-            tensors, _ = stf.rational_basis(l)
+            tensors, norms = stf.rational_basis(l)
             den = math.lcm(*(int(x.denominator) for t in tensors for x in t.flat if x))
             self._denominator[b] = den
             scaled = [int(x * den) for t in tensors for x in t.flat]
             coeff = np.moveaxis(np.array(scaled, dtype=object).reshape((2 * l + 1,) + (3,) * l), 0, -1)
             self._coefficients[b] = (coeff, np.array([index[coordinate_name(b, m, channels)]
                                                       for m in range(-l, l + 1)]), max(abs(v) for v in scaled))
-        self._scale = {}
-        for b in self.blocks:
-            _, norms = stf.rational_basis(b[1])
-            for m, n in zip(range(-b[1], b[1] + 1), norms):
+            for m, n in zip(range(-l, l + 1), norms):
                 self._scale[coordinate_name(b, m, channels)] = n
         # the printer's view: names in SymPy's symbol order, and each norm's prime exponents
         self._print_order = sorted(range(len(names)), key=lambda k: names[k])
