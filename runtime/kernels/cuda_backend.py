@@ -8,7 +8,7 @@ Pieces, each usable and testable on its own:
 - ``cache_key`` / ``BinaryCache`` (over kernel_cache.BinaryCache): compiled binaries cached on disk under
   ``$CARTINV_CACHE`` (default ``~/.cache/cartinv``), keyed by sha256 of (source, NVRTC version, architecture,
   options), written atomically (temporary file + ``os.replace``) so concurrent processes never see half a file;
-- ``build_csr``: pairs sorted by centre (stable) and CSR offsets per atom;
+- ``centre_counts`` / ``build_csr``: centres checked and counted; pairs sorted by centre (stable) and CSR offsets;
 - launch configurations (pure functions of the sizes);
 - ``CupyLauncher``: compiles, loads and launches the kernels on torch's current CUDA stream, passing torch
   tensors zero-copy through DLPack;
@@ -183,8 +183,8 @@ class PairLayout:
         return self.order.numel()
 
 
-def build_csr(centers: torch.Tensor, n_atoms: int) -> PairLayout:
-    """Stable sort of pairs by centre and CSR offsets (int64, on the centres' device)."""
+def centre_counts(centers: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int64 centres, pairs per atom), with a one-line error for centres that are not atom indices < n_atoms."""
     if centers.dim() != 1:
         raise ArgumentError(f"centers must be one-dimensional, got shape {tuple(centers.shape)}")
     if centers.dtype.is_floating_point or centers.dtype == torch.bool or centers.is_complex():
@@ -201,6 +201,13 @@ def build_csr(centers: torch.Tensor, n_atoms: int) -> PairLayout:
         raise ArgumentError(f"centers must be non-negative atom indices ({exc})") from None
     if counts.numel() != n_atoms:
         raise ArgumentError(f"a centre index is >= n_atoms = {n_atoms}")
+    return centers, counts
+
+
+def build_csr(centers: torch.Tensor, n_atoms: int) -> PairLayout:
+    """Stable sort of pairs by centre and CSR offsets (int64, on the centres' device)."""
+    centers, counts = centre_counts(centers, n_atoms)
+    n_atoms = int(n_atoms)
     offsets = torch.zeros(n_atoms + 1, dtype=torch.int64, device=centers.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     order = torch.argsort(centers, stable=True)
@@ -503,5 +510,5 @@ class CudaInvariants(torch.nn.Module):
         for t in (r, centers, w):
             runner.launcher.check(t)
         w3 = self._weights(w, r.shape[0]).contiguous()
-        build_csr(centers, int(n_atoms))  # the one-line errors for bad centres, before the op
-        return self.family.invariants(r.contiguous(), w3, centers.to(torch.int64).contiguous(), int(n_atoms))
+        centers, _ = centre_counts(centers, int(n_atoms))  # the one-line errors for bad centres, before the op
+        return self.family.invariants(r.contiguous(), w3, centers, int(n_atoms))
