@@ -152,11 +152,10 @@ struct PairBatch {
             for (int c = 0; c < 3; ++c) rv[c].x[k] = r[3 * pairs[k] + c];
         }
         const V rr = rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2];
+        // two branch-free loops over the lanes, so the compiler vectorises them (one vector sqrt and divide)
         bool usable = true;
-        for (int k = 0; k < W; ++k) {
-            usable = usable && rr.x[k] > S(0) && rr.x[k] <= std::numeric_limits<S>::max();
-            inv_length.x[k] = inv_sqrt(rr.x[k]);
-        }
+        for (int k = 0; k < W; ++k) usable &= (rr.x[k] > S(0)) & (rr.x[k] <= std::numeric_limits<S>::max());
+        for (int k = 0; k < W; ++k) inv_length.x[k] = inv_sqrt(rr.x[k]);
         for (int c = 0; c < 3; ++c) u[c] = rv[c] * inv_length;
         V Yv[NH];
         B::harmonics(u[0], u[1], u[2], Yv);
