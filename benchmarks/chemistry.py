@@ -17,8 +17,9 @@ Each (budget, molecule, size, model, seed) result is appended as one JSON line t
 already there, so a long run can be completed in several pieces. With ``--checkpoints DIR`` every training run keeps
 its checkpoint (weights, optimiser, schedule, CPU seconds so far) in a folder of DIR, and a convergence run that
 stopped at ``--max-time`` is continued from it when asked again with a larger ``--max-time``: its result line is
-replaced by the longer run's, whose epochs and training time count from the start. The table gives test energy MAE (meV/atom), force
-MAE (meV/Å), parameters, training time and inference cost; the plot shows force MAE against inference cost.
+replaced by the longer run's, whose epochs and training time count from the start. The table gives test energy
+MAE (meV/atom), force MAE (meV/Å), parameters, training time and inference cost; the plot shows force MAE against
+inference cost.
 Inference cost (µs per atom for energy and forces, one structure per call, one thread; it depends on the
 architecture and the molecule, not on the weights) is measured by ``--cost``: every model side by side in one
 process, best of 3 over 50 test structures; run it on an otherwise idle machine.
@@ -144,7 +145,8 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
     else:
         config = TrainConfig(max_time=args.max_time, clock="cpu", max_epochs=args.max_epochs, patience=args.patience,
                              seed=seed, batch_size=args.batch_size, lr=args.lr, progress=False, valid_every=every)
-    ck_dir = None if args.checkpoints is None else args.checkpoints / run_folder(args.budget, molecule, size, name, seed)
+    ck_dir = (None if args.checkpoints is None
+              else args.checkpoints / run_folder(args.budget, molecule, size, name, seed))
     loop = fit_model(model, sets[0], sets[1], config, predict_fn=predict_fn, outdir=ck_dir, resume=ck_dir is not None,
                      data_hash=fingerprint(train_frames) + fingerprint(valid),
                      log=(lambda line: print("      " + line, flush=True)) if args.verbose or ck_dir else None)

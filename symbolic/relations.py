@@ -19,9 +19,9 @@ Kronecker contractions, so a product of two pseudoscalars takes part in a relati
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from math import isqrt
 
 import numpy as np
