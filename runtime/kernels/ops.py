@@ -16,17 +16,14 @@ Implementations, attached per device type (``OpFamily.attach``): the CPU kernels
 runtime/kernels/cpu_backend.py where it builds; the CUDA forward and backward are the generated CUDA kernels
 (runtime/kernels/cuda_backend.py, ``CudaKernelsImpl``) where CuPy and a GPU are present. Everything else (and
 the CUDA double backward) runs the torch core (runtime/kernels/torch_core.py) with the basis's generated
-programs: explicit forward and backward, and a double backward that differentiates the torch core's own backward
-(by autograd, on a worker thread: see ``_recording``). The torch backend
+programs: explicit forward, backward and double backward (the last in forward mode, on dual numbers). The torch backend
 (``cartinv.load(..., backend="torch")``) is that same torch core, used directly.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
 import threading
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -36,37 +33,6 @@ from .load import generated_dir, import_torch_module, resolve_basis
 
 _LOCK = threading.Lock()
 _FAMILIES: dict[tuple[str, str], "OpFamily"] = {}
-
-
-_RECORDER: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None  # (pid, worker) of this process
-
-
-def _recorder() -> concurrent.futures.ThreadPoolExecutor:
-    """This process's worker thread (a forked child does not inherit the parent's thread: it gets its own)."""
-    global _RECORDER
-    if _RECORDER is None or _RECORDER[0] != os.getpid():
-        with _LOCK:
-            if _RECORDER is None or _RECORDER[0] != os.getpid():
-                _RECORDER = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="cartinv-autograd"))
-    return _RECORDER[1]
-
-
-def _recording(fn: Callable, device: torch.device):
-    """``fn()`` with autograd recording, called from inside an op implementation. The dispatcher runs a custom
-    op's kernels with the autograd keys excluded in its thread-local state (their derivatives come from
-    register_autograd), so the torch core's double backward, which differentiates the core's own backward, runs
-    on a worker thread, whose state is the default one (public API only; the caller's CUDA stream goes along)."""
-    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
-
-    def call():
-        with torch.enable_grad():
-            if stream is None:
-                return fn()
-            with torch.cuda.stream(stream):
-                return fn()
-
-    return _recorder().submit(call).result()
 
 
 def _contiguous(*tensors):
@@ -96,23 +62,13 @@ class TorchCoreImpl:
             return grad_r.contiguous(), grad_w.contiguous()
 
     def double_backward(self, r, w, centers, n_atoms: int, grad_out, grad_grad_r, grad_grad_w):
-        """The VJP of (r, w, grad_out) -> backward(...) with cotangents (grad_grad_r, grad_grad_w), by autograd
-        through the torch core's own differentiable backward."""
-        k = self.kernels
+        """The VJP of (r, w, grad_out) -> backward(...) with cotangents (grad_grad_r, grad_grad_w): the torch
+        core's forward-mode double backward (no autograd inside the op, so no thread or dispatch tricks)."""
         if grad_grad_r is None and grad_grad_w is None:
             return torch.zeros_like(r), torch.zeros_like(w), torch.zeros_like(grad_out)
-
-        def vjp_of_backward():
-            r_, w_, g_ = (t.detach().requires_grad_(True) for t in (r, w, grad_out))
-            grad_r, grad_w = k.moments_vjp(r_, centers, w_, n_atoms, k.invariants_vjp(k.moments(r_, centers, w_,
-                                                                                                   n_atoms), g_))
-            pairs = [(o, v) for o, v in ((grad_r, grad_grad_r), (grad_w, grad_grad_w)) if v is not None]
-            return torch.autograd.grad([o for o, _ in pairs], (r_, w_, g_), [v for _, v in pairs],
-                                       allow_unused=True)
-
-        grads = _recording(vjp_of_backward, r.device)
-        return tuple(torch.zeros_like(x) if g is None else g.detach().contiguous()
-                     for g, x in zip(grads, (r, w, grad_out)))
+        with torch.no_grad():
+            grads = self.kernels.double_backward(r, centers, w, n_atoms, grad_out, grad_grad_r, grad_grad_w)
+            return tuple(g.contiguous() for g in grads)
 
 
 class CudaKernelsImpl:

@@ -102,8 +102,7 @@ class _GatherRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, index, inverse):
-        ctx.save_for_backward(index, inverse)
+    def forward(x, index, inverse):
         n_rows = x.shape[0]
         if n_rows == 0:
             return x.new_zeros((index.shape[0],) + tuple(x.shape[1:]))
@@ -112,6 +111,10 @@ class _GatherRows(torch.autograd.Function):
         if empty.shape[0]:
             out.index_fill_(0, empty, 0)
         return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1], inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
@@ -123,9 +126,12 @@ class _TakeSlots(torch.autograd.Function):
     """out[p] = slots[inverse[p]]: the transpose of _GatherRows (and _GatherRows is its transpose)."""
 
     @staticmethod
-    def forward(ctx, slots, index, inverse):
-        ctx.save_for_backward(index, inverse)
+    def forward(slots, index, inverse):
         return slots.index_select(0, inverse)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1], inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
@@ -170,10 +176,14 @@ class _SlotProduct(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kind, x, y, buckets):
+    def forward(kind, x, y, buckets):
+        return _slot_product(kind, x, y, buckets)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kind, x, y, buckets = inputs
         ctx.kind, ctx.buckets = kind, buckets
         ctx.save_for_backward(x, y)
-        return _slot_product(kind, x, y, buckets)
 
     @staticmethod
     def backward(ctx, grad):
@@ -281,6 +291,135 @@ def unit_vectors(r):
     return r / torch.linalg.vector_norm(r, dim=1, keepdim=True)
 
 
+# --- Forward mode: dual numbers for the row programs ------------------------------------------------------------
+#
+# The double backward runs the basis's straight-line programs on dual numbers (a value and its derivative along
+# one direction), as the fused C++ kernels do with their Dual<V>: no autograd is recorded, so it works inside an
+# op implementation, on any device and under any dispatch mode. A tangent of None is zero. The programs use only
+# +, -, *, unary -, torch.add(alpha=), torch.addcmul(value=), torch.full_like and the in-place add_/addcmul_.
+
+
+def _scaled(t, c):
+    return None if t is None else (t * c if c != 1 else t)
+
+
+def _sum(a, b, alpha=1):
+    """a + alpha * b for tangents that may be None (zero); always a fresh tensor or None."""
+    if b is None:
+        return None if a is None else a.clone()
+    if a is None:
+        return b * alpha
+    return torch.add(a, b, alpha=alpha)
+
+
+def _product_tangent(a, b):
+    """The tangent of a * b (either may be a Dual or a constant)."""
+    av, ad = (a.v, a.d) if isinstance(a, Dual) else (a, None)
+    bv, bd = (b.v, b.d) if isinstance(b, Dual) else (b, None)
+    first = None if ad is None else ad * bv
+    second = None if bd is None else av * bd
+    return _sum(first, second) if first is not None else second
+
+
+def _value(x):
+    return x.v if isinstance(x, Dual) else x
+
+
+def _tangent(x):
+    return x.d if isinstance(x, Dual) else None
+
+
+class Dual:
+    """value + eps * tangent, with eps^2 = 0."""
+
+    __slots__ = ("v", "d")
+
+    def __init__(self, v, d=None):
+        self.v, self.d = v, d
+
+    def __add__(self, other):
+        return Dual(self.v + _value(other), _sum(self.d, _tangent(other)))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return Dual(self.v - _value(other), _sum(self.d, _tangent(other), alpha=-1))
+
+    def __rsub__(self, other):
+        return Dual(_value(other) - self.v, _sum(_tangent(other), self.d, alpha=-1))
+
+    def __neg__(self):
+        return Dual(-self.v, None if self.d is None else -self.d)
+
+    def __mul__(self, other):
+        return Dual(self.v * _value(other), _product_tangent(self, other))
+
+    __rmul__ = __mul__
+
+    def add_(self, other, alpha=1):
+        self.v.add_(_value(other), alpha=alpha)
+        od = _tangent(other)
+        if od is not None:
+            if self.d is None:
+                self.d = od * alpha
+            else:
+                self.d.add_(od, alpha=alpha)
+        return self
+
+    def addcmul_(self, a, b, value=1):
+        term = _product_tangent(a, b)  # before the value changes: a or b may be self
+        self.v.addcmul_(_value(a), _value(b), value=value)
+        if term is not None:
+            if self.d is None:
+                self.d = _scaled(term, value)
+            else:
+                self.d.add_(term, alpha=value)
+        return self
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.add:
+            a, b = args
+            alpha = kwargs.get("alpha", 1)
+            return Dual(torch.add(_value(a), _value(b), alpha=alpha), _sum(_tangent(a), _tangent(b), alpha=alpha))
+        if func is torch.addcmul:
+            a, b, c = args
+            value = kwargs.get("value", 1)
+            term = _product_tangent(b, c)
+            tangent = _sum(_tangent(a), term, alpha=value) if term is not None else _sum(_tangent(a), None)
+            return Dual(torch.addcmul(_value(a), _value(b), _value(c), value=value), tangent)
+        if func is torch.full_like:
+            x, fill = args
+            return Dual(torch.full_like(_value(x), fill, **kwargs), None)
+        return NotImplemented
+
+
+def map_rows_dual(program, blocks, n_out: int):
+    """A row program on dual inputs: blocks[b] = (value [M, n_b], tangent [M, n_b] or None), CHUNK_ROWS rows at a
+    time; returns (values [M, n_out], tangents [M, n_out]) of its outputs."""
+    n_rows = blocks[0][0].shape[0]
+    step = CHUNK_ROWS_CUDA if blocks[0][0].is_cuda else CHUNK_ROWS_CPU
+    rows = []
+    for value, tangent in blocks:
+        vs = value.t().contiguous().unbind(0)
+        ds = [None] * len(vs) if tangent is None else tangent.t().contiguous().unbind(0)
+        rows.extend(zip(vs, ds))
+    like = blocks[0][0]
+    out_v, out_d = like.new_empty((n_out, n_rows)), like.new_empty((n_out, n_rows))
+    for start in range(0, n_rows, step):
+        chunk = slice(start, start + step)
+        outputs = program([Dual(v[chunk], None if d is None else d[chunk]) for v, d in rows])
+        for k, y in enumerate(outputs):
+            out_v[k, chunk].copy_(_value(y))
+            d = _tangent(y)
+            if d is None:
+                out_d[k, chunk].zero_()
+            else:
+                out_d[k, chunk].copy_(d)
+    return out_v.t(), out_d.t()
+
+
 # --- The kernels of one basis ---------------------------------------------------------------------------------
 
 
@@ -289,10 +428,14 @@ class _ProgramFunction(torch.autograd.Function):
     differentiable torch operations (so it can be differentiated again). `kind` is "harmonics" or "invariants"."""
 
     @staticmethod
-    def forward(ctx, kernels, kind, x):
+    def forward(kernels, kind, x):
+        return getattr(kernels, kind)(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kernels, kind, x = inputs
         ctx.kernels, ctx.kind = kernels, kind
         ctx.save_for_backward(x)
-        return getattr(kernels, kind)(x)
 
     @staticmethod
     def backward(ctx, grad):
@@ -416,6 +559,62 @@ class Kernels:
         gu = self.harmonics_vjp(u, plan.take(gy_slots))
         gr = (gu - u * (u * gu).sum(dim=1, keepdim=True)) / norm
         return gr, plan.take(gw_slots).reshape(w.shape)
+
+    def double_backward(self, r, centers, w, n_atoms, gI, ggr=None, ggw=None, plan=None):
+        """(grad_r, grad_w, grad_gI): the VJP of the backward (r, w, gI) -> (gr, gw) with cotangents (ggr, ggw)
+        (None: zero), in forward mode without autograd.
+
+        (gr, gw) is the gradient of F = <gI, I(T(r, w))>, so the VJP in r and w is the Hessian of F times
+        (ggr, ggw): the tangent of (gr, gw) when (r, w) move along (ggr, ggw); the VJP in gI is the tangent of I
+        along the same direction. Each is one pass of the backward on dual numbers.
+        """
+        n_pairs = r.shape[0]
+        weights, groups = self.weights_matrix(w, n_pairs)
+        weights_d = None if ggw is None else self.weights_matrix(ggw, n_pairs)[0]
+        if plan is None:
+            plan = SegmentPlan(centers, n_atoms)
+        norm = torch.linalg.vector_norm(r, dim=1, keepdim=True)
+        u = r / norm
+        if ggr is None:
+            du = norm_d = None
+        else:  # d|r| = u . dr, du = (dr - u (u . dr)) / |r|
+            norm_d = (u * ggr).sum(dim=1, keepdim=True)
+            du = (ggr - u * norm_d) / norm
+        Y, Y_d = map_rows_dual(self._rows["harmonics"], [(u, du)], self.n_harmonics)
+        shape = (n_atoms, groups, self.n_coords)
+        Y_slots, Y_d_slots = plan.gather(Y), plan.gather(Y_d)
+        w_slots = plan.gather(weights)
+        T = plan.to_atom_order(_slot_product("moments", w_slots, Y_slots, plan.buckets)).reshape(shape)
+        T_d = plan.to_atom_order(_slot_product("moments", w_slots, Y_d_slots, plan.buckets))
+        if weights_d is not None:
+            wd_slots = plan.gather(weights_d)
+            T_d = T_d + plan.to_atom_order(_slot_product("moments", wd_slots, Y_slots, plan.buckets))
+        T_d = T_d.reshape(shape)
+        flat_T, flat_T_d = T.reshape(-1, self.n_coords), T_d.reshape(-1, self.n_coords)
+        _, I_d = map_rows_dual(self._rows["invariants"], [(flat_T, flat_T_d)], self.n_invariants)
+        gT, gT_d = map_rows_dual(self._rows["invariants_vjp"],
+                                 [(flat_T, flat_T_d), (gI.reshape(-1, self.n_invariants), None)], self.n_coords)
+        per_atom = (n_atoms, groups * self.channels, self.n_harmonics)
+        g_atoms = plan.to_bucket_order(gT.reshape(per_atom))
+        g_d_atoms = plan.to_bucket_order(gT_d.reshape(per_atom))
+        # gw = Y gT^T per pair, and its tangent dY gT^T + Y dgT^T
+        gw_d = (_slot_product("left", Y_d_slots, g_atoms, plan.buckets)
+                + _slot_product("left", Y_slots, g_d_atoms, plan.buckets))
+        # gY = w gT per pair, and its tangent w dgT + dw gT
+        gY = _slot_product("right", w_slots, g_atoms, plan.buckets)
+        gY_d = _slot_product("right", w_slots, g_d_atoms, plan.buckets)
+        if weights_d is not None:
+            gY_d = gY_d + _slot_product("right", wd_slots, g_atoms, plan.buckets)
+        gu, gu_d = map_rows_dual(self._rows["harmonics_vjp"], [(u, du), (plan.take(gY), plan.take(gY_d))], 3)
+        # gr = (gu - u s) / |r| with s = u . gu, and its tangent
+        s = (u * gu).sum(dim=1, keepdim=True)
+        s_d = (u * gu_d).sum(dim=1, keepdim=True)
+        gr_d = gu_d - u * s_d
+        if du is not None:
+            gr = (gu - u * s) / norm
+            gr_d = gr_d - du * s - u * (du * gu).sum(dim=1, keepdim=True) - gr * norm_d
+        gr_d = gr_d / norm
+        return gr_d, plan.take(gw_d).reshape(w.shape), I_d.reshape(n_atoms, groups, self.n_invariants)
 
     def compute(self, r, centers, w, n_atoms, plan=None):
         """I[i, g, k] = invariant k of the moments T[i, g, :] of atom i: [n_atoms, G, N_INVARIANTS]."""
