@@ -343,6 +343,31 @@ def test_cuda_backend_unavailable_warns_once_and_uses_torch(module, monkeypatch)
         assert m.active_backend("cuda") == "torch"
 
 
+def test_fallback_runs_the_torch_core_through_the_op_family(monkeypatch):
+    """Where the expected backend is unavailable, the module evaluates the torch core through the Basis's ops
+    (registered apart from the fused kernels' family): the same numbers as backend="torch", first and second
+    derivatives through the family's autograd."""
+    from cartinv.runtime.kernels import cpu_backend
+
+    monkeypatch.setattr(runtime_load, "_cuda_backend_status", lambda: (None, "no GPU in this test"))
+    with pytest.warns(runtime_load.BackendWarning):
+        m = cartinv.load(NAME, backend="cuda")
+    r, c, w, n = inputs()
+    r = r.double().requires_grad_()
+    w = w.double().requires_grad_()
+    out = m(r, c, w, n)
+    assert "torchcore" in type(out.grad_fn).__name__ or "torchcore" in out.grad_fn.name(), out.grad_fn.name()
+    ref = cartinv.load(NAME, backend="torch")(r, c, w, n)
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
+    small, c6 = (r[:6].detach().requires_grad_(), w[:6].detach().requires_grad_()), c[:6]
+    fn = lambda a, b: m(a, c6, b, n)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, small)
+    if cpu_backend.available()[0]:
+        fused = cartinv.load(NAME, backend="cpu")
+        assert fused.active_backend("cpu") == "cpu"
+        assert "torchcore" not in fused(r, c, w, n).grad_fn.name()
+
+
 def test_auto_on_cpu_never_touches_cuda(monkeypatch):
     def fail():
         raise AssertionError("the CUDA backend was consulted for CPU inputs")

@@ -12,7 +12,8 @@ Backends: "torch" (the generated PyTorch module: any device), "cpu" (the fused C
 cartinv.runtime.kernels.cpu_backend, compiled on first use), "cuda" (the generated CUDA kernels through
 cartinv.runtime.kernels.cuda_backend, CuPy + NVRTC), "auto" (CUDA for inputs on a GPU, the fused kernels for inputs on the
 CPU, each where usable, else torch). When a backend was requested, or expected from the inputs' device, but cannot
-run (no C++ compiler, no CuPy, ...), the module warns once, naming the reason, and evaluates with torch.
+run (no C++ compiler, no CuPy, ...), the module warns once, naming the reason, and evaluates with the torch core
+through the Basis's ops (cartinv.runtime.kernels.ops.torch_core_family): the fused kernels' autograd path.
 """
 
 from __future__ import annotations
@@ -290,7 +291,15 @@ class CartinvModule(torch.nn.Module):
                                  f"too large for {r.dtype})") from None
         if fused_cpu and self.check_values:  # the fused backend is unavailable: check before the torch backend
             check_inputs(r, centers, w, n_atoms, channels=self.channels)
-        return self.torch_impl(r, centers, w, n_atoms)
+        if self.backend == "torch":  # the torch core itself, with its own autograd: the reference
+            return self.torch_impl(r, centers, w, n_atoms)
+        # a backend was expected but is unavailable: the torch core through the Basis's ops (the same maths, and
+        # derivatives of every order through the op family's one autograd path)
+        from cartinv.runtime.kernels.ops import torch_core_family
+
+        w3 = w.unsqueeze(-1) if w.dim() == 2 else w
+        ops = torch_core_family(self.folder, self.name, self.basis_hash)
+        return ops.invariants(r.contiguous(), w3.contiguous(), centers.to(torch.int64), int(n_atoms))
 
 
 def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> CartinvModule:

@@ -215,14 +215,25 @@ class OpFamily:
 
 def family(folder, name: str, basis_hash: str, library=None) -> OpFamily:
     """The op family of a Basis (registered once per process); `library`, when given, serves CPU tensors."""
-    key = (name, basis_hash)
+    return _registered(folder, name, name, basis_hash, library)
+
+
+def torch_core_family(folder, name: str, basis_hash: str) -> OpFamily:
+    """The Basis's ops with the torch core on every device, registered apart (``cartinv::<name>_torchcore_...``):
+    what a module evaluates with where its backend is unavailable, so the fallback keeps the family's autograd
+    path and never picks up kernels attached to the main family."""
+    return _registered(folder, name, f"{name}_torchcore", basis_hash, None)
+
+
+def _registered(folder, name: str, op_name: str, basis_hash: str, library) -> OpFamily:
+    key = (op_name, basis_hash)
     known = _FAMILIES.get(key)
     if known is not None and (library is None or known.library is not None):
         return known  # no lock on this path: it runs on every call, also inside torch.compile's tracing
     with _LOCK:
         if key not in _FAMILIES:
             kernels = import_torch_module(folder, name, basis_hash)._kernels
-            _FAMILIES[key] = OpFamily(name, basis_hash, kernels, library)
+            _FAMILIES[key] = OpFamily(op_name, basis_hash, kernels, library)
         elif library is not None:
             _FAMILIES[key].attach_library(library)
         return _FAMILIES[key]
