@@ -116,6 +116,15 @@ def _import_hippynn():
     return hip_tensors, custom_kernels
 
 
+def hippynn_missing() -> str | None:
+    """None where hippynn imports, else the reason in one line (the peer's functions import it lazily)."""
+    try:
+        _import_hippynn()
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
 _MAP_CACHE: dict = {}
 
 

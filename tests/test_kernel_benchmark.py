@@ -42,3 +42,22 @@ def test_mace_peer_is_invariant_and_differentiable():
     assert not torch.allclose(out, torch.zeros_like(out))
     (grad,) = torch.autograd.grad(out.sum(), r)
     assert torch.isfinite(grad).all() and grad.abs().max() > 0
+
+
+def test_missing_hippynn_leaves_its_rows_out(capsys, monkeypatch):
+    """Where hippynn does not import (a GPU machine without the wheel, say) the benchmark still runs the others:
+    it printed a traceback there before."""
+    from benchmarks import peers
+
+    def missing():
+        raise ImportError("hippynn is required for the hippynn peer (benchmarks/peers.py): pip install hippynn")
+
+    monkeypatch.setattr(peers, "_import_hippynn", missing)
+    monkeypatch.setattr(kernels, "copy_bandwidth", lambda device: 1e10)
+    monkeypatch.setattr(kernels, "matmul_peak", lambda dtype, device: 1e10)
+    assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--dtypes", "float64",
+                         "--no-memory", "--methods", "cartinv", "hippynn"]) == 0
+    out = capsys.readouterr().out
+    assert "# hippynn peer unavailable (hippynn is required" in out
+    labels = [line.split()[3] for line in out.splitlines() if re.match(r"\s*40\s", line)]
+    assert "cartinv" in labels and "hippynn" not in labels
