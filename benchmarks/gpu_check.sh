@@ -21,7 +21,12 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 $py -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -n 3 || exit 1
 $py -c "from cartinv.runtime.kernels import cuda_backend as c; print('cuda backend:', c.available())" | tee "$out/backend.txt"
-$py -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py tests/test_cuda_backend.py 2>&1 | tee "$out/tests.log"
+# one line per test with its time, and a hang (there was one: the double backward on the engine's device thread)
+# fails that test after 120 s, where pytest-timeout is installed, instead of taking the whole lease
+timeout_opt=()
+$py -c "import pytest_timeout" 2>/dev/null && timeout_opt=(--timeout 120)
+$py -m pytest -v -rs -p no:cacheprovider --durations 10 "${timeout_opt[@]}" tests/test_gpu.py \
+    tests/test_cuda_backend.py 2>&1 | tee "$out/tests.log"
 tests=$?
 if [ "${1:-}" = "--quick" ]; then
     args=(--quick)
