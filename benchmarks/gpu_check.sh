@@ -4,7 +4,8 @@
 #      `pip download --no-deps -d .whl hippynn==0.1.3`; without it the benchmark leaves hippynn out);
 #   2. runs the CUDA tests on the device: tests/test_gpu.py (every checked-in basis, fused kernels and the torch
 #      backend on the GPU against the CPU, first and second derivatives) and tests/test_cuda_backend.py;
-#   3. runs benchmarks/kernels.py on the GPU (cartinv torch backend, fused CUDA kernels, naive einsum, hippynn),
+#   3. prints where one CUDA forward + backward spends its time (benchmarks/profile_step.py);
+#   4. runs benchmarks/kernels.py on the GPU (cartinv torch backend, fused CUDA kernels, naive einsum, hippynn),
 #      which ends with the roofline lines (fused forward against one read of the pair data at copy bandwidth),
 #      then the same for the flexible basis against the naive einsum.
 # Logs go to $OUT (default ./gpu_check_out). Usage: bash benchmarks/gpu_check.sh [--quick]
@@ -28,6 +29,8 @@ $py -c "import pytest_timeout" 2>/dev/null && timeout_opt=(--timeout 120)
 $py -m pytest -v -rs -p no:cacheprovider --durations 10 "${timeout_opt[@]}" tests/test_gpu.py \
     tests/test_cuda_backend.py 2>&1 | tee "$out/tests.log"
 tests=$?
+# where one CUDA forward + backward spends its time (host and device tables of torch.profiler)
+$py benchmarks/profile_step.py --atoms 20000 --dtype float32 2>&1 | grep -v '^USDT' | tee "$out/profile.log"
 if [ "${1:-}" = "--quick" ]; then
     args=(--quick)
 else

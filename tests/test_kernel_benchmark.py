@@ -61,3 +61,13 @@ def test_missing_hippynn_leaves_its_rows_out(capsys, monkeypatch):
     assert "# hippynn peer unavailable (hippynn is required" in out
     labels = [line.split()[3] for line in out.splitlines() if re.match(r"\s*40\s", line)]
     assert "cartinv" in labels and "hippynn" not in labels
+
+
+def test_profile_step_prints_the_host_table(capsys):
+    from benchmarks import profile_step
+
+    assert profile_step.main(["--atoms", "30", "--channels", "4", "--steps", "1", "--rows", "5",
+                              "--dtype", "float64", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "# by host self time" in out and "Self CPU time total" in out
+    assert re.search(r"backend (cpu|torch) on cpu", out)
