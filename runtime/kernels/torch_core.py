@@ -102,7 +102,8 @@ class _GatherRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, index, inverse):
+    def forward(ctx, x, index, inverse):
+        ctx.save_for_backward(index, inverse)
         n_rows = x.shape[0]
         if n_rows == 0:
             return x.new_zeros((index.shape[0],) + tuple(x.shape[1:]))
@@ -111,10 +112,6 @@ class _GatherRows(torch.autograd.Function):
         if empty.shape[0]:
             out.index_fill_(0, empty, 0)
         return out
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1], inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
@@ -126,12 +123,9 @@ class _TakeSlots(torch.autograd.Function):
     """out[p] = slots[inverse[p]]: the transpose of _GatherRows (and _GatherRows is its transpose)."""
 
     @staticmethod
-    def forward(slots, index, inverse):
+    def forward(ctx, slots, index, inverse):
+        ctx.save_for_backward(index, inverse)
         return slots.index_select(0, inverse)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1], inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
@@ -176,14 +170,10 @@ class _SlotProduct(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(kind, x, y, buckets):
-        return _slot_product(kind, x, y, buckets)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        kind, x, y, buckets = inputs
+    def forward(ctx, kind, x, y, buckets):
         ctx.kind, ctx.buckets = kind, buckets
         ctx.save_for_backward(x, y)
+        return _slot_product(kind, x, y, buckets)
 
     @staticmethod
     def backward(ctx, grad):
@@ -386,8 +376,7 @@ class Dual:
         if func is torch.addcmul:
             a, b, c = args
             value = kwargs.get("value", 1)
-            term = _product_tangent(b, c)
-            tangent = _sum(_tangent(a), term, alpha=value) if term is not None else _sum(_tangent(a), None)
+            tangent = _sum(_tangent(a), _product_tangent(b, c), alpha=value)
             return Dual(torch.addcmul(_value(a), _value(b), _value(c), value=value), tangent)
         if func is torch.full_like:
             x, fill = args
@@ -428,14 +417,10 @@ class _ProgramFunction(torch.autograd.Function):
     differentiable torch operations (so it can be differentiated again). `kind` is "harmonics" or "invariants"."""
 
     @staticmethod
-    def forward(kernels, kind, x):
-        return getattr(kernels, kind)(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        kernels, kind, x = inputs
+    def forward(ctx, kernels, kind, x):
         ctx.kernels, ctx.kind = kernels, kind
         ctx.save_for_backward(x)
+        return getattr(kernels, kind)(x)
 
     @staticmethod
     def backward(ctx, grad):
