@@ -310,6 +310,4 @@ class FusedInvariants(torch.nn.Module):
         return fused_ops(self.folder, self.name, self.basis_hash)
 
     def forward(self, r, centers, w, n_atoms):
-        if w.dim() == 2:
-            w = w.unsqueeze(-1)
-        return self.ops.invariants(r, w, centers.to(torch.int64), int(n_atoms))
+        return self.ops.evaluate(r, centers, w, n_atoms)

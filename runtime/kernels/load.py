@@ -297,9 +297,7 @@ class CartinvModule(torch.nn.Module):
         # derivatives of every order through the op family's one autograd path)
         from cartinv.runtime.kernels.ops import torch_core_family
 
-        w3 = w.unsqueeze(-1) if w.dim() == 2 else w
-        ops = torch_core_family(self.folder, self.name, self.basis_hash)
-        return ops.invariants(r.contiguous(), w3.contiguous(), centers.to(torch.int64), int(n_atoms))
+        return torch_core_family(self.folder, self.name, self.basis_hash).evaluate(r, centers, w, n_atoms)
 
 
 def load(basis_or_name, backend: str = "auto", check_values: bool = True) -> CartinvModule:

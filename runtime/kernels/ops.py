@@ -212,6 +212,12 @@ class OpFamily:
         """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice."""
         return self.forward(r, w, centers, n_atoms)[0]
 
+    def evaluate(self, r, centers, w, n_atoms: int):
+        """``invariants`` in a module's argument order, w [P, G] accepted when CHANNELS == 1, any integer centres."""
+        if w.dim() == 2:
+            w = w.unsqueeze(-1)
+        return self.invariants(r, w, centers.to(torch.int64), int(n_atoms))
+
 
 def family(folder, name: str, basis_hash: str, library=None) -> OpFamily:
     """The op family of a Basis (registered once per process); `library`, when given, serves CPU tensors."""
@@ -262,6 +268,4 @@ class CustomOpInvariants(torch.nn.Module):
         return f"basis={self.basis_name!r}, invariants={self.n_invariants}"
 
     def forward(self, r, centers, w, n_atoms: int):
-        if w.dim() == 2:
-            w = w.unsqueeze(-1)
-        return self.ops.invariants(r, w, centers.to(torch.int64), int(n_atoms))
+        return self.ops.evaluate(r, centers, w, n_atoms)
