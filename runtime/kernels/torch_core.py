@@ -555,26 +555,33 @@ class Kernels:
         """
         n_pairs = r.shape[0]
         weights, groups = self.weights_matrix(w, n_pairs)
+        if ggr is None and ggw is None:  # a zero direction: every tangent is zero
+            return (torch.zeros_like(r), torch.zeros_like(w),
+                    r.new_zeros((n_atoms, groups, self.n_invariants)))
         weights_d = None if ggw is None else self.weights_matrix(ggw, n_pairs)[0]
         if plan is None:
             plan = SegmentPlan(centers, n_atoms)
         norm = torch.linalg.vector_norm(r, dim=1, keepdim=True)
         u = r / norm
-        if ggr is None:
-            du = norm_d = None
+        if ggr is None:  # the harmonics do not move: no dY terms
+            du = norm_d = Y_d_slots = None
+            Y = self.harmonics(u)
         else:  # d|r| = u . dr, du = (dr - u (u . dr)) / |r|
             norm_d = (u * ggr).sum(dim=1, keepdim=True)
             du = (ggr - u * norm_d) / norm
-        Y, Y_d = map_rows_dual(self._rows["harmonics"], [(u, du)], self.n_harmonics)
+            Y, Y_d = map_rows_dual(self._rows["harmonics"], [(u, du)], self.n_harmonics)
+            Y_d_slots = plan.gather(Y_d)
         shape = (n_atoms, groups, self.n_coords)
-        Y_slots, Y_d_slots = plan.gather(Y), plan.gather(Y_d)
-        w_slots = plan.gather(weights)
+        Y_slots, w_slots = plan.gather(Y), plan.gather(weights)
         T = plan.to_atom_order(_slot_product("moments", w_slots, Y_slots, plan.buckets)).reshape(shape)
-        T_d = plan.to_atom_order(_slot_product("moments", w_slots, Y_d_slots, plan.buckets))
+        # dT = w dY + dw Y (at least one term is present)
+        terms = []
+        if Y_d_slots is not None:
+            terms.append(_slot_product("moments", w_slots, Y_d_slots, plan.buckets))
         if weights_d is not None:
             wd_slots = plan.gather(weights_d)
-            T_d = T_d + plan.to_atom_order(_slot_product("moments", wd_slots, Y_slots, plan.buckets))
-        T_d = T_d.reshape(shape)
+            terms.append(_slot_product("moments", wd_slots, Y_slots, plan.buckets))
+        T_d = plan.to_atom_order(terms[0] if len(terms) == 1 else terms[0] + terms[1]).reshape(shape)
         flat_T, flat_T_d = T.reshape(-1, self.n_coords), T_d.reshape(-1, self.n_coords)
         _, I_d = map_rows_dual(self._rows["invariants"], [(flat_T, flat_T_d)], self.n_invariants)
         gT, gT_d = map_rows_dual(self._rows["invariants_vjp"],
@@ -583,8 +590,9 @@ class Kernels:
         g_atoms = plan.to_bucket_order(gT.reshape(per_atom))
         g_d_atoms = plan.to_bucket_order(gT_d.reshape(per_atom))
         # gw = Y gT^T per pair, and its tangent dY gT^T + Y dgT^T
-        gw_d = (_slot_product("left", Y_d_slots, g_atoms, plan.buckets)
-                + _slot_product("left", Y_slots, g_d_atoms, plan.buckets))
+        gw_d = _slot_product("left", Y_slots, g_d_atoms, plan.buckets)
+        if Y_d_slots is not None:
+            gw_d = gw_d + _slot_product("left", Y_d_slots, g_atoms, plan.buckets)
         # gY = w gT per pair, and its tangent w dgT + dw gT
         gY = _slot_product("right", w_slots, g_atoms, plan.buckets)
         gY_d = _slot_product("right", w_slots, g_d_atoms, plan.buckets)
