@@ -462,3 +462,33 @@ def test_checked_in_kernels_run_correctly(name, tmp_path):
     H.assert_close(second.numpy(), second_ref.numpy(), 1e-11, f"{name} d|grad r|^2/dw")
     kernels = {s.rsplit("_", 1)[0][len(name) + 1:] for s, *_ in launcher.launches}
     assert kernels == {"forward", "invariants_backward", "pairs_backward"}
+
+
+def test_one_pair_sort_per_step_and_none_stale(generated, monkeypatch):
+    """Input check, forward and backward of one step share one CSR build; centres changed in place (or new
+    centres) are sorted afresh, so a cached layout never gives numbers for other pairs."""
+    basis, _, module = _module(generated, "channels")
+    r, centers, w = _system(basis, torch.float64)
+    builds = []
+    real = cb.build_csr
+    monkeypatch.setattr(cb, "build_csr", lambda c, n: builds.append(1) or real(c, n))
+    g = torch.randn(6, 3, len(basis.invariants), dtype=torch.float64)
+    first = torch.autograd.grad(module(r, centers, w, 6), (r, w), g)
+    assert len(builds) == 1
+    torch.autograd.grad(module(r, centers, w, 6), (r, w), g)
+    assert len(builds) == 1  # the same unchanged centres: no sort at all
+    moved = centers.clone()
+    moved[moved == 0] = 5
+    centers.copy_(moved)  # in place: same storage, new version
+    out = module(r, centers, w, 6)
+    assert len(builds) == 2
+    fresh = _module(generated, "channels")[2](r, moved.clone(), w, 6)  # a module of its own: one more sort
+    assert torch.equal(out, fresh)
+    again = torch.autograd.grad(out, (r, w), g)
+    want = torch.autograd.grad(fresh, (r, w), g)
+    assert len(builds) == 3
+    assert all(torch.equal(a, b) for a, b in zip(again, want))
+    assert not all(torch.equal(a, b) for a, b in zip(again, first))
+    with torch.inference_mode():
+        module(r.detach(), centers.clone(), w.detach(), 6)
+    assert len(builds) == 5  # inference tensors (no version counter): the check and the op each sort, no cache

@@ -9,6 +9,7 @@ Pieces, each usable and testable on its own:
   ``$CARTINV_CACHE`` (default ``~/.cache/cartinv``), keyed by sha256 of (source, NVRTC version, architecture,
   options), written atomically (temporary file + ``os.replace``) so concurrent processes never see half a file;
 - ``centre_counts`` / ``build_csr``: centres checked and counted; pairs sorted by centre (stable) and CSR offsets;
+  ``LayoutCache`` keeps the last one, so a step sorts its pairs once;
 - launch configurations (pure functions of the sizes);
 - ``CupyLauncher``: compiles, loads and launches the kernels on torch's current CUDA stream, passing torch
   tensors zero-copy through DLPack;
@@ -212,6 +213,35 @@ def build_csr(centers: torch.Tensor, n_atoms: int) -> PairLayout:
     torch.cumsum(counts, 0, out=offsets[1:])
     order = torch.argsort(centers, stable=True)
     return PairLayout(order, offsets, centers, n_atoms)
+
+
+class LayoutCache:
+    """The PairLayout of the last centres seen, so that a training step's forward, backward and input check sort
+    and count the pairs once (each build costs a bincount, a device-to-host sync and an argsort).
+
+    The key is the centres' storage address, version counter, dtype, device, shape and strides, and n_atoms. The
+    entry holds the layout, and through it the int64 centres it was keyed on, so that storage cannot be freed and
+    its address reused while the entry lives; an in-place change bumps the version and misses. Inference tensors
+    carry no version counter and are never cached."""
+
+    def __init__(self):
+        self._last = None  # (key, layout)
+
+    @staticmethod
+    def _key(centers: torch.Tensor, n_atoms: int):
+        return (centers.data_ptr(), centers._version, centers.dtype, centers.device, tuple(centers.shape),
+                centers.stride(), int(n_atoms))
+
+    def layout(self, centers: torch.Tensor, n_atoms: int) -> PairLayout:
+        if centers.is_inference():
+            return build_csr(centers, n_atoms)
+        last = self._last
+        if last is not None and last[0] == self._key(centers, n_atoms):
+            return last[1]
+        layout = build_csr(centers, n_atoms)
+        if not layout.centers.is_inference():
+            self._last = (self._key(layout.centers, n_atoms), layout)
+        return layout
 
 
 def _next_pow2(n: int) -> int:
@@ -510,5 +540,7 @@ class CudaInvariants(torch.nn.Module):
         for t in (r, centers, w):
             runner.launcher.check(t)
         w3 = self._weights(w, r.shape[0]).contiguous()
-        centers, _ = centre_counts(centers, int(n_atoms))  # the one-line errors for bad centres, before the op
-        return self.family.invariants(r.contiguous(), w3, centers, int(n_atoms))
+        family = self.family
+        # the one-line errors for bad centres, before the op; the op's forward and backward reuse this sort
+        centers = family.devices[self.device_type].layouts.layout(centers, int(n_atoms)).centers
+        return family.invariants(r.contiguous(), w3, centers, int(n_atoms))

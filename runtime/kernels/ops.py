@@ -76,20 +76,19 @@ class CudaKernelsImpl:
     or the tests' CPU emulation of the same kernels); the double backward stays the torch core's on the device."""
 
     def __init__(self, runner):
+        from .cuda_backend import LayoutCache
+
         self.runner = runner
         self.n_invariants = runner.n_invariants
+        self.layouts = LayoutCache()  # forward and backward of one step share the pair sort
 
     def forward(self, r, w, centers, n_atoms: int):
-        from .cuda_backend import build_csr
-
-        out, moments = self.runner.forward(r, w, build_csr(centers, n_atoms), store_moments=True)
+        out, moments = self.runner.forward(r, w, self.layouts.layout(centers, n_atoms), store_moments=True)
         return out, moments.reshape(n_atoms, w.shape[1] * self.runner.n_coords)
 
     def backward(self, r, w, centers, n_atoms: int, saved, grad_out):
-        from .cuda_backend import build_csr
-
         moments = saved.reshape(n_atoms, w.shape[1], self.runner.n_coords)
-        return self.runner.backward(r, w, moments, grad_out, build_csr(centers, n_atoms))
+        return self.runner.backward(r, w, moments, grad_out, self.layouts.layout(centers, n_atoms))
 
 
 class OpFamily:
