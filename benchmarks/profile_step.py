@@ -38,16 +38,16 @@ def main(argv=None) -> int:
     module = cartinv.load(args.basis, backend=args.backend, check_values=False)
     inputs = make_inputs(args.atoms, args.neighbors, args.channels, getattr(torch, args.dtype), device)
     coeff = torch.randn(module.n_invariants, dtype=inputs[0].dtype, device=device)
-    coeff = cotangent_of(_step(module, inputs, None, backward=False), coeff)
+    cotangent = cotangent_of(_step(module, inputs, None, backward=False), coeff)
     for _ in range(2):
-        _step(module, inputs, coeff, backward=True)
+        _step(module, inputs, cotangent, backward=True)
     _sync(device)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(args.steps):
-            _step(module, inputs, coeff, backward=True)
+            _step(module, inputs, cotangent, backward=True)
         _sync(device)
     print(f"# {args.basis}, {args.atoms} atoms, {inputs[0].shape[0]} pairs, {args.channels} channels, {args.dtype}, "
           f"backend {module.active_backend(device)} on {device}; {args.steps} forward + backward steps")
