@@ -118,6 +118,85 @@ def test_results_do_not_depend_on_the_thread_count():
         assert torch.equal(out, outs[0][0]) and torch.equal(grad, outs[0][1])
 
 
+@pytest.mark.parametrize("case", ["sorted", "step back at a chunk edge", "bad centre in a later chunk"])
+def test_pair_index_over_many_chunks(case):
+    """The pair index is built in chunks of 2^15 pairs on several threads: sorted centres, an order broken exactly
+    at a chunk edge (then the serial counting sort), a bad centre far from the first chunk."""
+    fused = cartinv.load("lmax2_deg4", backend="cpu")
+    reference = cartinv.load("lmax2_deg4", backend="torch")
+    chunk = 1 << 15
+    r, c, w, n = environment(n_atoms=4001, n_pairs=3 * chunk + 123, groups=2, sort=True)
+    c = c.clone()
+    if case == "step back at a chunk edge":
+        c[chunk] = c[chunk - 1] - 1
+    if case == "bad centre in a later chunk":
+        c[2 * chunk + 7] = n
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            if case == "bad centre in a later chunk":
+                with pytest.raises(cpu_backend.BadValues, match="centre index is outside"):
+                    fused._cpu_impl(r, c, w, n)
+                continue
+            rr = r.clone().requires_grad_()
+            out = fused(rr, c, w, n)
+            results.append((out, torch.autograd.grad(out.square().sum(), rr)[0]))
+    finally:
+        torch.set_num_threads(before)
+    if results:
+        expected = reference(r, c, w, n)
+        assert torch.allclose(results[0][0], expected, rtol=0, atol=1e-12 * expected.abs().max().item())
+        for out, grad in results[1:]:
+            assert torch.equal(out, results[0][0]) and torch.equal(grad, results[0][1])
+
+
+def _forward_in_child(queue):
+    # torch's own OpenMP threads do not survive fork either, so torch stays on one thread here and only the
+    # kernels are asked for two
+    torch.get_num_threads = lambda: 2
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment(n_atoms=300, n_pairs=6000, groups=19)
+    queue.put(fused(r, c, w, n).numpy())
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_worker_threads_survive_fork():
+    """The kernels keep worker threads between calls; a child made by fork() (a DataLoader worker) has none of
+    them, and must make its own rather than wait for the parent's forever."""
+    import multiprocessing
+
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment(n_atoms=300, n_pairs=6000, groups=19)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = fused(r, c, w, n).numpy()  # the parent's pool now has a worker
+    finally:
+        torch.set_num_threads(before)
+    torch.set_num_threads(1)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(queue,))
+    try:
+        child.start()
+    finally:
+        torch.set_num_threads(before)
+    import queue as queues
+
+    try:
+        got = queue.get(timeout=120)  # before join: the child flushes its queue before it exits
+    except queues.Empty:
+        got = None
+    child.join(timeout=30)
+    if got is None or child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in the kernels")
+    assert child.exitcode == 0
+    assert np.array_equal(got, expected)
+
+
 def test_ops_pass_opcheck_and_torch_compile():
     fused = cartinv.load("lmax2_deg4", backend="cpu")
     ops = fused._cpu_impl.ops
@@ -132,7 +211,8 @@ def test_ops_pass_opcheck_and_torch_compile():
 
 def test_torch_export_goes_through_the_fused_op():
     """torch.export keeps the fused forward as one node (its fake implementation gives the shapes), and the exported
-    program gives the same numbers."""
+    program gives the same numbers: inputs without requires_grad export the infer op (no moments written), inputs
+    that require grad the differentiable forward, whose exported program gives the same forces."""
     fused = cartinv.load("lmax2_deg4", backend="cpu")
 
     class Wrapped(torch.nn.Module):
@@ -146,8 +226,17 @@ def test_torch_export_goes_through_the_fused_op():
     r, c, w, n = environment(n_atoms=4, n_pairs=14, groups=5)
     program = torch.export.export(Wrapped(n), (r, c, w))
     targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
-    assert any("cartinv.lmax2_deg4_" in t and t.endswith("forward.default") for t in targets), targets
+    assert any("cartinv.lmax2_deg4_" in t and t.endswith("infer.default") for t in targets), targets
     assert torch.equal(program.module()(r, c, w), fused(r, c, w, n))
+
+    program = torch.export.export(Wrapped(n), (r.clone().requires_grad_(), c, w))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert any("cartinv.lmax2_deg4_" in t and t.endswith("forward.default") for t in targets), targets
+    forces = []
+    for fn in (program.module(), lambda *args: fused(*args, n)):
+        rr = r.clone().requires_grad_()
+        forces.append(torch.autograd.grad(fn(rr, c, w).square().sum(), rr)[0])
+    assert torch.equal(*forces)
 
 
 @pytest.mark.parametrize("check_values", [True, False])
@@ -171,16 +260,19 @@ BAD_VALUES = [  # (tensor, index, value, message)
 ]
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["infer", "forward"])
 @pytest.mark.parametrize("check_values", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("which, index, value, message", BAD_VALUES)
-def test_kernels_find_bad_values_and_the_module_names_them(which, index, value, message, dtype, check_values):
+def test_kernels_find_bad_values_and_the_module_names_them(which, index, value, message, dtype, check_values, grad):
     """The forward checks the values it reads (the module's separate pass over the data is skipped on the
-    fused path): every bad element is found, in any lane and block, and the error names it."""
+    fused path): every bad element is found, in any lane and block, and the error names it; so does the infer
+    op (inputs without requires_grad), which keeps no moments."""
     fused = cartinv.load("lmax3_deg4", backend="cpu", check_values=check_values)
     r, c, w, n = environment(dtype=dtype)
     data = {"r": r.clone(), "w": w.clone()}
     data[which][index] = value
+    data[which].requires_grad_(grad)
     with pytest.raises(cartinv.InputError, match=message):
         fused(data["r"], c, data["w"], n)
     with pytest.raises(cpu_backend.BadValues):
@@ -200,6 +292,89 @@ def test_overflow_is_an_error_not_inf():
     with pytest.raises(cartinv.InputError, match="moment is NaN or inf .* too large for torch.float32"):
         fused(r, c, big_w, n)
     assert torch.isfinite(fused(r, c, w, n)).all()  # the same module on good data
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_infer_op_writes_no_moments_and_equals_the_forward(dtype, monkeypatch):
+    """Calls that need no gradient (inputs without requires_grad, no_grad, inference mode) run the infer op: the
+    same invariants bit for bit, without the moments buffer (the library's forward is never asked for it)."""
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    ops = cpu_backend.fused_ops(*runtime_load.generated_dir(runtime_load.resolve_basis("lmax3_deg4")),
+                                runtime_load.resolve_basis("lmax3_deg4").content_hash())
+    r, c, w, n = environment(n_atoms=40, n_pairs=700, groups=21, dtype=dtype)
+    w3 = w.unsqueeze(-1)
+    expected = ops.forward(r, w3, c, n)[0]
+    assert torch.equal(ops.infer(r, w3, c, n), expected)
+    torch.library.opcheck(ops.infer, (r, w3, c, n))
+    with_grad = fused(r.clone().requires_grad_(), c, w, n)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the moments were asked for")
+
+    monkeypatch.setattr(ops.library, "forward", refuse)
+    assert torch.equal(fused(r, c, w, n), with_grad.detach())
+    with torch.no_grad():
+        assert torch.equal(fused(r.clone().requires_grad_(), c, w, n), expected)
+    with torch.inference_mode():
+        assert torch.equal(fused(r, c, w, n), expected)
+
+
+def test_moments_buffer_is_reused_only_once_nothing_holds_it():
+    """The kernels' outputs come from pools: memory is written again only after the backward freed it, never
+    while a graph, the caller, a view or a shallow copy still holds it (so the gradients stay right), and a reused
+    buffer is a new tensor without the autograd history of the last one."""
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    ops = cpu_backend.fused_ops(*runtime_load.generated_dir(runtime_load.resolve_basis("lmax3_deg4")),
+                                runtime_load.resolve_basis("lmax3_deg4").content_hash())
+    r, c, w, n = environment(n_atoms=30, n_pairs=500, groups=9)
+
+    def grads(rr, ww):
+        return torch.autograd.grad(fused(rr, c, ww, n).square().sum(), (rr, ww))
+
+    def fresh_inputs(scale=1.0):
+        return (r * scale).requires_grad_(), (w * scale).requires_grad_()
+
+    expected = [grads(*fresh_inputs(s)) for s in (1.0, 1.5)]
+    w3 = w.unsqueeze(-1)
+    first = ops.forward(r, w3, c, n)[1]
+    address = first.data_ptr()
+    assert ops.forward(r, w3, c, n)[1].data_ptr() != address  # the caller holds `first`
+    view = first[1:]
+    del first
+    assert ops.forward(r, w3, c, n)[1].data_ptr() != address  # a view holds its memory
+    del view
+    first = ops.forward(r, w3, c, n)[1]
+    assert first.data_ptr() == address  # free again: reused
+    copy = first.detach()
+    del first
+    assert ops.forward(r, w3, c, n)[1].data_ptr() != address  # a shallow copy holds its memory
+    del copy
+    assert ops.forward(r, w3, c, n)[1].data_ptr() == address
+
+    rr = r.clone().requires_grad_()
+    out = fused(rr, c, w, n)
+    address = out.data_ptr()
+    torch.autograd.grad(out.sum(), rr)
+    del out
+    again = fused(r, c, w, n)  # no gradient wanted: the infer op, on the invariants' memory of the last call
+    assert again.data_ptr() == address and not again.requires_grad and again.grad_fn is None
+    saved = ops.forward(r, w3, c, n)[1]
+    grads = ops.backward(r, w3, c, n, saved, torch.ones_like(again))
+    held = [g.data_ptr() for g in grads]
+    del grads
+    assert [g.data_ptr() for g in ops.backward(r, w3, c, n, saved, torch.ones_like(again))] == held
+
+    # two graphs alive at once, each backward after the other forward: neither sees the other's moments
+    a, b = fresh_inputs(1.0), fresh_inputs(1.5)
+    out_a = fused(a[0], c, a[1], n)
+    out_b = fused(b[0], c, b[1], n)
+    got_b = torch.autograd.grad(out_b.square().sum(), b)
+    got_a = torch.autograd.grad(out_a.square().sum(), a, retain_graph=True)
+    fused((2 * r).requires_grad_(), c, w, n)  # another forward in between
+    again_a = torch.autograd.grad(out_a.square().sum(), a)  # the retained graph's moments are intact
+    for got, want in ((got_a, expected[0]), (got_b, expected[1]), (again_a, expected[0])):
+        for x, y in zip(got, want):
+            assert torch.equal(x, y)
 
 
 def test_library_of_another_basis_is_refused():

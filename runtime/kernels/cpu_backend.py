@@ -19,12 +19,14 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -211,6 +213,68 @@ def fresh(shape, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _references(held: list, k: int) -> tuple[int, int]:
+    """(Python references, StorageImpl references) of the storage held[k], as seen from here."""
+    storage = held[k]
+    return sys.getrefcount(storage), torch._C._storage_Use_Count(storage._cdata)
+
+
+# what _references reports for a storage that only a list holds (measured, not assumed: the Python count seen
+# from a frame depends on the interpreter version)
+_FREE = _references([torch.empty(1).untyped_storage()], 0)
+
+
+def _unshared(held: list, k: int) -> bool:
+    """Whether only `held` holds the memory of held[k]: no tensor, view, shallow copy or other storage object on
+    it (each holds a reference to the StorageImpl), and no other Python reference to the storage object."""
+    return _references(held, k) == _FREE
+
+
+class BufferPool:
+    """Memory for outputs the kernels fill in full, reused once nothing else holds it.
+
+    A fresh buffer over 32 MB is mapped and zero-filled by the kernel on every call: at 20,000 atoms float32 the
+    saved moments (41 MB), the invariants (33 MB) and the w gradient (77 MB). Measured here: the forward 38 -> 31 ms
+    on 1 thread, the backward 44 -> 32 ms on 2. The pool keeps the storages and hands out new tensors on them, so no
+    autograd history carries over; a storage is handed out again only when the pool's reference is its last one
+    (``_unshared``): memory still saved for a backward, kept by the caller, viewed or shallow-copied is never
+    written. Holds at most ``keep`` storages, the newest: a new one displaces an idle one, else the oldest."""
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._held: list = []  # untyped storages
+        self._lock = threading.Lock()
+
+    def take(self, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised contiguous tensor of `shape` with `like`'s dtype and device (never pooled in inference
+        mode: its tensors cannot be saved for a backward later)."""
+        shape = tuple(int(s) for s in shape)
+        if torch.is_inference_mode_enabled():
+            return fresh(shape, like)
+        nbytes = math.prod(shape) * like.element_size()
+        with self._lock:
+            for k in range(len(self._held)):  # no local here names a held storage: _unshared counts references
+                if self._fits(k, nbytes, like.device) and _unshared(self._held, k):
+                    return self._tensor(k, shape, like)
+            out = fresh(shape, like)
+            if nbytes > 0:
+                if len(self._held) >= self.keep:  # make room: an idle storage, else the oldest (its holder keeps it)
+                    idle = [k for k in range(len(self._held)) if _unshared(self._held, k)]
+                    del self._held[idle[0] if idle else 0]
+                self._held.append(out.untyped_storage())
+            return out
+
+    def _fits(self, k: int, nbytes: int, device) -> bool:
+        return self._held[k].nbytes() == nbytes and self._held[k].device == device
+
+    def _tensor(self, k: int, shape, like: torch.Tensor) -> torch.Tensor:
+        return torch.empty(0, dtype=like.dtype, device=like.device).set_(self._held[k], 0, shape)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
 class FusedLibrary:
     """The C entry points of one compiled Basis library, on torch tensors."""
 
@@ -234,6 +298,11 @@ class FusedLibrary:
                 fn.restype = ctypes.c_int
                 self._fn[kernel, dtype] = fn
         self._lib = lib
+        # one pool per output, so two outputs of one call never share memory
+        self.pools = {role: BufferPool() for role in ("invariants", "moments", "grad_r", "grad_w")}
+
+    def _out(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
+        return self.pools[role].take(shape, like)
 
     def moments_width(self, groups: int, dtype: torch.dtype) -> int:
         """Scalars per atom in the private moments layout [blocks][N_COORDS][lanes]."""
@@ -250,18 +319,25 @@ class FusedLibrary:
 
     def forward(self, r, w, centers, n_atoms: int):
         groups = w.shape[1]
-        out = fresh((n_atoms, groups, self.n_invariants), r)
-        moments = fresh((n_atoms, self.moments_width(groups, r.dtype)), r)
+        out = self._out("invariants", (n_atoms, groups, self.n_invariants), r)
+        moments = self._out("moments", (n_atoms, self.moments_width(groups, r.dtype)), r)
         self._call("forward", r.dtype, r, w, centers, n_atoms, out, moments)
         return out, moments
 
+    def infer(self, r, w, centers, n_atoms: int):
+        """I alone: the moments are not written (what a call that needs no gradient runs)."""
+        out = self._out("invariants", (n_atoms, w.shape[1], self.n_invariants), r)
+        self._call("forward", r.dtype, r, w, centers, n_atoms, out, None)
+        return out
+
     def backward(self, r, w, centers, n_atoms: int, moments, grad_out):
-        grad_r, grad_w = fresh(r.shape, r), fresh(w.shape, w)
+        grad_r, grad_w = self._out("grad_r", r.shape, r), self._out("grad_w", w.shape, w)
         self._call("backward", r.dtype, r, w, centers, n_atoms, moments, grad_out, grad_r, grad_w)
         return grad_r, grad_w
 
     def double_backward(self, r, w, centers, n_atoms: int, grad_out, grad_grad_r, grad_grad_w):
-        grad_r, grad_w, grad_grad_out = fresh(r.shape, r), fresh(w.shape, w), fresh(grad_out.shape, grad_out)
+        grad_r, grad_w = self._out("grad_r", r.shape, r), self._out("grad_w", w.shape, w)
+        grad_grad_out = self._out("invariants", grad_out.shape, grad_out)
         self._call("double_backward", r.dtype, r, w, centers, n_atoms, grad_out, grad_grad_r, grad_grad_w,
                    grad_r, grad_w, grad_grad_out)
         return grad_r, grad_w, grad_grad_out

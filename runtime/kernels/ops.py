@@ -3,6 +3,8 @@
 For a Basis named N with content hash H, three ops are registered in the ``cartinv`` namespace (once per process):
 
 - ``cartinv::N_H12_forward(r, w, centers, n_atoms) -> (I, saved)``
+- ``cartinv::N_H12_infer(r, w, centers, n_atoms) -> I``: the forward without ``saved``, for calls that need no
+  gradient (no_grad, inference mode, inputs without requires_grad); not differentiable
 - ``cartinv::N_H12_backward(r, w, centers, n_atoms, saved, grad_I) -> (grad_r, grad_w)``
 - ``cartinv::N_H12_double_backward(r, w, centers, n_atoms, grad_I, grad_grad_r?, grad_grad_w?)
   -> (grad_r, grad_w, grad_grad_I)``
@@ -54,6 +56,10 @@ class TorchCoreImpl:
             moments = k.moments(r, centers, w, n_atoms)
             return k.invariants(moments).contiguous(), moments.reshape(n_atoms, -1).contiguous()
 
+    def infer(self, r, w, centers, n_atoms: int):
+        with torch.no_grad():
+            return self.kernels.invariants(self.kernels.moments(r, centers, w, n_atoms)).contiguous()
+
     def backward(self, r, w, centers, n_atoms: int, saved, grad_out):
         k = self.kernels
         with torch.no_grad():
@@ -85,6 +91,9 @@ class CudaKernelsImpl:
     def forward(self, r, w, centers, n_atoms: int):
         out, moments = self.runner.forward(r, w, self.layouts.layout(centers, n_atoms), store_moments=True)
         return out, moments.reshape(n_atoms, w.shape[1] * self.runner.n_coords)
+
+    def infer(self, r, w, centers, n_atoms: int):
+        return self.runner.forward(r, w, self.layouts.layout(centers, n_atoms), store_moments=False)[0]
 
     def backward(self, r, w, centers, n_atoms: int, saved, grad_out):
         moments = saved.reshape(n_atoms, w.shape[1], self.runner.n_coords)
@@ -120,6 +129,15 @@ class OpFamily:
         def _(r, w, centers, n_atoms):
             groups = w.shape[1]
             return r.new_empty((n_atoms, groups, n_invariants)), r.new_empty((n_atoms, saved_width(r, groups)))
+
+        @torch.library.custom_op(f"{prefix}_infer", mutates_args=())
+        def infer(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int) -> torch.Tensor:
+            r, w, centers = _contiguous(r, w, centers)
+            return impl.infer(r, w, centers, n_atoms)
+
+        @infer.register_fake
+        def _(r, w, centers, n_atoms):
+            return r.new_empty((n_atoms, w.shape[1], n_invariants))
 
         @torch.library.custom_op(f"{prefix}_backward", mutates_args=())
         def backward(r: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, n_atoms: int,
@@ -169,7 +187,7 @@ class OpFamily:
 
         forward.register_autograd(forward_grad, setup_context=forward_setup)
         backward.register_autograd(backward_grad, setup_context=backward_setup)
-        self.forward, self.backward, self.double_backward = forward, backward, double_backward
+        self.forward, self.infer, self.backward, self.double_backward = forward, infer, backward, double_backward
         if library is not None:
             self.attach_library(library)
 
@@ -194,6 +212,11 @@ class OpFamily:
             r, w, centers = _contiguous(r, w, centers)
             return impl.forward(r, w, centers, n_atoms)
 
+        @self.infer.register_kernel(device_type)
+        def _(r, w, centers, n_atoms):
+            r, w, centers = _contiguous(r, w, centers)
+            return impl.infer(r, w, centers, n_atoms)
+
         @self.backward.register_kernel(device_type)
         def _(r, w, centers, n_atoms, saved, grad_out):
             r, w, centers, saved, grad_out = _contiguous(r, w, centers, saved, grad_out)
@@ -208,8 +231,11 @@ class OpFamily:
         self.devices[device_type] = impl
 
     def invariants(self, r, w, centers, n_atoms: int):
-        """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice."""
-        return self.forward(r, w, centers, n_atoms)[0]
+        """I [n_atoms, G, N_INVARIANTS] from r [P, 3], w [P, G, CHANNELS], int64 centres: differentiable twice.
+        A call that cannot need a gradient runs the infer op, which does not write the moments."""
+        if torch.is_grad_enabled() and (r.requires_grad or w.requires_grad):
+            return self.forward(r, w, centers, n_atoms)[0]
+        return self.infer(r, w, centers, n_atoms)
 
     def evaluate(self, r, centers, w, n_atoms: int):
         """``invariants`` in a module's argument order, w [P, G] accepted when CHANNELS == 1, any integer centres."""

@@ -11,7 +11,7 @@
 // Private layout of the saved moments: T [n_atoms][blocks][N_COORDS][LANES], groups in blocks of LANES.
 //
 // Design:
-//  - atoms run in parallel (std::thread, dynamic chunks); every pair belongs to exactly one atom, so each output
+//  - atoms run in parallel (a pool of worker threads kept between calls, dynamic chunks); every pair belongs to exactly one atom, so each output
 //    element is written by one thread and results do not depend on the thread count;
 //  - groups are the SIMD dimension: the generated programs are instantiated on a LANES-wide vector type, so
 //    one call evaluates LANES groups of an atom at once;
@@ -30,11 +30,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <mutex>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #ifndef CARTINV_BASIS_NS
 #error "compile with -DCARTINV_BASIS_NS=<namespace of the generated header> -include <header>"
@@ -236,6 +241,107 @@ struct DualPairBatch {
 };
 
 // ---------------------------------------------------------------------------------------------------------
+// Threads.
+
+// Worker threads kept between calls: starting and joining threads on every call cost ~0.1 ms here, as much as
+// the forward of 200 atoms. One parallel region at a time; a call that finds the pool busy (another Python thread
+// inside a kernel: ctypes releases the GIL) starts threads of its own instead. A child process after fork() has
+// none of the parent's threads, so the pool belongs to the process that made it.
+class WorkerPool {
+public:
+    static WorkerPool& get()
+    {
+        static std::mutex made;
+        static WorkerPool* pool = nullptr;
+        std::lock_guard<std::mutex> lock(made);
+        if (pool == nullptr || pool->pid_ != getpid()) pool = new WorkerPool();  // never freed: workers run until exit
+        return *pool;
+    }
+
+    // work() on the caller's thread and on `helpers` workers; false (nothing run) when the pool is busy.
+    bool run(int helpers, const std::function<void()>& work)
+    {
+        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+        if (!busy.owns_lock()) return false;
+        while (int(workers_.size()) < helpers) {
+            const int id = int(workers_.size());
+            workers_.emplace_back([this, id]() { loop(id); });
+            workers_.back().detach();
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            job_ = &work;
+            wanted_ = helpers;
+            running_ = helpers;
+            ++generation_;
+        }
+        start_.notify_all();
+        work();
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [this]() { return running_ == 0; });
+        job_ = nullptr;
+        return true;
+    }
+
+private:
+    WorkerPool() : pid_(getpid()) {}
+
+    void loop(int id)
+    {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            start_.wait(lock, [&]() { return generation_ != seen && id < wanted_; });
+            seen = generation_;
+            const std::function<void()>* job = job_;
+            lock.unlock();
+            (*job)();
+            lock.lock();
+            if (--running_ == 0) done_.notify_one();
+        }
+    }
+
+    const pid_t pid_;
+    std::mutex busy_, mutex_;
+    std::condition_variable start_, done_;
+    std::vector<std::thread> workers_;
+    const std::function<void()>* job_ = nullptr;
+    uint64_t generation_ = 0;
+    int wanted_ = 0, running_ = 0;
+};
+
+// body(begin, end) over ranges of `chunk` items of 0 .. n - 1 on n_threads threads (the caller's included),
+// handed out dynamically.
+template <typename F>
+void parallel_ranges(int64_t n, int64_t chunk, int n_threads, F body)
+{
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    n_threads = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, chunks)));
+    if (n_threads == 1) {
+        if (n > 0) body(0, n);
+        return;
+    }
+    std::atomic<int64_t> next(0);
+    const std::function<void()> worker = [&]() {
+        for (int64_t k = next.fetch_add(1); k < chunks; k = next.fetch_add(1)) {
+            body(k * chunk, std::min(n, (k + 1) * chunk));
+        }
+    };
+    if (WorkerPool::get().run(n_threads - 1, worker)) return;
+    std::vector<std::thread> threads;
+    for (int t = 1; t < n_threads; ++t) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+}
+
+// Atoms in chunks of 8 (the work per atom varies with its pair count).
+template <typename F>
+void parallel_atoms(int64_t n_atoms, int n_threads, F body)
+{
+    parallel_ranges(n_atoms, 8, n_threads, body);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Pairs grouped by centre (counting sort; identity when the centres are already sorted).
 
 struct PairIndex {
@@ -244,22 +350,48 @@ struct PairIndex {
     int64_t pair(int64_t q) const { return order.empty() ? q : order[q]; }
 };
 
-inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, PairIndex& index)
+inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, PairIndex& index, int n_threads)
 {
-    index.offsets.assign(n_atoms + 1, 0);
-    bool sorted = true;
-    for (int64_t p = 0; p < n_pairs; ++p) {
-        const int64_t c = centers[p];
-        if (c < 0 || c >= n_atoms) return -1;
-        if (p > 0 && c < centers[p - 1]) sorted = false;
-        ++index.offsets[c + 1];
+    // one parallel pass checks the range and the order; sorted centres (the usual case: neighbour lists come
+    // grouped by centre) then give the offsets in a second parallel pass, each written by the chunk that holds
+    // the step to it; otherwise a serial counting sort
+    const int64_t chunk = 1 << 15;
+    std::atomic<bool> bad(false), sorted(true);
+    parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
+        bool ok = true, in_order = true;
+        for (int64_t p = begin; p < end; ++p) {
+            const int64_t c = centers[p];
+            ok &= (c >= 0) & (c < n_atoms);
+            in_order &= (p == 0) || (c >= centers[p - 1]);
+        }
+        if (!ok) bad.store(true, std::memory_order_relaxed);
+        if (!in_order) sorted.store(false, std::memory_order_relaxed);
+    });
+    if (bad.load()) return -1;
+    index.offsets.resize(n_atoms + 1);
+    int64_t* offsets = index.offsets.data();
+    if (sorted.load()) {
+        if (n_pairs == 0) {
+            std::fill(offsets, offsets + n_atoms + 1, 0);
+            return 0;
+        }
+        // offsets[a] = the first pair whose centre is >= a
+        std::fill(offsets, offsets + centers[0] + 1, 0);
+        std::fill(offsets + centers[n_pairs - 1] + 1, offsets + n_atoms + 1, n_pairs);
+        parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
+            for (int64_t p = std::max<int64_t>(begin, 1); p < end; ++p) {
+                for (int64_t a = centers[p - 1] + 1; a <= centers[p]; ++a) offsets[a] = p;
+            }
+        });
+        index.order.clear();
+        return 0;
     }
-    for (int64_t a = 0; a < n_atoms; ++a) index.offsets[a + 1] += index.offsets[a];
-    if (!sorted) {
-        index.order.resize(n_pairs);
-        std::vector<int64_t> next(index.offsets.begin(), index.offsets.end() - 1);
-        for (int64_t p = 0; p < n_pairs; ++p) index.order[next[centers[p]]++] = p;
-    }
+    std::fill(offsets, offsets + n_atoms + 1, 0);
+    for (int64_t p = 0; p < n_pairs; ++p) ++offsets[centers[p] + 1];
+    for (int64_t a = 0; a < n_atoms; ++a) offsets[a + 1] += offsets[a];
+    index.order.resize(n_pairs);
+    std::vector<int64_t> next(offsets, offsets + n_atoms);
+    for (int64_t p = 0; p < n_pairs; ++p) index.order[next[centers[p]]++] = p;
     return 0;
 }
 
@@ -271,13 +403,13 @@ struct Layout {
     int64_t groups = 0, blocks = 0, wrow = 0;
     int status = 0;
 
-    Layout(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups_)
+    Layout(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups_, int n_threads)
     {
         if (n_pairs < 0 || n_atoms < 0 || groups_ < 1) {
             status = -2;
             return;
         }
-        status = build_index(centers, n_pairs, n_atoms, index);
+        status = build_index(centers, n_pairs, n_atoms, index, n_threads);
         groups = groups_;
         blocks = (groups + W - 1) / W;
         wrow = groups * CH;
@@ -297,29 +429,6 @@ struct Status {
     }
     bool failed() const { return code.load(std::memory_order_relaxed) != 0; }
 };
-
-// body(begin, end) over atom ranges on n_threads threads (the caller's thread included).
-template <typename F>
-void parallel_atoms(int64_t n_atoms, int n_threads, F body)
-{
-    const int64_t chunk = 8;
-    const int64_t chunks = (n_atoms + chunk - 1) / chunk;
-    n_threads = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, chunks)));
-    if (n_threads == 1) {
-        if (n_atoms > 0) body(0, n_atoms);
-        return;
-    }
-    std::atomic<int64_t> next(0);
-    auto worker = [&]() {
-        for (int64_t k = next.fetch_add(1); k < chunks; k = next.fetch_add(1)) {
-            body(k * chunk, std::min(n_atoms, (k + 1) * chunk));
-        }
-    };
-    std::vector<std::thread> threads;
-    for (int t = 1; t < n_threads; ++t) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
-}
 
 // gw of a batch, BB blocks from b0 and one channel: g[bb][k] += sum over j of gT[block][ch][j] Y[j][k] (the
 // pairs of the batch and BB blocks give BB x W independent FMA chains), then the store of the batch's rows.
@@ -347,7 +456,8 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Forward: I and the saved moments T.
+// Forward: I and the saved moments T; T may be null (inference: the moments stay in a per-thread scratch row, so
+// the call writes only I).
 
 template <typename S>
 int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups,
@@ -355,14 +465,16 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
 {
     typedef Vec<S> V;
     constexpr int W = V::W;
-    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    const Layout<S> L(centers, n_pairs, n_atoms, groups, n_threads);
     if (L.status) return L.status;
     Status status;
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
         V inv[NI];
         PairBatch<S> batch;
+        std::vector<V> scratch(T ? 0 : L.blocks * NC);  // one atom's moments when they are not kept
         for (int64_t a = begin; a < end && !status.failed(); ++a) {
-            V* Ta = reinterpret_cast<V*>(T) + a * L.blocks * NC;  // T is 64-byte aligned (checked by the caller)
+            // T is 64-byte aligned (checked by the caller)
+            V* Ta = T ? reinterpret_cast<V*>(T) + a * L.blocks * NC : scratch.data();
             for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
                 if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
@@ -411,7 +523,7 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
 {
     typedef Vec<S> V;
     constexpr int W = V::W;
-    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    const Layout<S> L(centers, n_pairs, n_atoms, groups, n_threads);
     if (L.status) return L.status;
     // gY[j] of a pair = sum over (group, channel) of w gT[j]: lanes over harmonics (gT transposed once per atom),
     // so no sums across lanes; PK pairs at a time and gw over BB blocks at a time keep 8 or more independent FMA
@@ -493,7 +605,7 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
     constexpr int NHV = (NH + W - 1) / W;
     constexpr int PK = std::max(1, std::min(W, 4 / NHV));  // dual accumulators: 2 * PK * NHV chains
     constexpr int BB = std::max(1, 8 / W);
-    const Layout<S> L(centers, n_pairs, n_atoms, groups);
+    const Layout<S> L(centers, n_pairs, n_atoms, groups, n_threads);
     if (L.status) return L.status;
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
         std::vector<DV> Td(L.blocks * NC), gTd(L.blocks * NC);
