@@ -7,9 +7,10 @@ and float64. Pieces:
 - ``build_library(folder, name)``: the shared library of one Basis, compiled on first use and kept in the binary
   cache (``$CARTINV_CACHE/cpu``, keyed by sha256 of the sources, compiler, flags and CPU), loaded with ctypes;
   a compile prints one line to stderr first (it takes seconds to a minute);
-- ``FusedLibrary``: the typed ctypes entry points, checking that the library belongs to the expected Basis;
+- ``FusedLibrary``: the typed ctypes entry points, checking that the library belongs to the expected Basis; its
+  outputs come from ``BufferPool``s, which reuse memory once nothing holds it (``release_buffers()`` drops it);
 - ``fused_ops``: the Basis's one ``torch.library`` op family (runtime/kernels/ops.py, ``cartinv::<name>_<hash>_{forward,
-  backward, double_backward}``) with these kernels registered for CPU tensors: differentiable twice through it
+  infer, backward, double_backward}``) with these kernels registered for CPU tensors: differentiable twice through it
   (gradcheck, gradgradcheck, torch.compile, torch.export, opcheck);
 - ``FusedInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I``.
 """
@@ -356,6 +357,13 @@ def fused_library(folder, name: str, basis_hash: str, quiet: bool = False) -> Fu
     if key not in _LIBRARIES:
         _LIBRARIES[key] = FusedLibrary(build_library(folder, name, quiet=quiet), basis_hash)
     return _LIBRARIES[key]
+
+
+def release_buffers() -> None:
+    """Drop the output memory every loaded library keeps for reuse (what tensors still hold stays alive)."""
+    for library in list(_LIBRARIES.values()):
+        for pool in library.pools.values():
+            pool.clear()
 
 
 def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False):
