@@ -199,8 +199,9 @@ class OpFamily:
         self.library = library
 
     def attach(self, device_type: str, impl) -> None:
-        """Serve tensors on ``device_type`` with ``impl`` from now on (once per device type): its ``forward`` and
-        ``backward``, and its ``double_backward`` where it has one (else the torch core's, on that device)."""
+        """Serve tensors on ``device_type`` with ``impl`` from now on (once per device type): its ``forward``,
+        ``infer`` (the forward without the saved moments) and ``backward``, and its ``double_backward`` where it
+        has one (else the torch core's, on that device)."""
         if device_type in self.devices:
             return
         if impl.n_invariants != self.torch_impl.kernels.n_invariants:

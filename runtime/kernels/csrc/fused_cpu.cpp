@@ -11,8 +11,9 @@
 // Private layout of the saved moments: T [n_atoms][blocks][N_COORDS][LANES], groups in blocks of LANES.
 //
 // Design:
-//  - atoms run in parallel (a pool of worker threads kept between calls, dynamic chunks); every pair belongs to exactly one atom, so each output
-//    element is written by one thread and results do not depend on the thread count;
+//  - atoms run in parallel (a pool of worker threads kept between calls, dynamic chunks); every pair belongs to
+//    exactly one atom, so each output element is written by one thread and results do not depend on the thread
+//    count;
 //  - groups are the SIMD dimension: the generated programs are instantiated on a LANES-wide vector type, so
 //    one call evaluates LANES groups of an atom at once;
 //  - the double backward (what training on forces needs) is the backward run on dual numbers
