@@ -42,6 +42,10 @@
 
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #ifndef CARTINV_BASIS_NS
 #error "compile with -DCARTINV_BASIS_NS=<namespace of the generated header> -include <header>"
 #endif
@@ -343,6 +347,88 @@ void parallel_atoms(int64_t n_atoms, int n_threads, F body)
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Software prefetch and streaming stores. On a 2026 cloud Xeon (AVX-512, about 11 GB/s of memory bandwidth
+// per core) a scalar stream read ran at 2.7 GB/s with plain loads and 8.2 GB/s with a prefetch 2-8 KiB ahead,
+// so the pair data (w rows, r) is prefetched PREFETCH_BYTES ahead of its use (addresses clamped to the arrays);
+// the 20,000-atom fp32 forward went from 28.9 to 24.2 ms with it on that host.
+
+constexpr int64_t PREFETCH_BYTES = 4096;
+constexpr int64_t LINE = 64;
+
+// As an asm statement on x86: GCC 12 deletes loops whose only statements are __builtin_prefetch calls.
+inline void prefetch(const void* p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+#else
+    __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+// Every cache line of bytes [p, p + n), n > 0.
+inline void prefetch_span(const void* p, int64_t n)
+{
+    const char* c = static_cast<const char*>(p);
+    const int64_t lines = ((reinterpret_cast<uintptr_t>(c) & (LINE - 1)) + n + LINE - 1) / LINE;
+    for (int64_t k = 0; k < lines; ++k) prefetch(c + k * LINE);
+}
+
+// Copies n vectors to vector-aligned memory that is not read again soon: a streaming store skips reading the
+// line first, which a plain store does (half the traffic of writing a large output; written through the
+// invariants, the same forward went from 24.2 to 18.6 ms). x86 only, elsewhere a plain copy. Threads that
+// streamed call stream_fence() before they finish.
+template <typename S>
+inline void stream_copy(Vec<S>* to, const Vec<S>* from, int64_t n)
+{
+    for (int64_t k = 0; k < n; ++k) {
+#if defined(__AVX512F__) && CARTINV_LANE_BYTES == 64
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(to + k), reinterpret_cast<__m512i>(from[k].x));
+#elif defined(__AVX__) && CARTINV_LANE_BYTES == 32
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(to + k), reinterpret_cast<__m256i>(from[k].x));
+#elif defined(__SSE2__) && CARTINV_LANE_BYTES == 16
+        _mm_stream_si128(reinterpret_cast<__m128i*>(to + k), reinterpret_cast<__m128i>(from[k].x));
+#else
+        to[k] = from[k];
+#endif
+    }
+}
+
+// Copies n values to memory of any alignment: streaming stores for the cache lines it covers whole, plain
+// stores for a partial line at either end (which a neighbouring atom's row may share).
+template <typename S>
+inline void stream_copy_values(S* to, const S* from, int64_t n)
+{
+    const int64_t per_line = LINE / int64_t(sizeof(S));
+    int64_t head = int64_t((LINE - (reinterpret_cast<uintptr_t>(to) & (LINE - 1))) & (LINE - 1)) / int64_t(sizeof(S));
+    if (reinterpret_cast<uintptr_t>(to) % sizeof(S) != 0 || head > n) head = n;
+    std::memcpy(to, from, head * sizeof(S));
+    const int64_t lines = (n - head) / per_line;
+    for (int64_t k = 0; k < lines; ++k) {
+        const S* src = from + head + k * per_line;
+        S* dst = to + head + k * per_line;
+#if defined(__AVX512F__)
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), _mm512_loadu_si512(src));
+#elif defined(__AVX__)
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(dst), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(dst) + 1,
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src) + 1));
+#else
+        std::memcpy(dst, src, LINE);
+#endif
+    }
+    const int64_t done = head + lines * per_line;
+    std::memcpy(to + done, from + done, (n - done) * sizeof(S));
+}
+
+// Orders this thread's streaming stores before whatever it does next (streaming stores are weakly ordered).
+inline void stream_fence()
+{
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Pairs grouped by centre (counting sort; identity when the centres are already sorted).
 
 struct PairIndex {
@@ -361,6 +447,7 @@ inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
     parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
         bool ok = true, in_order = true;
         for (int64_t p = begin; p < end; ++p) {
+            if ((p & 7) == 0) prefetch(centers + std::min(p + PREFETCH_BYTES / 8, n_pairs - 1));
             const int64_t c = centers[p];
             ok &= (c >= 0) & (c < n_atoms);
             in_order &= (p == 0) || (c >= centers[p - 1]);
@@ -401,23 +488,37 @@ template <typename S>
 struct Layout {
     static constexpr int W = Vec<S>::W;
     PairIndex index;
-    int64_t groups = 0, blocks = 0, wrow = 0;
+    int64_t n_pairs = 0, groups = 0, blocks = 0, wrow = 0;
+    int64_t ahead = W;  // how many index positions ahead pair data is prefetched (about PREFETCH_BYTES of w)
     int status = 0;
 
-    Layout(const int64_t* centers, int64_t n_pairs, int64_t n_atoms, int64_t groups_, int n_threads)
+    Layout(const int64_t* centers, int64_t n_pairs_, int64_t n_atoms, int64_t groups_, int n_threads)
     {
-        if (n_pairs < 0 || n_atoms < 0 || groups_ < 1) {
+        if (n_pairs_ < 0 || n_atoms < 0 || groups_ < 1) {
             status = -2;
             return;
         }
-        status = build_index(centers, n_pairs, n_atoms, index, n_threads);
+        status = build_index(centers, n_pairs_, n_atoms, index, n_threads);
+        n_pairs = n_pairs_;
         groups = groups_;
         blocks = (groups + W - 1) / W;
         wrow = groups * CH;
+        ahead = std::max<int64_t>(W, PREFETCH_BYTES / int64_t(wrow * sizeof(S)));
     }
     int64_t begin(int64_t a) const { return index.offsets[a]; }
     int64_t end(int64_t a) const { return index.offsets[a + 1]; }
     int lanes(int64_t b) const { return int(std::min<int64_t>(W, groups - b * W)); }  // groups in block b
+
+    // Prefetch of the rows of `rows` (w, or ggw) and of r for the W index positions from q + ahead.
+    void prefetch_pairs(const S* r, const S* rows, int64_t q) const
+    {
+        const int64_t stop = std::min(q + ahead + W, n_pairs);
+        for (int64_t k = q + ahead; k < stop; ++k) {
+            const int64_t p = index.pair(k);
+            prefetch_span(rows + p * wrow, wrow * int64_t(sizeof(S)));
+            prefetch(r + 3 * p);
+        }
+    }
 };
 
 // The first error code seen by any thread (0 while there is none).
@@ -452,7 +553,14 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
     constexpr int W = Vec<S>::W;
     for (int bb = 0; bb < BB && b0 + bb < L.blocks; ++bb) {
         const int n = L.lanes(b0 + bb);
-        for (int k = 0; k < n_pairs; ++k) store(gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch, CH, n, g[bb][k]);
+        for (int k = 0; k < n_pairs; ++k) {
+            S* at = gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch;
+            if (CH == 1 && n == W && reinterpret_cast<uintptr_t>(at) % sizeof(g[bb][k].x) == 0) {
+                stream_copy(reinterpret_cast<Vec<S>*>(at), &g[bb][k], 1);
+            } else {
+                store(at, CH, n, g[bb][k]);
+            }
+        }
     }
 }
 
@@ -472,12 +580,14 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
     parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
         V inv[NI];
         PairBatch<S> batch;
-        std::vector<V> scratch(T ? 0 : L.blocks * NC);  // one atom's moments when they are not kept
+        // one atom's moments and invariants, made in cache and then copied out with streaming stores
+        std::vector<V> scratch(L.blocks * NC);
+        std::vector<S> Irow(L.blocks * W * NI);
         for (int64_t a = begin; a < end && !status.failed(); ++a) {
-            // T is 64-byte aligned (checked by the caller)
-            V* Ta = T ? reinterpret_cast<V*>(T) + a * L.blocks * NC : scratch.data();
+            V* Ta = scratch.data();
             for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                L.prefetch_pairs(r, w, q);
                 if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
                 // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
                 for (int64_t b = 0; b < L.blocks; ++b) {
@@ -508,9 +618,13 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
             for (int64_t b = 0; b < L.blocks; ++b) {
                 const int n = L.lanes(b);
                 invariants_of(Ta + b * NC, inv);
-                for (int k = 0; k < NI; ++k) store(I + (a * groups + b * W) * NI + k, NI, n, inv[k]);
+                for (int k = 0; k < NI; ++k) store(Irow.data() + b * W * NI + k, NI, n, inv[k]);
             }
+            stream_copy_values(I + a * groups * NI, Irow.data(), groups * NI);
+            // T is 64-byte aligned (checked by the caller)
+            if (T) stream_copy(reinterpret_cast<V*>(T) + a * L.blocks * NC, Ta, L.blocks * NC);
         }
+        stream_fence();
     });
     return status.code.load();
 }
@@ -539,6 +653,10 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
         alignas(64) S gY[NH][W];
         for (int64_t a = begin; a < end; ++a) {
             const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
+            if (a + 1 < end) {  // the next atom's moments and invariant gradient
+                prefetch_span(Ta + L.blocks * NC, L.blocks * NC * int64_t(sizeof(V)));
+                prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
+            }
             for (int64_t b = 0; b < L.blocks; ++b) {
                 const int n = L.lanes(b);
                 for (int k = 0; k < NI; ++k) gIv[k] = load(gI + (a * groups + b * W) * NI + k, NI, n);
@@ -546,11 +664,14 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                 invariants_vjp_of(Ta + b * NC, gIv, gTb);
                 for (int ch = 0; ch < CH; ++ch) {
                     for (int j = 0; j < NH; ++j) {
-                        for (int l = 0; l < n; ++l) gTt[((b * W + l) * CH + ch) * NHV + j / W].x[j % W] = gTb[ch * NH + j].x[l];
+                        for (int l = 0; l < n; ++l) {
+                            gTt[((b * W + l) * CH + ch) * NHV + j / W].x[j % W] = gTb[ch * NH + j].x[l];
+                        }
                     }
                 }
             }
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                L.prefetch_pairs(r, w, q);
                 batch.load(r, L.index, q, L.end(a));  // checked by the forward
                 const int n_pairs_here = batch.n;
                 for (int k0 = 0; k0 < n_pairs_here; k0 += PK) {
@@ -586,6 +707,7 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                 }
             }
         }
+        stream_fence();
     });
     return 0;
 }
@@ -614,12 +736,15 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
         std::vector<V> gTtv(L.wrow * NHV, V(0.0)), gTtd(L.wrow * NHV, V(0.0));  // gT with lanes over harmonics
         DV inv[NI], gIv[NI];
         DualPairBatch<S> batch;
+        std::vector<S> gIrow(L.blocks * W * NI);  // an atom's grad_gI, made in cache, then streamed out
         alignas(64) S gYv[NH][W];
         alignas(64) S gYd[NH][W];
         for (int64_t a = begin; a < end; ++a) {
             // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
             for (auto& t : Td) t = DV(V(0.0), V(0.0));
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                L.prefetch_pairs(r, w, q);
+                if (ggw) L.prefetch_pairs(ggr ? ggr : r, ggw, q);
                 batch.load(r, ggr, L.index, q, L.end(a));
                 for (int64_t b = 0; b < L.blocks; ++b) {
                     const int n = L.lanes(b);
@@ -652,7 +777,7 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                 invariants_of(Td.data() + b * NC, inv);
                 for (int k = 0; k < NI; ++k) {
                     const int64_t at = (a * groups + b * W) * NI + k;
-                    store(grad_gI + at, NI, n, inv[k].d);
+                    store(gIrow.data() + b * W * NI + k, NI, n, inv[k].d);
                     gIv[k] = DV(load(gI + at, NI, n), V(0.0));
                 }
                 DV* gTb = gTd.data() + b * NC;
@@ -671,7 +796,11 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                     }
                 }
             }
+            stream_copy_values(grad_gI + a * groups * NI, gIrow.data(), groups * NI);
+            if (a + 1 < end) prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                L.prefetch_pairs(r, w, q);
+                if (ggw) L.prefetch_pairs(ggr ? ggr : r, ggw, q);
                 batch.load(r, ggr, L.index, q, L.end(a));
                 const int here = batch.n;
                 // gY = sum over (group, channel) of w gT, with its tangent: lanes over harmonics
@@ -717,6 +846,7 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                 }
             }
         }
+        stream_fence();
     });
     return 0;
 }
