@@ -29,7 +29,9 @@ same run on the same threads (2048 x 2048, the dtype's best of 5).
 
 Roofline line (every run): the bytes of pair data a forward must read once (r, w, the CSR order and offsets),
 the device's copy bandwidth measured here (a large tensor copy: read + write), the time that reading takes at
-that bandwidth, and the fused forward (cartinv-cuda on a GPU, else cartinv) as a multiple of it.
+that bandwidth, and the fused forward (cartinv-cuda on a GPU, else cartinv) as a multiple of it; then the same for
+forward + backward with the bytes it must move at least (step_bytes: every input read and every output written
+once per pass, the moments written once and read once), which bounds it where memory is slow against arithmetic.
 
     python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
     python benchmarks/kernels.py --quick    # a small run (seconds)
@@ -197,6 +199,17 @@ def pair_bytes(inputs) -> int:
     return r.numel() * r.element_size() + w.numel() * w.element_size() + 8 * (centers.numel() + n_atoms + 1)
 
 
+def step_bytes(inputs, n_invariants: int, n_coords: int) -> int:
+    """Bytes a forward + backward has to move at least: the forward reads r, w and the centres and writes I and
+    the moments T [n_atoms, groups, n_coords]; the backward reads them again with T and dI and writes dr and dw."""
+    r, centers, w, n_atoms = inputs
+    item = r.element_size()
+    invariants = n_atoms * w.shape[1] * n_invariants * item
+    moments = n_atoms * w.shape[1] * n_coords * item
+    return (3 * r.numel() * item + 3 * w.numel() * item + 2 * 8 * centers.numel()
+            + 2 * moments + 2 * invariants)
+
+
 def matmul_peak(dtype, device, n=2048, repeats=5) -> float:
     """FLOP/s of the best of `repeats` n x n matrix products (2 n^3 operations each)."""
     a = torch.randn(n, n, dtype=dtype, device=device)
@@ -359,6 +372,11 @@ def main(argv=None) -> int:
                 rooflines.append(f"# roofline {n_atoms} atoms {dname}: pair data {nbytes / 2**20:.1f} MiB, read once "
                                  f"in {floor * 1e6:.0f} us; {fused_label} forward {rows[fused_label][0] * 1e6:.0f} us "
                                  f"= {rows[fused_label][0] / floor:.1f}x that")
+                step = step_bytes(inputs, module.N_INVARIANTS, module.N_COORDS)
+                both = rows[fused_label][1]
+                rooflines[-1] += (f"; forward + backward moves at least {step / 2**20:.1f} MiB, "
+                                  f"{step / bandwidth * 1e3:.1f} ms at that bandwidth; {fused_label} forward + "
+                                  f"backward {both * 1e3:.1f} ms = {both * bandwidth / step:.1f}x that")
                 print(rooflines[-1], flush=True)
             del inputs, reference
             gc.collect()

@@ -17,11 +17,22 @@ def test_table_has_every_method_and_agreement(capsys, monkeypatch):
     methods = ["cartinv-cpu", "cartinv", "naive"]
     assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--dtypes", "float64",
                          "--no-memory", "--methods", *methods]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if re.match(r"\s*40\s", line)]
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s*40\s", line)]
     labels = [row[3] for row in rows]
     assert set(labels) >= {"cartinv", "naive"}
     for row in rows:
         assert float(row[-1]) < 1e-12, row  # every method agrees with the first column by column
+    assert re.search(r"# roofline 40 atoms float64: .*forward \+ backward moves at least [0-9.]+ MiB", out)
+
+
+def test_step_bytes_counts_every_pass_over_inputs_outputs_and_moments():
+    """5 pairs, 2 groups, 3 atoms, float64: r, w and dr, dw (3 passes each), the centres read twice, the moments
+    [3, 2, 16] and the invariants [3, 2, 13] written once and read once."""
+    r, w = torch.zeros(5, 3, dtype=torch.float64), torch.zeros(5, 2, dtype=torch.float64)
+    centers = torch.zeros(5, dtype=torch.int64)
+    expected = 3 * 120 + 3 * 80 + 2 * 40 + 2 * (3 * 2 * 16 * 8) + 2 * (3 * 2 * 13 * 8)
+    assert kernels.step_bytes((r, centers, w, 3), 13, 16) == expected == 3464
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mace") is None, reason="mace-torch not installed")
