@@ -373,28 +373,11 @@ inline void prefetch_span(const void* p, int64_t n)
     for (int64_t k = 0; k < lines; ++k) prefetch(c + k * LINE);
 }
 
-// Copies n vectors to vector-aligned memory that is not read again soon: a streaming store skips reading the
-// line first, which a plain store does (half the traffic of writing a large output; written through the
-// invariants, the same forward went from 24.2 to 18.6 ms). x86 only, elsewhere a plain copy. Threads that
-// streamed call stream_fence() before they finish.
-template <typename S>
-inline void stream_copy(Vec<S>* to, const Vec<S>* from, int64_t n)
-{
-    for (int64_t k = 0; k < n; ++k) {
-#if defined(__AVX512F__) && CARTINV_LANE_BYTES == 64
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(to + k), reinterpret_cast<__m512i>(from[k].x));
-#elif defined(__AVX__) && CARTINV_LANE_BYTES == 32
-        _mm256_stream_si256(reinterpret_cast<__m256i*>(to + k), reinterpret_cast<__m256i>(from[k].x));
-#elif defined(__SSE2__) && CARTINV_LANE_BYTES == 16
-        _mm_stream_si128(reinterpret_cast<__m128i*>(to + k), reinterpret_cast<__m128i>(from[k].x));
-#else
-        to[k] = from[k];
-#endif
-    }
-}
-
-// Copies n values to memory of any alignment: streaming stores for the cache lines it covers whole, plain
-// stores for a partial line at either end (which a neighbouring atom's row may share).
+// Copies n values to memory that is not read again soon, of any alignment: streaming stores for the cache lines
+// it covers whole, which skip reading the line first as a plain store does (half the traffic of writing a large
+// output; through the invariants, the 20,000-atom forward went from 24.2 to 18.6 ms), and plain stores for a
+// partial line at either end (which a neighbouring atom's row may share). Threads that streamed call
+// stream_fence() before they finish.
 template <typename S>
 inline void stream_copy_values(S* to, const S* from, int64_t n)
 {
@@ -555,8 +538,8 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
         const int n = L.lanes(b0 + bb);
         for (int k = 0; k < n_pairs; ++k) {
             S* at = gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch;
-            if (CH == 1 && n == W && reinterpret_cast<uintptr_t>(at) % sizeof(g[bb][k].x) == 0) {
-                stream_copy(reinterpret_cast<Vec<S>*>(at), &g[bb][k], 1);
+            if (CH == 1 && n == W) {
+                stream_copy_values(at, reinterpret_cast<const S*>(&g[bb][k].x), W);
             } else {
                 store(at, CH, n, g[bb][k]);
             }
@@ -621,8 +604,7 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
                 for (int k = 0; k < NI; ++k) store(Irow.data() + b * W * NI + k, NI, n, inv[k]);
             }
             stream_copy_values(I + a * groups * NI, Irow.data(), groups * NI);
-            // T is 64-byte aligned (checked by the caller)
-            if (T) stream_copy(reinterpret_cast<V*>(T) + a * L.blocks * NC, Ta, L.blocks * NC);
+            if (T) stream_copy_values(T + a * L.blocks * NC * W, reinterpret_cast<const S*>(Ta), L.blocks * NC * W);
         }
         stream_fence();
     });
