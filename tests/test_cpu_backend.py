@@ -141,6 +141,41 @@ def test_results_do_not_depend_on_the_thread_count():
         assert torch.equal(out, outs[0][0]) and torch.equal(grad, outs[0][1])
 
 
+def test_worker_pool_handoffs():
+    """The kept workers take a job while spinning (calls back to back) or after sleeping (a pause longer than the
+    spin), and a second Python thread that finds the pool busy runs on threads of its own: every call gives the
+    one-thread result, and none hangs (a lost wake-up would)."""
+    import threading
+    import time
+
+    fused = cartinv.load("lmax3_deg4", backend="cpu")
+    r, c, w, n = environment(n_atoms=64, n_pairs=1200, groups=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = fused(r, c, w, n)
+        torch.set_num_threads(3)
+        failures, done = [], []
+
+        def calls(k):
+            for i in range(200):
+                if i % 4 == k:
+                    time.sleep(0.002)  # longer than the workers' 200 us spin: they go to sleep
+                if not torch.equal(fused(r, c, w, n), expected):
+                    failures.append((k, i))
+            done.append(k)
+
+        threads = [threading.Thread(target=calls, args=(k,), daemon=True) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(done) == [0, 1], "a kernel call hung"
+    assert not failures
+
+
 @pytest.mark.parametrize("case", ["sorted", "step back at a chunk edge", "bad centre in a later chunk"])
 def test_pair_index_over_many_chunks(case):
     """The pair index is built in chunks of 2^15 pairs on several threads: sorted centres, an order broken exactly
