@@ -63,13 +63,13 @@ def test_radial_basis_vanishes_smoothly_at_cutoff(kind):
         RadialBasis(4, -1.0)
 
 
-def test_invariant_norm_root_scales_like_the_moments():
+@pytest.mark.parametrize("eps", [1e-3, 1.0])
+def test_invariant_norm_root_scales_like_the_moments(eps):
     degrees = [1, 2, 3, 4]
-    eps = 1e-3
-    norm = InvariantNorm(degrees, channels=2, mode="root", eps=eps)
+    norm = InvariantNorm(degrees, channels=2, mode="root", eps=eps, dtype=torch.float64)
     with torch.no_grad():
         norm.scale.copy_(torch.tensor([1.0, 0.5, 2.0, 3.0]))
-    x = torch.tensor([[0.9, 2.0, -3.0, 5.0], [-0.4, 0.7, 1.5, -0.2]]).reshape(1, 2, 4)
+    x = torch.tensor([[0.9, 2.0, -3.0, 5.0], [-0.4, 0.7, 1.5, -0.2]], dtype=torch.float64).reshape(1, 2, 4)
     d = torch.tensor(degrees, dtype=x.dtype)
     expected = x * (x.abs() + eps) ** (1 / d - 1) * norm.scale
     np.testing.assert_allclose(norm(x).detach().numpy(), expected.detach().numpy(), rtol=1e-14)
