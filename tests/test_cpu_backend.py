@@ -143,25 +143,29 @@ def test_results_do_not_depend_on_the_thread_count():
 
 def test_worker_pool_handoffs():
     """The kept workers take a job while spinning (calls back to back) or after sleeping (a pause longer than the
-    spin), and a second Python thread that finds the pool busy runs on threads of its own: every call gives the
-    one-thread result, and none hangs (a lost wake-up would)."""
+    spin); jobs that want different numbers of workers alternate (8, 3 and 2 chunks of atoms on 4 threads: 3, 2
+    and 1 helpers, so a worker is left out of one job and wanted in the next); a second Python thread that finds
+    the pool busy runs on threads of its own. Every call gives the one-thread result, and none hangs (a lost
+    wake-up would)."""
     import threading
     import time
 
     fused = cartinv.load("lmax3_deg4", backend="cpu")
-    r, c, w, n = environment(n_atoms=64, n_pairs=1200, groups=3)
+    cases = [environment(seed=k, n_atoms=atoms, n_pairs=20 * atoms, groups=3)
+             for k, atoms in enumerate((64, 24, 16))]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        expected = fused(r, c, w, n)
-        torch.set_num_threads(3)
+        expected = [fused(r, c, w, n) for r, c, w, n in cases]
+        torch.set_num_threads(4)
         failures, done = [], []
 
         def calls(k):
-            for i in range(200):
+            for i in range(300):
                 if i % 4 == k:
                     time.sleep(0.002)  # longer than the workers' 200 us spin: they go to sleep
-                if not torch.equal(fused(r, c, w, n), expected):
+                j = (i + k) % len(cases)
+                if not torch.equal(fused(*cases[j]), expected[j]):
                     failures.append((k, i))
             done.append(k)
 

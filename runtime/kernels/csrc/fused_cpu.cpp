@@ -259,6 +259,7 @@ struct DualPairBatch {
 class WorkerPool {
 public:
     static constexpr int64_t SPIN_US = 200;
+    static constexpr int WANTED_BITS = 20;  // state_: generation << WANTED_BITS | workers wanted
 
     static WorkerPool& get()
     {
@@ -272,6 +273,7 @@ public:
     // work() on the caller's thread and on `helpers` workers; false (nothing run) when the pool is busy.
     bool run(int helpers, const std::function<void()>& work)
     {
+        if (helpers >= (1 << WANTED_BITS)) return false;  // more threads than the state word counts: own threads
         std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
         if (!busy.owns_lock()) return false;
         while (int(workers_.size()) < helpers) {
@@ -280,13 +282,16 @@ public:
             workers_.back().detach();
         }
         {
-            // job_, wanted_ and running_ are published by the release increment of generation_, made under the
-            // mutex so that a worker checking the predicate before it sleeps cannot miss it
+            // job_ and running_ are published by the release store of state_, which holds the generation and the
+            // number of workers wanted in one word: a worker must never pair one job's generation with another's
+            // count (with separate words, a worker left out of one job could read the next job's count with the
+            // old generation and run that job before running_ was set). Stored under the mutex so that a worker
+            // checking the predicate before it sleeps cannot miss it.
             std::lock_guard<std::mutex> lock(mutex_);
             job_ = &work;
-            wanted_.store(helpers, std::memory_order_relaxed);
             running_.store(helpers, std::memory_order_relaxed);
-            generation_.fetch_add(1, std::memory_order_release);
+            const uint64_t generation = (state_.load(std::memory_order_relaxed) >> WANTED_BITS) + 1;
+            state_.store((generation << WANTED_BITS) | uint64_t(helpers), std::memory_order_release);
         }
         start_.notify_all();
         work();
@@ -323,16 +328,17 @@ private:
 
     void loop(int id)
     {
-        uint64_t seen = 0;
+        uint64_t seen = 0, state = 0;
         const auto ready = [&]() {
-            return generation_.load(std::memory_order_acquire) != seen && id < wanted_.load(std::memory_order_relaxed);
+            state = state_.load(std::memory_order_acquire);
+            return (state >> WANTED_BITS) != seen && uint64_t(id) < (state & ((uint64_t(1) << WANTED_BITS) - 1));
         };
         for (;;) {
             if (!spin_until(ready)) {
                 std::unique_lock<std::mutex> lock(mutex_);
                 start_.wait(lock, ready);
             }
-            seen = generation_.load(std::memory_order_acquire);
+            seen = state >> WANTED_BITS;  // the generation ready() saw: this worker is counted in its running_
             (*job_)();
             if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 // under the mutex: a caller that saw running_ > 0 and is going to sleep is then already waiting
@@ -347,8 +353,8 @@ private:
     std::condition_variable start_, done_;
     std::vector<std::thread> workers_;
     const std::function<void()>* job_ = nullptr;
-    std::atomic<uint64_t> generation_{0};
-    std::atomic<int> wanted_{0}, running_{0};
+    std::atomic<uint64_t> state_{0};
+    std::atomic<int> running_{0};
 };
 
 // body(begin, end) over ranges of `chunk` items of 0 .. n - 1 on n_threads threads (the caller's included),
