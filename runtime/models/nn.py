@@ -143,9 +143,8 @@ class InvariantNorm(torch.nn.Module):
         if self.mode == "root":
             # (|I| + ε)^e as ε^e exp(e log1p(|I| / ε)): a tensor-exponent pow and its autograd (more pows) were
             # 1.7x slower in the force-training double backward
-            t = inv.abs() if self.eps == 1.0 else inv.abs() / self.eps
-            factor = self.scale if self.eps == 1.0 else self.scale * self.eps ** self.exponent
-            return inv * torch.exp(torch.log1p(t) * self.exponent) * factor
+            factor = torch.exp(torch.log1p(inv.abs() / self.eps) * self.exponent)
+            return inv * factor * (self.scale * self.eps ** self.exponent)
         n, c, k = inv.shape
         flat = inv.permute(0, 2, 1).reshape(n, k * c)
         return self.group(flat).reshape(n, k, c).permute(0, 2, 1)
