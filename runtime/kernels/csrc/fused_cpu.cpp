@@ -39,6 +39,7 @@
 #include <limits>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -110,6 +111,72 @@ inline double inv_sqrt(double x) { return 1.0 / std::sqrt(x); }
 inline float inv_sqrt(float x) { return 1.0f / std::sqrt(x); }
 
 // ---------------------------------------------------------------------------------------------------------
+// W x W transpose of W lane vectors in registers. Writing the lanes one at a time and reading them back as whole
+// vectors instead stalls every read on store forwarding; done that way, the gY transpose per batch of pairs was a
+// quarter of the backward (2,000 atoms, fp32, AVX-512).
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define CARTINV_HAS_SHUFFLEVECTOR 1
+#endif
+#endif
+
+#ifdef CARTINV_HAS_SHUFFLEVECTOR
+// Swaps the H x H blocks off the diagonal of rows (a, b): a's lanes with bit H set take b's lanes j - H, b's lanes
+// without it take a's lanes j + H.
+template <int H, typename R, std::size_t... J>
+inline void swap_blocks(R& a, R& b, std::index_sequence<J...>)
+{
+    constexpr int W = int(sizeof...(J));
+    const R lo = __builtin_shufflevector(a, b, ((int(J) & H) == 0 ? int(J) : W + int(J) - H)...);
+    const R hi = __builtin_shufflevector(a, b, ((int(J) & H) == 0 ? int(J) + H : W + int(J))...);
+    a = lo;
+    b = hi;
+}
+
+// One swap per bit of the row and lane index: after all of them, lane j of row i holds what lane i of row j held.
+template <typename S, int H>
+inline void transpose_from(Vec<S> (&m)[Vec<S>::W])
+{
+    constexpr int W = Vec<S>::W;
+    if constexpr (H < W) {
+        for (int i = 0; i < W; ++i) {
+            if ((i & H) == 0) swap_blocks<H>(m[i].x, m[i + H].x, std::make_index_sequence<W>());
+        }
+        transpose_from<S, 2 * H>(m);
+    }
+}
+#endif
+
+template <typename S>
+inline void transpose(Vec<S> (&m)[Vec<S>::W])
+{
+#ifdef CARTINV_HAS_SHUFFLEVECTOR
+    transpose_from<S, 1>(m);
+#else
+    constexpr int W = Vec<S>::W;
+    Vec<S> t[W];
+    for (int i = 0; i < W; ++i) {
+        for (int j = 0; j < W; ++j) t[j].x[i] = m[i].x[j];
+    }
+    for (int i = 0; i < W; ++i) m[i] = t[i];
+#endif
+}
+
+// One block's and channel's harmonics (harmonic(j), lanes over the block's groups) as rows of lanes over harmonics,
+// one per group: out[l * stride + jv] holds harmonics jv W .. jv W + W - 1 of group l, for the n groups l < n.
+template <typename S, typename Harmonic>
+inline void to_harmonic_lanes(Harmonic harmonic, int n, Vec<S>* out, int64_t stride)
+{
+    constexpr int W = Vec<S>::W;
+    for (int jv = 0; jv * W < NH; ++jv) {
+        Vec<S> m[W];
+        for (int i = 0; i < W; ++i) m[i] = jv * W + i < NH ? harmonic(jv * W + i) : Vec<S>(0.0);
+        transpose<S>(m);
+        for (int l = 0; l < n; ++l) out[l * stride + jv] = m[l];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Loads and stores of one block of lanes (groups g0 .. g0 + n - 1) with a stride between groups. A partial block
 // (n < W: the last block when W does not divide the groups) runs a fixed-length loop over the lanes: written as a
 // loop up to n, the compiler turns it into a call to memcpy inside the hot loops, spilling every accumulator
@@ -178,12 +245,11 @@ struct PairBatch {
         return usable;
     }
 
-    // gr of the batch's pairs from gY[j][k] (the same layout as Y).
-    void gradient(const S (*gY)[W], S* gr) const
+    // gr of the batch's pairs from gY[j] (lanes over the pairs, as in Y).
+    void gradient(const V* gY, S* gr) const
     {
-        V gYv[NH], gu[3];
-        for (int j = 0; j < NH; ++j) std::memcpy(&gYv[j].x, gY[j], sizeof(gYv[j].x));
-        B::harmonics_vjp(u[0], u[1], u[2], gYv, gu);
+        V gu[3];
+        B::harmonics_vjp(u[0], u[1], u[2], gY, gu);
         const V radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
         for (int c = 0; c < 3; ++c) {
             const V g = (gu[c] - u[c] * radial) * inv_length;
@@ -230,13 +296,10 @@ struct DualPairBatch {
     }
 
     // The tangent of gr (the Hessian-vector product along ggr, gw's tangent and gI) from the dual gY.
-    void gradient_tangent(const S (*gYv)[W], const S (*gYd)[W], S* out) const
+    void gradient_tangent(const V* gYv, const V* gYd, S* out) const
     {
         DV gY[NH], gu[3];
-        for (int j = 0; j < NH; ++j) {
-            std::memcpy(&gY[j].v.x, gYv[j], sizeof(gY[j].v.x));
-            std::memcpy(&gY[j].d.x, gYd[j], sizeof(gY[j].d.x));
-        }
+        for (int j = 0; j < NH; ++j) gY[j] = DV(gYv[j], gYd[j]);
         B::harmonics_vjp(u[0], u[1], u[2], gY, gu);
         const DV radial = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
         for (int c = 0; c < 3; ++c) {
@@ -581,7 +644,8 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
         for (int k = 0; k < n_pairs; ++k) {
             S* at = gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch;
             if (CH == 1 && n == W) {
-                stream_copy_values(at, reinterpret_cast<const S*>(&g[bb][k].x), W);
+                const Vec<S> v = g[bb][k];  // a copy: taking g's address would keep every accumulator in memory
+                stream_copy_values(at, reinterpret_cast<const S*>(&v.x), W);
             } else {
                 store(at, CH, n, g[bb][k]);
             }
@@ -674,7 +738,7 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
         std::vector<V> gT(L.blocks * NC), gTt(L.wrow * NHV, V(0.0));
         V gIv[NI];
         PairBatch<S> batch;
-        alignas(64) S gY[NH][W];
+        V gY[NHV][W];  // [jv][k]: pair k's gY[jv W ..] (lanes over harmonics), then transposed: gY[jv W + k]
         for (int64_t a = begin; a < end; ++a) {
             const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
             if (a + 1 < end) {  // the next atom's moments and invariant gradient
@@ -687,11 +751,8 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                 V* gTb = gT.data() + b * NC;
                 invariants_vjp_of(Ta + b * NC, gIv, gTb);
                 for (int ch = 0; ch < CH; ++ch) {
-                    for (int j = 0; j < NH; ++j) {
-                        for (int l = 0; l < n; ++l) {
-                            gTt[((b * W + l) * CH + ch) * NHV + j / W].x[j % W] = gTb[ch * NH + j].x[l];
-                        }
-                    }
+                    V* to = gTt.data() + (b * W * CH + ch) * NHV;
+                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j]; }, n, to, CH * NHV);
                 }
             }
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
@@ -713,13 +774,14 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                         }
                     }
                     for (int kk = 0; kk < PK && k0 + kk < n_pairs_here; ++kk) {
-                        for (int j = 0; j < NH; ++j) gY[j][k0 + kk] = acc[kk][j / W].x[j % W];
+                        for (int jv = 0; jv < NHV; ++jv) gY[jv][k0 + kk] = acc[kk][jv];
                     }
                 }
                 for (int k = n_pairs_here; k < W; ++k) {
-                    for (int j = 0; j < NH; ++j) gY[j][k] = S(0);
+                    for (int jv = 0; jv < NHV; ++jv) gY[jv][k] = V(0.0);
                 }
-                batch.gradient(gY, gr);
+                for (int jv = 0; jv < NHV; ++jv) transpose<S>(gY[jv]);
+                batch.gradient(gY[0], gr);
                 // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]
                 for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
                     for (int ch = 0; ch < CH; ++ch) {
@@ -761,8 +823,7 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
         DV inv[NI], gIv[NI];
         DualPairBatch<S> batch;
         std::vector<S> gIrow(L.blocks * W * NI);  // an atom's grad_gI, made in cache, then streamed out
-        alignas(64) S gYv[NH][W];
-        alignas(64) S gYd[NH][W];
+        V gYv[NHV][W], gYd[NHV][W];  // as gY in backward: rows of pairs, then transposed to lanes over pairs
         for (int64_t a = begin; a < end; ++a) {
             // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
             for (auto& t : Td) t = DV(V(0.0), V(0.0));
@@ -811,13 +872,9 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                     gTdd[b * NC + c] = gTb[c].d;
                 }
                 for (int ch = 0; ch < CH; ++ch) {
-                    for (int j = 0; j < NH; ++j) {
-                        for (int l = 0; l < n; ++l) {
-                            const int64_t i = ((b * W + l) * CH + ch) * NHV + j / W;
-                            gTtv[i].x[j % W] = gTb[ch * NH + j].v.x[l];
-                            gTtd[i].x[j % W] = gTb[ch * NH + j].d.x[l];
-                        }
-                    }
+                    const int64_t at = (b * W * CH + ch) * NHV;
+                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].v; }, n, gTtv.data() + at, CH * NHV);
+                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].d; }, n, gTtd.data() + at, CH * NHV);
                 }
             }
             stream_copy_values(grad_gI + a * groups * NI, gIrow.data(), groups * NI);
@@ -848,16 +905,20 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                         }
                     }
                     for (int kk = 0; kk < PK && k0 + kk < here; ++kk) {
-                        for (int j = 0; j < NH; ++j) {
-                            gYv[j][k0 + kk] = accv[kk][j / W].x[j % W];
-                            gYd[j][k0 + kk] = accd[kk][j / W].x[j % W];
+                        for (int jv = 0; jv < NHV; ++jv) {
+                            gYv[jv][k0 + kk] = accv[kk][jv];
+                            gYd[jv][k0 + kk] = accd[kk][jv];
                         }
                     }
                 }
                 for (int k = here; k < W; ++k) {
-                    for (int j = 0; j < NH; ++j) gYv[j][k] = gYd[j][k] = S(0);
+                    for (int jv = 0; jv < NHV; ++jv) gYv[jv][k] = gYd[jv][k] = V(0.0);
                 }
-                batch.gradient_tangent(gYv, gYd, grad_r);
+                for (int jv = 0; jv < NHV; ++jv) {
+                    transpose<S>(gYv[jv]);
+                    transpose<S>(gYd[jv]);
+                }
+                batch.gradient_tangent(gYv[0], gYd[0], grad_r);
                 // grad_w = tangent of gw = sum over j of (gT dY + dgT Y)
                 for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
                     for (int ch = 0; ch < CH; ++ch) {
