@@ -48,6 +48,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import chem_models  # noqa: E402
+from cartinv.allocator import keep_freed_memory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "examples" / "data" / "xtb_molecules.extxyz"
@@ -160,7 +161,7 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
                          "max_time": args.max_time if args.budget == "converge" else None,
                          "max_epochs": args.max_epochs, "patience": args.patience, "dtype": args.dtype,
                          "batch_size": args.batch_size, "lr": args.lr, "cutoff": args.cutoff,
-                         "threads": torch.get_num_threads()}}
+                         "threads": torch.get_num_threads(), "kept_freed_memory": args.kept_freed_memory}}
 
 
 def measure_costs(data: dict, models: list[str], args) -> dict:
@@ -311,6 +312,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("-v", "--verbose", action="store_true", help="print every epoch")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    # as `cartinv train` does; process-wide, so every model here runs with it alike (cartinv/allocator.py)
+    args.kept_freed_memory = keep_freed_memory()
     n_test, n_valid = N_TEST, N_VALID
     if args.quick:
         args.data, args.molecules, args.sizes, args.budget, args.time_budget = None, ["ethanol"], [20], "time", 4.0

@@ -328,6 +328,9 @@ def _e0s(text: str):
 
 
 def _cmd_train(args) -> int:
+    from cartinv.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before torch allocates: reuse the step's temporaries (cartinv/allocator.py)
     from cartinv.runtime.training import TrainConfig, load_config, train
     from cartinv.runtime.training.config import from_mapping
 
