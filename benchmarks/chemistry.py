@@ -25,6 +25,7 @@ architecture and the molecule, not on the weights) is measured by ``--cost``: ev
 process, best of 3 over 50 test structures; run it on an otherwise idle machine.
 
     python examples/xtb_data.py                                  # the data (about 8 minutes)
+    python benchmarks/chemistry.py --data benchmarks/data ...     # or the committed data of four of the molecules
     python benchmarks/chemistry.py --budget time --molecules ethanol aspirin --sizes 50 200 1000
     python benchmarks/chemistry.py --budget converge --sizes 1000
     python benchmarks/chemistry.py --budget converge --sizes 1000 --max-time 14400 --checkpoints DIR  # resumable
@@ -79,7 +80,7 @@ def available(kind: str) -> str:
 
 
 def load_molecules(args) -> dict:
-    """molecule -> frames (from --data/<molecule>.extxyz, or the shipped small file with --quick)."""
+    """molecule -> frames (from --data/<molecule>.extxyz or .extxyz.xz, or the shipped small file with --quick)."""
     from cartinv.runtime.training import read_frames
 
     out = {}
@@ -95,7 +96,10 @@ def load_molecules(args) -> dict:
             out[name] = read_frames(tmp)
     else:
         for name in args.molecules:
-            out[name] = read_frames(args.data / f"{name}.extxyz")
+            path = args.data / f"{name}.extxyz"
+            if not path.exists() and path.with_name(path.name + ".xz").exists():  # the committed copies
+                path = path.with_name(path.name + ".xz")
+            out[name] = read_frames(path)
     return out
 
 
@@ -157,6 +161,8 @@ def run_one(name: str, molecule: str, size: int, seed: int, data: dict, args) ->
             "stop": loop.stop_reason, "train_seconds": loop.train_seconds,
             "energy_mae_mev_atom": test_m["energy_mae_per_atom"] * 1e3, "force_mae_mev_a": test_m["force_mae"] * 1e3,
             "force_rmse_mev_a": test_m["force_rmse"] * 1e3,
+            # the molecule's data file (its frames in file order): rows compare only where this agrees
+            "data_fingerprint": args.fingerprints[molecule],
             "settings": {"time_budget": args.time_budget if args.budget == "time" else None,
                          "max_time": args.max_time if args.budget == "converge" else None,
                          "max_epochs": args.max_epochs, "patience": args.patience, "dtype": args.dtype,
@@ -323,7 +329,10 @@ def main(argv=None) -> list[dict]:
             args.results = args.outdir / "results_quick.jsonl"
     args.results = args.results or args.outdir / "results.jsonl"
     args.outdir.mkdir(parents=True, exist_ok=True)
+    from cartinv.runtime.training.data import fingerprint
+
     data = load_molecules(args)
+    args.fingerprints = {molecule: fingerprint(frames) for molecule, frames in data.items()}
     done = {key(r) for r in read_results(args.results) if not can_extend(r, args)}
     for name in args.models:
         reason = available(MODELS[name][0])

@@ -88,13 +88,19 @@ def test_quick_benchmark_runs_and_resumes(tmp_path):
 
 def test_convergence_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     """A run that hit --max-time resumes from its checkpoint under a larger cap, and its result line is replaced."""
+    import lzma
+
     import ase.io
 
     from benchmarks import chemistry
+    from cartinv.runtime.training import read_frames
+    from cartinv.runtime.training.data import fingerprint
 
     (tmp_path / "data").mkdir()
     ethanol = [a for a in ase.io.read(str(DATA), ":") if a.info.get("molecule") == "ethanol"]
-    ase.io.write(str(tmp_path / "data" / "ethanol.extxyz"), ethanol)
+    ase.io.write(str(tmp_path / "ethanol.extxyz"), ethanol)
+    # compressed, as the committed data sets are (benchmarks/data/*.extxyz.xz)
+    (tmp_path / "data" / "ethanol.extxyz.xz").write_bytes(lzma.compress((tmp_path / "ethanol.extxyz").read_bytes()))
     monkeypatch.setattr(chemistry, "N_TEST", 20)
     monkeypatch.setattr(chemistry, "N_VALID", 10)
     ck = tmp_path / "ck"
@@ -103,12 +109,15 @@ def test_convergence_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     results = tmp_path / "results.jsonl"
     first = chemistry.main(args + ["--max-time", "1.5"])
     assert len(first) == 1 and first[0]["stop"] == "max_time"
+    assert first[0]["data_fingerprint"] == fingerprint(read_frames(tmp_path / "ethanol.extxyz"))
+    assert isinstance(first[0]["settings"]["kept_freed_memory"], bool)
     history = json.loads((ck / chemistry.run_folder("converge", "ethanol", 20, "cartinv_lmax3_deg2", 0)
                           / "history.json").read_text())
     assert history[-1]["epoch"] == first[0]["epochs"]
     second = chemistry.main(args + ["--max-time", "3"])
     assert len(results.read_text().splitlines()) == 1  # replaced, not appended
     assert second[0]["epochs"] > first[0]["epochs"] and second[0]["train_seconds"] >= 3.0
+    assert second[0]["data_fingerprint"] == first[0]["data_fingerprint"]
     history = json.loads((ck / chemistry.run_folder("converge", "ethanol", 20, "cartinv_lmax3_deg2", 0)
                           / "history.json").read_text())
     epochs = [h["epoch"] for h in history]  # validated epochs (every 10th at N = 20, and the last of each run)
