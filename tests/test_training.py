@@ -303,3 +303,39 @@ def test_md_stability_example_runs_in_lammps(tmp_path, ethanol_file):
     assert summary["engine"] == "lammps" and summary["bonds_followed"] == 8
     assert summary["start_energy_difference_eV"] < 1e-8
     assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
+
+
+def test_checkpoint_leaves_out_buffers_the_model_rebuilds(tmp_path):
+    """A buffer training leaves as built (MACE's coupling tensors, 6.5 MB) is stored as a hash and taken from the
+    model built at resume; a model built with another value is refused in one line naming the buffer."""
+    from cartinv.runtime.training.fit import fit_model
+
+    frames = read_frames(MOLECULES)[:24]
+    elements = sorted({s for f in frames for s in f.symbols})
+    structs = featurize(frames, elements, 4.0, torch.float64)
+    config = TrainConfig(max_epochs=2, **TINY)
+
+    def build(constant=1.0):
+        torch.manual_seed(0)
+        from cartinv.runtime.models.potential import CartinvPotential
+
+        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
+        model.set_energy_reference([0.0] * len(elements))
+        model.register_buffer("coupling", torch.full((256, 256), constant, dtype=torch.float64))
+        return model
+
+    whole = build()
+    fit_model(whole, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "whole", log=None)
+    split = build()
+    fit_model(split, structs[:16], structs[16:], config, outdir=tmp_path / "split", log=None)
+    ck = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert "coupling" not in ck["model"] and "coupling" not in ck["best_model"] and "coupling" in ck["built_buffers"]
+    assert (tmp_path / "split" / "checkpoint.pt").stat().st_size < 256 * 256 * 8  # the buffer alone is 512 KiB
+    resumed = build()
+    fit_model(resumed, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "split",
+              resume=True, log=None)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match=r"checkpoint lacks 'coupling'"):
+        fit_model(build(2.0), structs[:16], structs[16:], config.replace(max_epochs=6), outdir=tmp_path / "split",
+                  resume=True, log=None)
