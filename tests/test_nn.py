@@ -334,6 +334,36 @@ def test_force_training_double_backward():
     np.testing.assert_allclose(pair_forces(g, i, j, 5).numpy(), -gx.numpy(), atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [12, 13])
+def test_force_training_gradients_agree_between_the_pair_contraction_forms(monkeypatch, seed):
+    """The grouped (padded bmm) and per-pair forms of w = V s z_j give the same energies, forces and force-loss
+    parameter gradients: the layer's maths does not depend on which one the CPU picks."""
+    from cartinv.runtime.models import pair_contraction
+
+    m = CartinvPotential(["Cu", "Al"], basis="lmax3_deg4", cutoff=3.5, n_features=4, n_radial=3, hidden=(4,),
+                         n_layers=2, dtype=DT, seed=seed)
+    _, i, j, rij = cluster(7, seed=seed, cutoff=3.5)
+    species = torch.tensor([0, 1, 0, 1, 1, 0, 0])
+    target = torch.randn(7, 3)
+    results, used = [], []
+    real = pair_contraction.grouped
+    monkeypatch.setattr(pair_contraction, "grouped", lambda *a: used.append(len(results)) or real(*a))
+    for padding in (0.0, 1e9):  # 0: nothing fits, per pair; 1e9: always grouped
+        monkeypatch.setattr(pair_contraction, "MAX_PADDING", padding)
+        m.zero_grad()
+        r = rij.clone().requires_grad_(True)
+        energy = m(species, i, j, r)
+        (g,) = torch.autograd.grad(energy.sum(), r, create_graph=True)
+        forces = pair_forces(g, i, j, 7)
+        (forces - target).pow(2).sum().backward()
+        grads = {name: p.grad.clone() for name, p in m.named_parameters() if p.grad is not None}
+        assert "layers.0.int_weights" in grads and "layers.1.int_weights" in grads
+        results.append([energy.detach(), forces.detach(), *grads.values()])
+    assert len(results[0]) == len(results[1]) and used and set(used) == {1}  # the second pass only, once per layer and call
+    for got, ref in zip(results[1], results[0]):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
+
+
 # ---------------------------------------------------------------------------------------------- persistence
 def test_save_load_roundtrip_and_refusals(potential, tmp_path):
     import cartinv
