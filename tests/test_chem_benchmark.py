@@ -127,3 +127,16 @@ def test_convergence_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     stored = results.read_text()
     third = chemistry.main(args + ["--max-time", "3"])  # nothing left to extend: the stored line is kept
     assert results.read_text() == stored and third[0]["epochs"] == second[0]["epochs"]
+
+
+def test_training_step_benchmark_times_both_pair_contractions(capsys):
+    from benchmarks import training_step
+    from cartinv.runtime.models import pair_contraction
+
+    bound = pair_contraction.MAX_PADDING
+    rows = training_step.main(["--models", "cartinv_lmax3_deg2", "--structures", "2", "--repeats", "1"])
+    assert [r["model"] for r in rows] == ["cartinv_lmax3_deg2 (grouped)", "cartinv_lmax3_deg2 (per_pair)"]
+    assert rows[0]["params"] == rows[1]["params"] > 0
+    assert all(r["ms"] > 0 for r in rows)
+    assert pair_contraction.MAX_PADDING == bound  # the forced per-pair run leaves the module as it was
+    assert "toluene: 2 structures, 30 atoms" in capsys.readouterr().out
