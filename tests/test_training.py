@@ -1,7 +1,9 @@
 """cartinv train / evaluate: data checks, training, resume, metrics, and the saved model in ASE and LAMMPS export."""
 
+import copy
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -305,9 +307,10 @@ def test_md_stability_example_runs_in_lammps(tmp_path, ethanol_file):
     assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
 
 
-def test_checkpoint_leaves_out_buffers_the_model_rebuilds(tmp_path):
-    """A buffer training leaves as built (MACE's coupling tensors, 6.5 MB) is stored as a hash and taken from the
-    model built at resume; a model built with another value is refused in one line naming the buffer."""
+def test_checkpoint_stores_built_buffers_once_and_resumes_with_them(tmp_path):
+    """A buffer training leaves as built (MACE's coupling tensors, 6.5 MB) is stored once, compressed, outside both
+    weight sets; a resumed run takes it from the checkpoint, so it continues exactly even where this machine builds
+    another value (which it reports), and the result equals an uninterrupted run's bit for bit."""
     from cartinv.runtime.training.fit import fit_model
 
     frames = read_frames(MOLECULES)[:24]
@@ -321,7 +324,9 @@ def test_checkpoint_leaves_out_buffers_the_model_rebuilds(tmp_path):
 
         model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
         model.set_energy_reference([0.0] * len(elements))
-        model.register_buffer("coupling", torch.full((256, 256), constant, dtype=torch.float64))
+        coupling = torch.zeros((256, 256), dtype=torch.float64)
+        coupling[::7, ::5] = constant  # mostly zeros, as coupling tensors are
+        model.register_buffer("coupling", coupling)
         return model
 
     whole = build()
@@ -329,13 +334,106 @@ def test_checkpoint_leaves_out_buffers_the_model_rebuilds(tmp_path):
     split = build()
     fit_model(split, structs[:16], structs[16:], config, outdir=tmp_path / "split", log=None)
     ck = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
-    assert "coupling" not in ck["model"] and "coupling" not in ck["best_model"] and "coupling" in ck["built_buffers"]
-    assert (tmp_path / "split" / "checkpoint.pt").stat().st_size < 256 * 256 * 8  # the buffer alone is 512 KiB
+    assert ck["version"] == 3
+    assert "coupling" not in ck["model"] and "coupling" not in ck["best_model"]
+    assert set(ck["built_buffers"]["coupling"]) == {"dtype", "shape", "zlib"}
+    assert (tmp_path / "split" / "checkpoint.pt").stat().st_size < 256 * 256 * 8 / 4  # the buffer alone is 512 KiB
+    for k in ("split", "other"):  # "other": a machine that builds another coupling resumes with the stored one
+        if k == "other":
+            shutil.copytree(tmp_path / "split", tmp_path / "other", dirs_exist_ok=True)
+            (tmp_path / "other" / "checkpoint.pt").write_bytes(ck_bytes)
+        else:
+            ck_bytes = (tmp_path / "split" / "checkpoint.pt").read_bytes()
+        lines = []
+        resumed = build(1.0 if k == "split" else 2.0)
+        fit_model(resumed, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / k,
+                  resume=True, log=lines.append)
+        a, b = whole.state_dict(), resumed.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+        differ = [line for line in lines if "differ from the checkpoint's" in line]
+        assert (differ == []) if k == "split" else ("coupling" in differ[0])
+
+
+def test_version_2_checkpoint_resumes_where_the_model_rebuilds_its_buffers_alike(tmp_path):
+    """A version 2 checkpoint (left-out buffers kept as hashes) still resumes when the model built now holds the same
+    values, and is refused in one line naming the buffer otherwise; its next save is version 3."""
+    from cartinv.runtime.training import built_buffers
+    from cartinv.runtime.training.fit import fit_model
+
+    frames = read_frames(MOLECULES)[:24]
+    elements = sorted({s for f in frames for s in f.symbols})
+    structs = featurize(frames, elements, 4.0, torch.float64)
+    config = TrainConfig(max_epochs=2, **TINY)
+
+    def build(constant=1.0):
+        torch.manual_seed(0)
+        from cartinv.runtime.models.potential import CartinvPotential
+
+        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
+        model.set_energy_reference([0.0] * len(elements))
+        model.register_buffer("coupling", torch.full((64, 64), constant, dtype=torch.float64))
+        return model
+
+    whole = build()
+    fit_model(whole, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "whole", log=None)
+    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "v2", log=None)
+    path = tmp_path / "v2" / "checkpoint.pt"
+    ck = torch.load(path, weights_only=True)
+    values = built_buffers.unpack_all(ck["built_buffers"], path)
+    ck["version"], ck["built_buffers"] = 2, {k: built_buffers.tensor_hash(v) for k, v in values.items()}
+    torch.save(ck, path)
+    shutil.copytree(tmp_path / "v2", tmp_path / "v2b")
+    with pytest.raises(ConfigError, match=r"checkpoint lacks 'coupling' and this model was not built with"):
+        fit_model(build(2.0), structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "v2b",
+                  resume=True, log=None)
     resumed = build()
-    fit_model(resumed, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "split",
+    fit_model(resumed, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "v2",
               resume=True, log=None)
     a, b = whole.state_dict(), resumed.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ConfigError, match=r"checkpoint lacks 'coupling'"):
-        fit_model(build(2.0), structs[:16], structs[16:], config.replace(max_epochs=6), outdir=tmp_path / "split",
-                  resume=True, log=None)
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    assert torch.load(path, weights_only=True)["version"] == 3
+
+
+def test_malformed_built_buffers_are_one_line_errors(tmp_path):
+    """A checkpoint whose stored buffers are malformed (unknown dtype, a size past the shape, not zlib, a name the
+    model lacks with its weights left out) is refused in one line naming the field and the buffer."""
+    from cartinv.runtime.training.fit import fit_model
+
+    frames = read_frames(MOLECULES)[:24]
+    elements = sorted({s for f in frames for s in f.symbols})
+    structs = featurize(frames, elements, 4.0, torch.float64)
+    config = TrainConfig(max_epochs=1, **TINY)
+
+    def build():
+        torch.manual_seed(0)
+        from cartinv.runtime.models.potential import CartinvPotential
+
+        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
+        model.set_energy_reference([0.0] * len(elements))
+        model.register_buffer("coupling", torch.zeros((64, 64), dtype=torch.float64))
+        return model
+
+    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
+    good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
+    packed = good["built_buffers"]["coupling"]
+    bad = {
+        "dtype": ({**packed, "dtype": "object"}, r"entry 'coupling' has an unknown dtype"),
+        "shape": ({**packed, "shape": [64, 65]}, r"entry 'coupling': 'zlib' does not hold exactly 33280 bytes"),
+        "huge": ({**packed, "shape": [1 << 20, 1 << 20]}, r"entry 'coupling' declares \d+ bytes"),
+        "zlib": ({**packed, "zlib": torch.arange(10, dtype=torch.uint8)}, r"entry 'coupling': 'zlib' is not zlib"),
+        "keys": ({"shape": [1]}, r"entry 'coupling' is neither a tensor nor a packed tensor"),
+        "gone": (None, r"checkpoint lacks 'coupling'"),
+    }
+    for name, (entry, message) in bad.items():
+        ck = copy.deepcopy(good)
+        if entry is None:
+            del ck["built_buffers"]["coupling"]
+        else:
+            ck["built_buffers"]["coupling"] = entry
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "ok", folder)
+        torch.save(ck, folder / "checkpoint.pt")
+        with pytest.raises(ConfigError, match=message) as err:
+            fit_model(build(), structs[:16], structs[16:], config.replace(max_epochs=2), outdir=folder, resume=True,
+                      log=None)
+        assert "\n" not in str(err.value) and "'built_buffers'" in str(err.value)

@@ -10,7 +10,6 @@ the format ``CartinvPotential.load``, ``CartinvCalculator`` and ``cartinv lammps
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import built_buffers
 from .config import RESUMABLE_CHANGES, ConfigError, TrainConfig
 from .data import DataError, Frame, check_species, collate, featurize, fingerprint, fit_e0s, predict, read_frames
 from .metrics import metrics, predict_all
@@ -33,7 +33,8 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.json"
 CHECKPOINT_FORMAT = "cartinv-train-checkpoint"
-CHECKPOINT_VERSION = 2  # 2: buffers that training left as built are stored as hashes (_strip_built_buffers)
+CHECKPOINT_VERSION = 3  # 3: buffers training leaves as built are stored once, compressed (built_buffers.py)
+READABLE_VERSIONS = (2, 3)  # 2 kept only those buffers' hashes: resumable where the model rebuilds them alike
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
         ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("version") != CHECKPOINT_VERSION:
-        raise ConfigError(f"{path}: not a cartinv training checkpoint (version {CHECKPOINT_VERSION})")
+    if (not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT
+            or ck.get("version") not in READABLE_VERSIONS or isinstance(ck.get("version"), bool)):
+        raise ConfigError(f"{path}: not a cartinv training checkpoint (versions {list(READABLE_VERSIONS)})")
     expected = {"config": dict, "data_hash": str, "epoch": int, "best_epoch": int, "best_loss": float,
                 "bad_epochs": int, "elapsed": float, "history": list, "model": dict, "best_model": dict,
                 "optimizer": dict, "scheduler": dict, "stopped": str, "built_buffers": dict}
@@ -115,43 +117,7 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
                           f"{sorted(RESUMABLE_CHANGES)} may change); use another output folder or drop --resume")
     if ck["data_hash"] != data_hash:
         raise ConfigError(f"{path}: cannot resume: the training or validation data differ from the checkpoint's")
-    built = ck["built_buffers"]
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in built.items()):
-        raise ConfigError(f"{path}: checkpoint field 'built_buffers' is not a map of names to hashes")
     return ck
-
-
-def _tensor_hash(t: torch.Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes."""
-    data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-    return hashlib.sha256(f"{t.dtype} {tuple(t.shape)}".encode() + data).hexdigest()
-
-
-def _buffer_hashes(model) -> dict[str, str]:
-    """Hashes of ``model``'s saved buffers (state_dict tensors that are not parameters; hippynn's modules also put
-    dicts there, which are kept as they are), by state_dict key."""
-    params = {name for name, _ in model.named_parameters()}
-    return {k: _tensor_hash(v) for k, v in model.state_dict().items()
-            if k not in params and isinstance(v, torch.Tensor)}
-
-
-def _strip_built_buffers(state: dict, built: dict[str, str]) -> dict:
-    """``state`` without the buffers that still hold what the model was built with (``built``: their hashes):
-    constants such as MACE's coupling tensors (6.5 MB of its 7.2 MB of state), which the model rebuilds."""
-    return {k: v for k, v in state.items()
-            if k not in built or not isinstance(v, torch.Tensor) or _tensor_hash(v) != built[k]}
-
-
-def _restore_built_buffers(state: dict, model, stored: dict[str, str], now: dict[str, str], path: Path) -> dict:
-    """``state`` completed with the buffers the checkpoint left out, taken from ``model`` as built now, which must
-    hold the same values (``stored`` hashes against ``now``)."""
-    missing = [k for k in model.state_dict() if k not in state]
-    for k in missing:
-        if k not in stored or now.get(k) != stored[k]:
-            raise ConfigError(f"{path}: checkpoint lacks {k!r} and this model was not built with the value it "
-                              f"records")
-    current = model.state_dict()
-    return {**state, **{k: current[k].clone() for k in missing}}
 
 
 def _progress_bar(total: int, enabled: bool, desc: str):
@@ -260,11 +226,22 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
         ck_path, hist_path = outdir / CHECKPOINT_FILE, outdir / HISTORY_FILE
     epoch, best_epoch, best_loss, bad, elapsed, history, stopped = 0, 0, math.inf, 0, 0.0, [], ""
     best_state = copy.deepcopy(model.state_dict())
-    built = _buffer_hashes(model)  # as the model was built: saved as hashes while training leaves them so
+    built = built_buffers.buffers(model)  # as the model was built: stored once while training leaves them so
     if resume and ck_path is not None and ck_path.is_file():
         ck = _load_checkpoint(ck_path, config, data_hash)
+        if ck["version"] == 2:  # left-out buffers kept as hashes: the model built now must hold them alike
+            source = built
+            missing = {k for key in ("model", "best_model") for k in built if k not in ck[key]}
+            built_buffers.check_hashes(ck["built_buffers"], built, missing, ck_path)
+        else:  # stored by value: a run continues with exactly the buffers it trained with
+            source = built_buffers.unpack_all(ck["built_buffers"], ck_path)
+            differ = sorted(k for k in source if k in built and not built_buffers.same_bits(built[k], source[k]))
+            if differ:
+                say(f"{ck_path}: {len(differ)} buffer(s) built here differ from the checkpoint's, which are used: "
+                    f"{', '.join(differ[:4])}{' ...' if len(differ) > 4 else ''}")
         for key in ("model", "best_model"):
-            ck[key] = _restore_built_buffers(ck[key], model, ck["built_buffers"], built, ck_path)
+            ck[key] = built_buffers.restore(ck[key], model, source, ck_path)
+        built = {**built, **source}
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -279,6 +256,7 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
     elif resume:
         say(f"no checkpoint in {outdir}: starting afresh")
     n_params = sum(p.numel() for p in model.parameters())
+    packed = {k: built_buffers.pack(v) for k, v in built.items()}
 
     def finished() -> str:
         if config.max_time is not None and elapsed >= config.max_time:
@@ -344,8 +322,8 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
             _atomic_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
                           "data_hash": data_hash, "epoch": epoch, "best_epoch": best_epoch,
                           "best_loss": float(best_loss), "bad_epochs": bad, "elapsed": float(elapsed),
-                          "history": history, "model": _strip_built_buffers(model.state_dict(), built),
-                          "best_model": _strip_built_buffers(best_state, built), "built_buffers": built,
+                          "history": history, "model": built_buffers.strip(model.state_dict(), built),
+                          "best_model": built_buffers.strip(best_state, built), "built_buffers": packed,
                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "stopped": stopped},
                          ck_path)
             _write_history(history, hist_path)
