@@ -266,6 +266,34 @@ def test_evaluate_refuses_unknown_species_and_foreign_files(tmp_path, ethanol_fi
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a saved CartinvPotential" in r.stderr
 
 
+def test_compressed_data_reads_as_the_plain_file(tmp_path, ethanol_file, monkeypatch):
+    """.xz, .gz and .bz2 copies give the same frames (fingerprint, and an index slice), inflated once in memory;
+    a corrupt or oversized one is a one-line DataError naming the file."""
+    import bz2
+    import gzip
+    import lzma
+
+    from cartinv.runtime.training import data
+    from cartinv.runtime.training.data import fingerprint
+
+    plain = read_frames(ethanol_file)
+    raw = ethanol_file.read_bytes()
+    for ext, compress in (("xz", lzma.compress), ("gz", gzip.compress), ("bz2", bz2.compress)):
+        packed = tmp_path / f"ethanol.extxyz.{ext}"
+        packed.write_bytes(compress(raw))
+        frames = read_frames(packed)
+        assert fingerprint(frames) == fingerprint(plain) and frames[3].source == f"{packed}: frame 3"
+        assert fingerprint(read_frames(packed, index="2:5")) == fingerprint(plain[2:5])
+    corrupt = tmp_path / "bad.extxyz.xz"
+    corrupt.write_bytes(lzma.compress(raw)[:-40])
+    with pytest.raises(DataError, match=r"bad.extxyz.xz: cannot decompress") as err:
+        read_frames(corrupt)
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(data, "MAX_DECOMPRESSED_BYTES", len(raw) - 1)
+    with pytest.raises(DataError, match=rf"ethanol.extxyz.xz: decompresses to more than {len(raw) - 1} bytes"):
+        read_frames(tmp_path / "ethanol.extxyz.xz")
+
+
 def test_data_errors_are_value_errors():
     assert issubclass(DataError, ValueError) and issubclass(ConfigError, ValueError)
 
@@ -307,27 +335,37 @@ def test_md_stability_example_runs_in_lammps(tmp_path, ethanol_file):
     assert summary["simulated_ps"] > 0 or summary["blew_up"] is not None
 
 
+def _tiny_structs():
+    """(elements, 24 featurised structures) of the shipped molecules, for the checkpoint tests."""
+    frames = read_frames(MOLECULES)[:24]
+    elements = sorted({s for f in frames for s in f.symbols})
+    return elements, featurize(frames, elements, 4.0, torch.float64)
+
+
+def _with_coupling(elements, coupling: torch.Tensor):
+    """A tiny CartinvPotential (seed 0) carrying ``coupling`` as a buffer that training leaves as built."""
+    from cartinv.runtime.models.potential import CartinvPotential
+
+    torch.manual_seed(0)
+    model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
+    model.set_energy_reference([0.0] * len(elements))
+    model.register_buffer("coupling", coupling)
+    return model
+
+
 def test_checkpoint_stores_built_buffers_once_and_resumes_with_them(tmp_path):
     """A buffer training leaves as built (MACE's coupling tensors, 6.5 MB) is stored once, compressed, outside both
     weight sets; a resumed run takes it from the checkpoint, so it continues exactly even where this machine builds
     another value (which it reports), and the result equals an uninterrupted run's bit for bit."""
     from cartinv.runtime.training.fit import fit_model
 
-    frames = read_frames(MOLECULES)[:24]
-    elements = sorted({s for f in frames for s in f.symbols})
-    structs = featurize(frames, elements, 4.0, torch.float64)
+    elements, structs = _tiny_structs()
     config = TrainConfig(max_epochs=2, **TINY)
 
     def build(constant=1.0):
-        torch.manual_seed(0)
-        from cartinv.runtime.models.potential import CartinvPotential
-
-        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
-        model.set_energy_reference([0.0] * len(elements))
         coupling = torch.zeros((256, 256), dtype=torch.float64)
         coupling[::7, ::5] = constant  # mostly zeros, as coupling tensors are
-        model.register_buffer("coupling", coupling)
-        return model
+        return _with_coupling(elements, coupling)
 
     whole = build()
     fit_model(whole, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "whole", log=None)
@@ -360,19 +398,11 @@ def test_version_2_checkpoint_resumes_where_the_model_rebuilds_its_buffers_alike
     from cartinv.runtime.training import built_buffers
     from cartinv.runtime.training.fit import fit_model
 
-    frames = read_frames(MOLECULES)[:24]
-    elements = sorted({s for f in frames for s in f.symbols})
-    structs = featurize(frames, elements, 4.0, torch.float64)
+    elements, structs = _tiny_structs()
     config = TrainConfig(max_epochs=2, **TINY)
 
     def build(constant=1.0):
-        torch.manual_seed(0)
-        from cartinv.runtime.models.potential import CartinvPotential
-
-        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
-        model.set_energy_reference([0.0] * len(elements))
-        model.register_buffer("coupling", torch.full((64, 64), constant, dtype=torch.float64))
-        return model
+        return _with_coupling(elements, torch.full((64, 64), constant, dtype=torch.float64))
 
     whole = build()
     fit_model(whole, structs[:16], structs[16:], config.replace(max_epochs=4), outdir=tmp_path / "whole", log=None)
@@ -399,19 +429,11 @@ def test_malformed_built_buffers_are_one_line_errors(tmp_path):
     model lacks with its weights left out) is refused in one line naming the field and the buffer."""
     from cartinv.runtime.training.fit import fit_model
 
-    frames = read_frames(MOLECULES)[:24]
-    elements = sorted({s for f in frames for s in f.symbols})
-    structs = featurize(frames, elements, 4.0, torch.float64)
+    elements, structs = _tiny_structs()
     config = TrainConfig(max_epochs=1, **TINY)
 
     def build():
-        torch.manual_seed(0)
-        from cartinv.runtime.models.potential import CartinvPotential
-
-        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
-        model.set_energy_reference([0.0] * len(elements))
-        model.register_buffer("coupling", torch.zeros((64, 64), dtype=torch.float64))
-        return model
+        return _with_coupling(elements, torch.zeros((64, 64), dtype=torch.float64))
 
     fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
     good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
