@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -239,8 +240,13 @@ def table(rows: list[dict]) -> str:
                                          if r["model"] in MODELS else 99)):
         lines.append(f"{r['budget']:8s} {r['molecule']:15s} {r['size']:5d} {r['model']:24s} "
                      f"{r['energy_mae_mev_atom']:8.2f} {r['force_mae_mev_a']:8.1f} {r['params']:8d} "
-                     f"{r['train_seconds']:8.0f} {r['epochs']:6d} {r['inference_us_atom']:8.1f}")
-    return "\n".join(lines) + "\n(E MAE meV/atom, F MAE meV/Å, test set; inference with forces, 1 structure per call)"
+                     f"{r['train_seconds']:8.0f} {r['epochs']:6d} {_cost(r['inference_us_atom']):>8s}")
+    return "\n".join(lines) + ("\n(E MAE meV/atom, F MAE meV/Å, test set; inference with forces, 1 structure per call; "
+                               "'-': not measured, see --cost)")
+
+
+def _cost(us: float) -> str:
+    return "-" if math.isnan(us) else f"{us:.1f}"
 
 
 def plot(rows: list[dict], path: Path) -> bool:

@@ -140,3 +140,13 @@ def test_training_step_benchmark_times_both_pair_contractions(capsys):
     assert all(r["ms"] > 0 for r in rows)
     assert pair_contraction.MAX_PADDING == bound  # the forced per-pair run leaves the module as it was
     assert "toluene: 2 structures, 30 atoms" in capsys.readouterr().out
+
+
+def test_table_marks_unmeasured_inference_cost():
+    from benchmarks.chemistry import table
+
+    row = {"budget": "converge", "molecule": "toluene", "size": 1000, "model": "mace", "energy_mae_mev_atom": 0.1,
+           "force_mae_mev_a": 5.0, "params": 3, "train_seconds": 4.0, "epochs": 5}
+    lines = table([{**row, "inference_us_atom": float("nan")},
+                   {**row, "model": "hipnn_ts", "inference_us_atom": 12.34}]).splitlines()
+    assert lines[2].endswith(" 12.3") and lines[3].endswith(" -") and "nan" not in "".join(lines)
