@@ -16,15 +16,12 @@ Data layout shared by every target (the same as the torch module):
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
-
-import jinja2
 import sympy as sp
 
-from cartinv.codegen import escape, plan
+from cartinv.codegen import escape, plan, templating
 from cartinv.codegen.naming import KERNELS, SCALAR_TYPES, c_identifier, kernel_symbol  # noqa: F401 (re-exported)
 from cartinv.symbolic.basisfile import Basis
+
 
 def c_comment_block(text: str) -> str:
     """The caller's header block as C comments: '//' and '/* */' text is kept, '#' comments become '//'."""
@@ -155,23 +152,6 @@ def _check_layout(basis: Basis) -> list[int]:
     return orders
 
 
-def _load_template(name: str) -> str:
-    return resources.files("cartinv.templates").joinpath(name).read_text()
-
-
-@lru_cache(maxsize=None)
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load_template),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(escape.FILTERS)
-    return env
-
-
 def header_context(basis: Basis, name: str, header: str) -> dict:
     """Everything the header template lays out: constants, names and the four function bodies."""
     orders = _check_layout(basis)
@@ -261,7 +241,7 @@ def render_c_targets(basis: Basis, name: str, header: str) -> dict[str, str]:
 
     `header` is the comment block (Basis name, hash, regenerate command) every generated file starts with.
     """
-    env = _environment()
+    env = templating.environment()
     h_text = env.get_template("c_header.h.j2").render(**header_context(basis, name, header))
     cu_text = env.get_template("cuda_kernels.cu.j2").render(**kernels_context(basis, name, header))
     return {f"{name}.h": h_text, f"{name}.cu": cu_text}

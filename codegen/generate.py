@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
-import jinja2
-
 from cartinv import __version__
-from cartinv.codegen import emit_torch, escape, manifest, plan
+from cartinv.codegen import emit_torch, escape, manifest, plan, templating
 from cartinv.symbolic import basisfile, schema
 from cartinv.symbolic.basisfile import Basis
 
@@ -56,20 +53,6 @@ def header_text(basis: Basis, name: str, command: str) -> str:
             f"Do not edit. Regenerate with: {command}",
         )
     )
-
-
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    text = resources.files("cartinv.templates").joinpath(TORCH_TEMPLATE).read_text()
-    env = jinja2.Environment(
-        loader=jinja2.DictLoader({TORCH_TEMPLATE: text}),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(escape.FILTERS)
-    return env
 
 
 def _tuple_literal(items) -> str:
@@ -145,7 +128,7 @@ def torch_context(basis: Basis, name: str, header: str) -> dict:
 
 def render_torch(basis: Basis, name: str, header: str) -> str:
     """Text of <name>_torch.py."""
-    return _environment().get_template(TORCH_TEMPLATE).render(**torch_context(basis, name, header))
+    return templating.environment().get_template(TORCH_TEMPLATE).render(**torch_context(basis, name, header))
 
 
 def _render_c(basis: Basis, name: str, header: str) -> dict[str, str]:

@@ -69,13 +69,9 @@ def export(basis_or_name, target: str, outdir: Path) -> list[Path]:
 
 
 def _guide(basis, name: str, target: str, files: list[str]) -> str:
-    from jinja2 import Environment, StrictUndefined
+    from cartinv.codegen.templating import environment
 
-    from cartinv.codegen.escape import FILTERS
-
-    env = Environment(loader=_loader(),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(FILTERS)
+    env = environment()
     data = json.loads(basis.to_json())
     n_harmonics = sum(2 * l + 1 for l in data["request"]["orders"])
     return env.get_template("embedding_guide.md.j2").render(
@@ -86,11 +82,3 @@ def _guide(basis, name: str, target: str, files: list[str]) -> str:
         invariants=[{"id": i["id"], "degree": i["degree"], "notation": i.get("index_notation") or i["formula"][:80]}
                     for i in data["invariants"]],
     )
-
-
-def _loader():
-    from importlib import resources
-
-    from jinja2 import FileSystemLoader
-
-    return FileSystemLoader(str(resources.files("cartinv.templates")))
