@@ -138,8 +138,12 @@ def test_training_step_benchmark_times_both_pair_contractions(capsys):
     assert [r["model"] for r in rows] == ["cartinv_lmax3_deg2 (grouped)", "cartinv_lmax3_deg2 (per_pair)"]
     assert rows[0]["params"] == rows[1]["params"] > 0
     assert all(r["ms"] > 0 for r in rows)
+    # each form runs ceil(repeats / rounds) steps in each of the 4 alternating rounds, and the table says so
+    assert [r["steps"] for r in rows] == [4, 4]
     assert pair_contraction.MAX_PADDING == bound  # the forced per-pair run leaves the module as it was
-    assert "toluene: 2 structures, 30 atoms" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "toluene: 2 structures, 30 atoms" in out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("cartinv_lmax3_deg2")] == ["4", "4"]
 
 
 def test_table_marks_unmeasured_inference_cost():
