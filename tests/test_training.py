@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -459,3 +460,41 @@ def test_malformed_built_buffers_are_one_line_errors(tmp_path):
             fit_model(build(), structs[:16], structs[16:], config.replace(max_epochs=2), outdir=folder, resume=True,
                       log=None)
         assert "\n" not in str(err.value) and "'built_buffers'" in str(err.value)
+
+
+def test_checkpoint_best_weights_are_checked_at_resume(tmp_path):
+    """The best weights of a checkpoint are loaded only when training ends: one that does not fit the model (a
+    tensor of another shape, a missing or foreign name, a buffer stored at another shape) is refused in one line
+    when the run resumes, not with a traceback after the whole run."""
+    from cartinv.runtime.training import built_buffers
+    from cartinv.runtime.training.fit import fit_model
+
+    elements, structs = _tiny_structs()
+    config = TrainConfig(max_epochs=1, **TINY)
+
+    def build():
+        return _with_coupling(elements, torch.zeros((64, 64), dtype=torch.float64))
+
+    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
+    good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
+    name = next(k for k, v in good["best_model"].items() if isinstance(v, torch.Tensor) and v.dim() == 2)
+    cases = {
+        "shape": lambda ck: ck["best_model"].__setitem__(name, torch.zeros(3, 3, dtype=torch.float64)),
+        "missing": lambda ck: ck["best_model"].pop(name),
+        "foreign": lambda ck: ck["best_model"].__setitem__("extra.weight", torch.zeros(2)),
+        "buffer": lambda ck: ck["built_buffers"].__setitem__(
+            "coupling", built_buffers.pack(torch.zeros((32, 128), dtype=torch.float64))),
+    }
+    for case, spoil in cases.items():
+        ck = copy.deepcopy(good)
+        spoil(ck)
+        folder = tmp_path / case
+        shutil.copytree(tmp_path / "ok", folder)
+        torch.save(ck, folder / "checkpoint.pt")
+        expected = f"checkpoint lacks {name!r}" if case == "missing" else "checkpoint does not fit this model"
+        with pytest.raises(ConfigError, match=re.escape(expected)) as err:
+            fit_model(build(), structs[:16], structs[16:], config.replace(max_epochs=2), outdir=folder, resume=True,
+                      log=None)
+        assert "\n" not in str(err.value)
+        assert json.loads((folder / "history.json").read_text()) == json.loads(
+            (tmp_path / "ok" / "history.json").read_text()), case  # refused before any epoch ran

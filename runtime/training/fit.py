@@ -244,6 +244,7 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
         built = {**built, **source}
         try:
             model.load_state_dict(ck["model"])
+            _with_state(model, ck["best_model"])  # loaded only when training ends: checked now, not hours later
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
