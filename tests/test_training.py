@@ -462,10 +462,11 @@ def test_malformed_built_buffers_are_one_line_errors(tmp_path):
         assert "\n" not in str(err.value) and "'built_buffers'" in str(err.value)
 
 
-def test_checkpoint_best_weights_are_checked_at_resume(tmp_path):
-    """The best weights of a checkpoint are loaded only when training ends: one that does not fit the model (a
-    tensor of another shape, a missing or foreign name, a buffer stored at another shape) is refused in one line
-    when the run resumes, not with a traceback after the whole run."""
+def test_checkpoint_weights_and_moments_are_checked_at_resume(tmp_path):
+    """The best weights of a checkpoint are loaded only when training ends, and Adam's moments are first used in the
+    first step: weights or moments that do not fit the model (a tensor of another shape, a missing or foreign name,
+    a buffer stored at another shape) are refused in one line when the run resumes, not with a traceback later;
+    so are optimiser and schedule settings other than the config's, which load_state_dict would take silently."""
     from cartinv.runtime.training import built_buffers
     from cartinv.runtime.training.fit import fit_model
 
@@ -478,7 +479,27 @@ def test_checkpoint_best_weights_are_checked_at_resume(tmp_path):
     fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
     good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
     name = next(k for k, v in good["best_model"].items() if isinstance(v, torch.Tensor) and v.dim() == 2)
+    def spoil_moment(ck):  # Adam's first moment of one parameter at another shape: the first step would fail
+        state = next(iter(ck["optimizer"]["state"].values()))
+        state["exp_avg"] = torch.zeros(5, dtype=torch.float64)
+
+    def setter(field, key, value, group=None):
+        def spoil(ck):
+            target = ck[field] if group is None else ck[field]["param_groups"][group]
+            target[key] = value
+        return spoil
+
     cases = {
+        "optimizer": spoil_moment,
+        # settings that load_state_dict would take silently from the file, and progress out of range
+        "betas": setter("optimizer", "betas", (0.5, 0.5), group=0),
+        "lr": setter("optimizer", "lr", -1.0, group=0),
+        "factor": setter("scheduler", "factor", 2.0),
+        "counter": setter("scheduler", "num_bad_epochs", -3),
+        "extra": setter("scheduler", "optimizer", {}),  # would replace the schedule's optimiser
+        "last_lr": setter("scheduler", "_last_lr", [float("nan")]),
+        "nan": lambda ck: ck["best_model"][name].fill_(float("nan")),
+        "moment": lambda ck: next(iter(ck["optimizer"]["state"].values()))["exp_avg_sq"].fill_(-1.0),
         "shape": lambda ck: ck["best_model"].__setitem__(name, torch.zeros(3, 3, dtype=torch.float64)),
         "missing": lambda ck: ck["best_model"].pop(name),
         "foreign": lambda ck: ck["best_model"].__setitem__("extra.weight", torch.zeros(2)),

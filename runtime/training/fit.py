@@ -120,6 +120,52 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
     return ck
 
 
+def _settings(state: dict, progress: frozenset) -> dict:
+    return {k: v for k, v in state.items() if k not in progress}
+
+
+_SCHEDULER_PROGRESS = frozenset({"best", "num_bad_epochs", "cooldown_counter", "last_epoch", "_last_lr"})
+
+
+def _load_optimizer(opt, sched, ck: dict, config: TrainConfig) -> None:
+    """Adam's and the schedule's state from a checkpoint, checked (ValueError naming the field): only their progress
+    (moments, step counts, the reduced learning rate, the plateau counters) comes from the file. Their settings
+    come from the config, which the checkpoint's must equal, and ``load_state_dict`` checks neither the moments'
+    shapes (a mismatch fails in the first step) nor the settings (betas, factor, min_lr would change silently)."""
+    groups = [_settings(g, frozenset({"params", "lr"})) for g in opt.param_groups]
+    schedule = sched.state_dict()
+    stored = ck["scheduler"]
+    if set(stored) != set(schedule):
+        raise ValueError(f"field 'scheduler' has the keys {sorted(stored)[:8]}, not {sorted(schedule)}")
+    if _settings(stored, _SCHEDULER_PROGRESS) != _settings(schedule, _SCHEDULER_PROGRESS):
+        raise ValueError("field 'scheduler' holds settings other than the config's (factor, patience, min_lr, ...)")
+    lowest = min(config.min_lr, config.lr)  # the schedule never goes below min_lr, nor rises above lr
+    counters = [stored[k] for k in ("num_bad_epochs", "cooldown_counter", "last_epoch")]
+    if (not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counters)
+            or not isinstance(stored["best"], float) or math.isnan(stored["best"])
+            or not isinstance(stored["_last_lr"], list)
+            or not all(isinstance(v, float) and lowest <= v <= config.lr for v in stored["_last_lr"])):
+        raise ValueError("field 'scheduler' holds a counter, best loss or learning rate out of range")
+    opt.load_state_dict(ck["optimizer"])
+    for group, settings in zip(opt.param_groups, groups):
+        lr = group["lr"]
+        if _settings(group, frozenset({"params", "lr"})) != settings:
+            raise ValueError("field 'optimizer' holds settings other than the config's (betas, eps, weight decay, ...)")
+        if not (isinstance(lr, float) and lowest <= lr <= config.lr):
+            raise ValueError(f"field 'optimizer' has a learning rate outside [{lowest}, {config.lr}]")
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor) or value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"field 'optimizer': state {key!r} has shape "
+                                     f"{tuple(getattr(value, 'shape', ()))} for a parameter of shape "
+                                     f"{tuple(param.shape)}")
+                # the step count and the second moments are >= 0 (a negative one turns training into NaN)
+                if not bool(torch.isfinite(value).all()) or key != "exp_avg" and bool((value < 0).any()):
+                    raise ValueError(f"field 'optimizer': state {key!r} holds a value that is not finite "
+                                     f"or is negative")
+    sched.load_state_dict(stored)
+
+
 def _progress_bar(total: int, enabled: bool, desc: str):
     if not enabled or not sys.stderr.isatty():
         return None
@@ -243,10 +289,14 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
             ck[key] = built_buffers.restore(ck[key], model, source, ck_path)
         built = {**built, **source}
         try:
+            for key in ("model", "best_model"):
+                bad = [k for k, v in ck[key].items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                       and not bool(torch.isfinite(v).all())]
+                if bad:
+                    raise ValueError(f"field {key!r}: {bad[0]!r} holds values that are not finite")
             model.load_state_dict(ck["model"])
             _with_state(model, ck["best_model"])  # loaded only when training ends: checked now, not hours later
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
+            _load_optimizer(opt, sched, ck, config)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{ck_path}: checkpoint does not fit this model ({' '.join(str(exc).split())[:120]})"
                               ) from None
