@@ -519,3 +519,30 @@ def test_checkpoint_weights_and_moments_are_checked_at_resume(tmp_path):
         assert "\n" not in str(err.value)
         assert json.loads((folder / "history.json").read_text()) == json.loads(
             (tmp_path / "ok" / "history.json").read_text()), case  # refused before any epoch ran
+
+
+@pytest.mark.parametrize("field, value", [
+    ("epoch", -1), ("best_epoch", 99), ("bad_epochs", -5), ("elapsed", float("nan")), ("elapsed", -10.0),
+    ("best_loss", float("nan")), ("stopped", "forever"), ("history", [{"epoch": torch.zeros(1)}]),
+    ("history", [{"epoch": 1}] * 5), ("format", "other"), ("version", True), ("model", [])])
+def test_checkpoint_progress_fields_are_checked(tmp_path, field, value):
+    """Counters a crafted or damaged checkpoint could hold (a NaN time never reaches max_time, a negative count of
+    bad epochs extends the patience) are refused in one line naming the field, before any epoch runs."""
+    from cartinv.runtime.training.fit import fit_model
+
+    elements, structs = _tiny_structs()
+    config = TrainConfig(max_epochs=1, **TINY)
+
+    def build():
+        return _with_coupling(elements, torch.zeros((8, 8), dtype=torch.float64))
+
+    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path, log=None)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    ck[field] = value
+    torch.save(ck, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError) as err:
+        fit_model(build(), structs[:16], structs[16:], config.replace(max_epochs=3), outdir=tmp_path, resume=True,
+                  log=None)
+    text = str(err.value)
+    assert "\n" not in text and (f"field {field!r}" in text or "not a cartinv training checkpoint" in text)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == ck["epoch"]  # nothing ran

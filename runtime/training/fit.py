@@ -109,6 +109,7 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
         value = ck.get(key)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise ConfigError(f"{path}: checkpoint field {key!r} is missing or not a {typ.__name__}")
+    _check_progress(ck, path)
     old = ck["config"]
     new = config.to_dict()
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
@@ -118,6 +119,30 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
     if ck["data_hash"] != data_hash:
         raise ConfigError(f"{path}: cannot resume: the training or validation data differ from the checkpoint's")
     return ck
+
+
+STOP_REASONS = ("", "max_time", "max_epochs", "early_stopping")
+
+
+def _check_progress(ck: dict, path: Path) -> None:
+    """The counters a run continues from must be ones training can have written: a negative or NaN time, best loss
+    or epoch count would silently change when the run stops."""
+    epoch = ck["epoch"]
+    rows = ck["history"]
+    checks = [
+        ("epoch", 0 <= epoch <= 10**9),
+        ("best_epoch", 0 <= ck["best_epoch"] <= epoch),
+        ("bad_epochs", 0 <= ck["bad_epochs"] <= epoch),
+        ("elapsed", math.isfinite(ck["elapsed"]) and ck["elapsed"] >= 0),
+        ("best_loss", ck["best_loss"] >= 0),  # false for NaN; inf before the first validation
+        ("stopped", ck["stopped"] in STOP_REASONS),
+        ("history", len(rows) <= epoch and all(
+            isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in r.items())
+            for r in rows)),
+    ]
+    for name, ok in checks:
+        if not ok:
+            raise ConfigError(f"{path}: checkpoint field {name!r} holds a value training cannot have written")
 
 
 def _settings(state: dict, progress: frozenset) -> dict:
