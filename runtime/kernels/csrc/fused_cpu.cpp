@@ -607,6 +607,15 @@ struct Layout {
             prefetch(r + 3 * p);
         }
     }
+    // The same for one index position k (nothing past the last pair): called once per pair inside the compute
+    // loops, so the prefetches interleave with the arithmetic instead of stalling it as one burst per batch.
+    void prefetch_pair(const S* r, const S* rows, int64_t k) const
+    {
+        if (k >= n_pairs) return;
+        const int64_t p = index.pair(k);
+        prefetch_span(rows + p * wrow, wrow * int64_t(sizeof(S)));
+        prefetch(r + 3 * p);
+    }
 };
 
 // The first error code seen by any thread (0 while there is none).
@@ -676,7 +685,6 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
             V* Ta = scratch.data();
             for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                L.prefetch_pairs(r, w, q);
                 if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
                 // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
                 for (int64_t b = 0; b < L.blocks; ++b) {
@@ -687,7 +695,9 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
                         for (int j0 = 0; j0 < NH; j0 += J_TILE) {
                             V tile[J_TILE];
                             for (int jj = 0; jj < J_TILE; ++jj) tile[jj] = j0 + jj < NH ? Tc[j0 + jj] : V(0.0);
+                            const bool first = b == 0 && ch == 0 && j0 == 0;
                             for (int k = 0; k < batch.n; ++k) {
+                                if (first) L.prefetch_pair(r, w, q + L.ahead + k);
                                 const V wv = load(wb + batch.pairs[k] * L.wrow, CH, n);
                                 for (int jj = 0; jj < J_TILE; ++jj) {
                                     if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv, batch.Y[j0 + jj][k]);
@@ -756,7 +766,6 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                 }
             }
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                L.prefetch_pairs(r, w, q);
                 batch.load(r, L.index, q, L.end(a));  // checked by the forward
                 const int n_pairs_here = batch.n;
                 for (int k0 = 0; k0 < n_pairs_here; k0 += PK) {
@@ -766,7 +775,9 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                         for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = V(0.0);
                         rows[kk] = w + batch.pairs[std::min(k0 + kk, n_pairs_here - 1)] * L.wrow;
                     }
+                    for (int64_t kk = L.wrow; kk < PK; ++kk) L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
                     for (int64_t i = 0; i < L.wrow; ++i) {
+                        if (i < PK) L.prefetch_pair(r, w, q + L.ahead + k0 + i);  // one pair per row of work
                         const V* t = gTt.data() + i * NHV;
                         for (int kk = 0; kk < PK; ++kk) {
                             const S x = rows[kk][i];
