@@ -478,6 +478,38 @@ inline void prefetch_span(const void* p, int64_t n)
     for (int64_t k = 0; k < lines; ++k) prefetch(c + k * LINE);
 }
 
+// Spans of memory to prefetch one line per call (next()), so that a whole row's prefetches spread over the work
+// in between; flush() issues what is left.
+struct LineFeed {
+    const char* at[2] = {nullptr, nullptr};
+    const char* stop[2] = {nullptr, nullptr};
+    int n = 0;
+    void reset() { n = 0; }
+    void add(const void* p, int64_t bytes)
+    {
+        const char* c = static_cast<const char*>(p);
+        at[n] = c - (reinterpret_cast<uintptr_t>(c) & (LINE - 1));
+        stop[n] = c + bytes;
+        ++n;
+    }
+    void next()
+    {
+        for (int k = 0; k < n; ++k) {
+            if (at[k] < stop[k]) {
+                prefetch(at[k]);
+                at[k] += LINE;
+                return;
+            }
+        }
+    }
+    void flush()
+    {
+        for (int k = 0; k < n; ++k) {
+            for (; at[k] < stop[k]; at[k] += LINE) prefetch(at[k]);
+        }
+    }
+};
+
 // Copies n values to memory that is not read again soon, of any alignment: streaming stores for the cache lines
 // it covers whole, which skip reading the line first as a plain store does (half the traffic of writing a large
 // output; through the invariants, the 20,000-atom forward went from 24.2 to 18.6 ms), and plain stores for a
@@ -749,11 +781,14 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
         V gIv[NI];
         PairBatch<S> batch;
         V gY[NHV][W];  // [jv][k]: pair k's gY[jv W ..] (lanes over harmonics), then transposed: gY[jv W + k]
+        LineFeed next_atom;  // the next atom's moments and invariant gradient, prefetched during this atom's pairs
         for (int64_t a = begin; a < end; ++a) {
             const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
-            if (a + 1 < end) {  // the next atom's moments and invariant gradient
-                prefetch_span(Ta + L.blocks * NC, L.blocks * NC * int64_t(sizeof(V)));
-                prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
+            next_atom.flush();  // what this atom's pairs left (few pairs): needed now
+            next_atom.reset();
+            if (a + 1 < end) {
+                next_atom.add(Ta + L.blocks * NC, L.blocks * NC * int64_t(sizeof(V)));
+                next_atom.add(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
             }
             for (int64_t b = 0; b < L.blocks; ++b) {
                 const int n = L.lanes(b);
@@ -777,7 +812,11 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
                     }
                     for (int64_t kk = L.wrow; kk < PK; ++kk) L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
                     for (int64_t i = 0; i < L.wrow; ++i) {
-                        if (i < PK) L.prefetch_pair(r, w, q + L.ahead + k0 + i);  // one pair per row of work
+                        if (i < PK) {
+                            L.prefetch_pair(r, w, q + L.ahead + k0 + i);  // one pair per row of work
+                        } else {
+                            next_atom.next();
+                        }
                         const V* t = gTt.data() + i * NHV;
                         for (int kk = 0; kk < PK; ++kk) {
                             const S x = rows[kk][i];
