@@ -540,6 +540,24 @@ inline void stream_copy_values(S* to, const S* from, int64_t n)
     std::memcpy(to + done, from + done, (n - done) * sizeof(S));
 }
 
+// One lane vector streamed straight from its register to a whole cache line (AVX-512: a vector is a line);
+// false, storing nothing, where the vector is not a line or `at` does not start one.
+template <typename S>
+inline bool stream_line(S* at, Vec<S> v)
+{
+#if defined(__AVX512F__)
+    if constexpr (sizeof(v.x) == LINE) {
+        if ((reinterpret_cast<uintptr_t>(at) & (LINE - 1)) == 0) {
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(at), reinterpret_cast<__m512i>(v.x));
+            return true;
+        }
+    }
+#endif
+    (void)at;
+    (void)v;
+    return false;
+}
+
 // Orders this thread's streaming stores before whatever it does next (streaming stores are weakly ordered).
 inline void stream_fence()
 {
@@ -684,7 +702,8 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
         const int n = L.lanes(b0 + bb);
         for (int k = 0; k < n_pairs; ++k) {
             S* at = gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch;
-            if (CH == 1 && n == W) {
+            if (CH == 1 && n == W && stream_line(at, g[bb][k])) {
+            } else if (CH == 1 && n == W) {
                 const Vec<S> v = g[bb][k];  // a copy: taking g's address would keep every accumulator in memory
                 stream_copy_values(at, reinterpret_cast<const S*>(&v.x), W);
             } else {
