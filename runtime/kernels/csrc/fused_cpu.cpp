@@ -647,18 +647,9 @@ struct Layout {
     int64_t end(int64_t a) const { return index.offsets[a + 1]; }
     int lanes(int64_t b) const { return int(std::min<int64_t>(W, groups - b * W)); }  // groups in block b
 
-    // Prefetch of the rows of `rows` (w, or ggw) and of r for the W index positions from q + ahead.
-    void prefetch_pairs(const S* r, const S* rows, int64_t q) const
-    {
-        const int64_t stop = std::min(q + ahead + W, n_pairs);
-        for (int64_t k = q + ahead; k < stop; ++k) {
-            const int64_t p = index.pair(k);
-            prefetch_span(rows + p * wrow, wrow * int64_t(sizeof(S)));
-            prefetch(r + 3 * p);
-        }
-    }
-    // The same for one index position k (nothing past the last pair): called once per pair inside the compute
-    // loops, so the prefetches interleave with the arithmetic instead of stalling it as one burst per batch.
+    // Prefetch of the row of `rows` (w, or ggw) and of r at index position k (nothing past the last pair), issued
+    // `ahead` positions before use, one pair at a time inside the compute loops: as one burst per batch of pairs
+    // the prefetches stalled the arithmetic behind them.
     void prefetch_pair(const S* r, const S* rows, int64_t k) const
     {
         if (k >= n_pairs) return;
@@ -897,8 +888,6 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
             // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
             for (auto& t : Td) t = DV(V(0.0), V(0.0));
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                L.prefetch_pairs(r, w, q);
-                if (ggw) L.prefetch_pairs(ggr ? ggr : r, ggw, q);
                 batch.load(r, ggr, L.index, q, L.end(a));
                 for (int64_t b = 0; b < L.blocks; ++b) {
                     const int n = L.lanes(b);
@@ -912,7 +901,12 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                                 tv[jj] = Tc[j0 + jj].v;
                                 td[jj] = Tc[j0 + jj].d;
                             }
+                            const bool first = b == 0 && ch == 0 && j0 == 0;
                             for (int k = 0; k < batch.n; ++k) {
+                                if (first) {  // one pair per pair of work, as in the forward
+                                    L.prefetch_pair(r, w, q + L.ahead + k);
+                                    if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k);
+                                }
                                 const V wv = load(w + batch.pairs[k] * L.wrow + at, CH, n);
                                 const V wd = ggw ? load(ggw + batch.pairs[k] * L.wrow + at, CH, n) : V(0.0);
                                 for (int jj = 0; jj < JT; ++jj) {
@@ -949,8 +943,6 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
             stream_copy_values(grad_gI + a * groups * NI, gIrow.data(), groups * NI);
             if (a + 1 < end) prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
             for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                L.prefetch_pairs(r, w, q);
-                if (ggw) L.prefetch_pairs(ggr ? ggr : r, ggw, q);
                 batch.load(r, ggr, L.index, q, L.end(a));
                 const int here = batch.n;
                 // gY = sum over (group, channel) of w gT, with its tangent: lanes over harmonics
@@ -961,7 +953,15 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
                         for (int jv = 0; jv < NHV; ++jv) accv[kk][jv] = accd[kk][jv] = V(0.0);
                         rows[kk] = batch.pairs[std::min(k0 + kk, here - 1)] * L.wrow;
                     }
+                    for (int64_t kk = L.wrow; kk < PK; ++kk) {
+                        L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
+                        if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + kk);
+                    }
                     for (int64_t i = 0; i < L.wrow; ++i) {
+                        if (i < PK) {  // one pair per row of work, as in the backward
+                            L.prefetch_pair(r, w, q + L.ahead + k0 + i);
+                            if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + i);
+                        }
                         const V* tv = gTtv.data() + i * NHV;
                         const V* td = gTtd.data() + i * NHV;
                         for (int kk = 0; kk < PK; ++kk) {
