@@ -425,19 +425,27 @@ def test_version_2_checkpoint_resumes_where_the_model_rebuilds_its_buffers_alike
     assert torch.load(path, weights_only=True)["version"] == 3
 
 
-def test_malformed_built_buffers_are_one_line_errors(tmp_path):
-    """A checkpoint whose stored buffers are malformed (unknown dtype, a size past the shape, not zlib, a name the
-    model lacks with its weights left out) is refused in one line naming the field and the buffer."""
+def _one_epoch_run(folder: Path, size: int = 64):
+    """(build, structures, config, checkpoint) of a tiny model with a zero 'coupling' buffer of size x size,
+    trained one epoch into ``folder``: the starting point of the checkpoint tests below."""
     from cartinv.runtime.training.fit import fit_model
 
     elements, structs = _tiny_structs()
     config = TrainConfig(max_epochs=1, **TINY)
 
     def build():
-        return _with_coupling(elements, torch.zeros((64, 64), dtype=torch.float64))
+        return _with_coupling(elements, torch.zeros((size, size), dtype=torch.float64))
 
-    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
-    good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
+    fit_model(build(), structs[:16], structs[16:], config, outdir=folder, log=None)
+    return build, structs, config, torch.load(folder / "checkpoint.pt", weights_only=True)
+
+
+def test_malformed_built_buffers_are_one_line_errors(tmp_path):
+    """A checkpoint whose stored buffers are malformed (unknown dtype, a size past the shape, not zlib, a name the
+    model lacks with its weights left out) is refused in one line naming the field and the buffer."""
+    from cartinv.runtime.training.fit import fit_model
+
+    build, structs, config, good = _one_epoch_run(tmp_path / "ok")
     packed = good["built_buffers"]["coupling"]
     bad = {
         "dtype": ({**packed, "dtype": "object"}, r"entry 'coupling' has an unknown dtype"),
@@ -470,15 +478,9 @@ def test_checkpoint_weights_and_moments_are_checked_at_resume(tmp_path):
     from cartinv.runtime.training import built_buffers
     from cartinv.runtime.training.fit import fit_model
 
-    elements, structs = _tiny_structs()
-    config = TrainConfig(max_epochs=1, **TINY)
-
-    def build():
-        return _with_coupling(elements, torch.zeros((64, 64), dtype=torch.float64))
-
-    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path / "ok", log=None)
-    good = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
+    build, structs, config, good = _one_epoch_run(tmp_path / "ok")
     name = next(k for k, v in good["best_model"].items() if isinstance(v, torch.Tensor) and v.dim() == 2)
+
     def spoil_moment(ck):  # Adam's first moment of one parameter at another shape: the first step would fail
         state = next(iter(ck["optimizer"]["state"].values()))
         state["exp_avg"] = torch.zeros(5, dtype=torch.float64)
@@ -530,14 +532,7 @@ def test_checkpoint_progress_fields_are_checked(tmp_path, field, value):
     bad epochs extends the patience) are refused in one line naming the field, before any epoch runs."""
     from cartinv.runtime.training.fit import fit_model
 
-    elements, structs = _tiny_structs()
-    config = TrainConfig(max_epochs=1, **TINY)
-
-    def build():
-        return _with_coupling(elements, torch.zeros((8, 8), dtype=torch.float64))
-
-    fit_model(build(), structs[:16], structs[16:], config, outdir=tmp_path, log=None)
-    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    build, structs, config, ck = _one_epoch_run(tmp_path, size=8)
     ck[field] = value
     torch.save(ck, tmp_path / "checkpoint.pt")
     with pytest.raises(ConfigError) as err:
