@@ -693,10 +693,11 @@ inline void store_gw(const Layout<S>& L, const int64_t* pairs, int n_pairs, int6
         const int n = L.lanes(b0 + bb);
         for (int k = 0; k < n_pairs; ++k) {
             S* at = gw + pairs[k] * L.wrow + (b0 + bb) * W * CH + ch;
-            if (CH == 1 && n == W && stream_line(at, g[bb][k])) {
-            } else if (CH == 1 && n == W) {
-                const Vec<S> v = g[bb][k];  // a copy: taking g's address would keep every accumulator in memory
-                stream_copy_values(at, reinterpret_cast<const S*>(&v.x), W);
+            if (CH == 1 && n == W) {
+                if (!stream_line(at, g[bb][k])) {
+                    const Vec<S> v = g[bb][k];  // a copy: taking g's address would keep every accumulator in memory
+                    stream_copy_values(at, reinterpret_cast<const S*>(&v.x), W);
+                }
             } else {
                 store(at, CH, n, g[bb][k]);
             }
