@@ -1,4 +1,5 @@
-"""Property-based fuzzing of every reader: mutated Basis files, saved-model payloads and CLI arguments.
+"""Property-based fuzzing of every reader: mutated Basis files, saved-model payloads, training checkpoints and CLI
+arguments.
 
 Each property: the input is accepted, or refused with a one-line error naming the field (exit code 2 from the
 CLI); never a traceback, never a file written outside the output folder, never a payload executed (a canary file
@@ -6,6 +7,7 @@ that any executed payload would create). The default run is bounded for CI; `pyt
 cases and prints how many ran and how many distinct error messages they produced.
 """
 
+import copy
 import io
 import json
 import re
@@ -192,3 +194,88 @@ def test_cli_arguments(examples, tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) in (["cache", "work"], ["work"])  # nothing outside -o
     assert not Path("/nonexistent").exists() and not CANARY.exists()
     print(f"\nCLI: {ran[0]} cases, {len(messages)} distinct error messages")
+
+
+CHECKPOINT_VALUES = st.one_of(HOSTILE, st.sampled_from([
+    torch.zeros(3), torch.zeros(4, 3, dtype=torch.float64), torch.tensor(float("nan")), torch.tensor(-1.0),
+    torch.full((2, 2), float("inf")), torch.zeros(0), torch.ones(4, dtype=torch.int64), torch.tensor(7.0)]))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_run(tmp_path_factory):
+    """(build, structures, config, checkpoint) of a tiny CartinvPotential trained one epoch."""
+    pytest.importorskip("ase")
+    from cartinv.runtime.models.potential import CartinvPotential
+    from cartinv.runtime.training import TrainConfig, read_frames
+    from cartinv.runtime.training.data import featurize
+    from cartinv.runtime.training.fit import fit_model
+
+    frames = read_frames(ROOT / "examples" / "data" / "xtb_molecules.extxyz")[:12]
+    elements = sorted({s for f in frames for s in f.symbols})
+    structs = featurize(frames, elements, 4.0, torch.float64)
+    config = TrainConfig(max_epochs=1, n_features=4, hidden=(8,), n_radial=4, dtype="float64", threads=1,
+                         progress=False, batch_size=4)
+
+    def build():
+        model = CartinvPotential(elements, n_features=4, hidden=(8,), n_radial=4, dtype=torch.float64, seed=0)
+        model.set_energy_reference([0.0] * len(elements))
+        return model
+
+    folder = tmp_path_factory.mktemp("checkpoint")
+    fit_model(build(), structs[:8], structs[8:], config, outdir=folder, log=None)
+    return build, structs, config, torch.load(folder / "checkpoint.pt", weights_only=True)
+
+
+def _mutate(data, ck):
+    """A copy of checkpoint ``ck`` with one value somewhere in it replaced, deleted or added."""
+    ck = copy.deepcopy(ck)
+    node, path = ck, []
+    while isinstance(node, (dict, list)) and node and (not path or data.draw(st.booleans())):
+        keys = sorted(node, key=str) if isinstance(node, dict) else list(range(len(node)))
+        key = data.draw(st.sampled_from(keys))
+        path.append(key)
+        node = node[key]
+    parent = ck
+    for key in path[:-1]:
+        parent = parent[key]
+    action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+    if action == "replace" or isinstance(parent, list) and len(parent) < 2:
+        parent[path[-1]] = data.draw(CHECKPOINT_VALUES)
+    elif action == "delete":
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent[data.draw(st.text(max_size=8))] = data.draw(CHECKPOINT_VALUES)
+    else:
+        parent.insert(path[-1], data.draw(CHECKPOINT_VALUES))
+    return ck
+
+
+@pytest.mark.parametrize("examples", [pytest.param(60, id="ci"), pytest.param(1500, id="long", marks=pytest.mark.fuzz)])
+def test_mutated_training_checkpoints(examples, checkpoint_run, tmp_path):
+    """A training checkpoint with one value changed anywhere (weights, Adam's state, the schedule, the counters,
+    the stored buffers, the config) resumes, or is refused in one line naming the file; never a traceback."""
+    from cartinv.runtime.training import ConfigError
+    from cartinv.runtime.training.fit import fit_model
+
+    build, structs, config, good = checkpoint_run
+    messages = set()
+    ran = [0]
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data):
+        ran[0] += 1
+        folder = tmp_path / f"run{ran[0]}"
+        folder.mkdir()
+        torch.save(_mutate(data, good), folder / "checkpoint.pt")
+        try:
+            fit_model(build(), structs[:8], structs[8:], config, outdir=folder, resume=True, log=None)
+        except ConfigError as exc:
+            msg = str(exc)
+            assert "\n" not in msg and msg.startswith(str(folder)), msg
+            messages.add(_normalise(msg))
+
+    check()
+    print(f"\ntraining checkpoints: {ran[0]} cases, {len(messages)} distinct error messages")
+    assert len(messages) >= 5

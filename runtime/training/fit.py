@@ -99,8 +99,8 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
         ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if (not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT
-            or ck.get("version") not in READABLE_VERSIONS or isinstance(ck.get("version"), bool)):
+    if (not isinstance(ck, dict) or type(ck.get("format")) is not str or ck["format"] != CHECKPOINT_FORMAT
+            or type(ck.get("version")) is not int or ck["version"] not in READABLE_VERSIONS):
         raise ConfigError(f"{path}: not a cartinv training checkpoint (versions {list(READABLE_VERSIONS)})")
     expected = {"config": dict, "data_hash": str, "epoch": int, "best_epoch": int, "best_loss": float,
                 "bad_epochs": int, "elapsed": float, "history": list, "model": dict, "best_model": dict,
@@ -112,7 +112,8 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
     _check_progress(ck, path)
     old = ck["config"]
     new = config.to_dict()
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    changed = sorted((str(k) for k in set(old) | set(new)
+                      if not _same_setting(old.get(k), new.get(k)) and k not in RESUMABLE_CHANGES), key=str)
     if changed:
         raise ConfigError(f"{path}: cannot resume: the settings {changed} differ from the checkpoint's (only "
                           f"{sorted(RESUMABLE_CHANGES)} may change); use another output folder or drop --resume")
@@ -122,6 +123,15 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
 
 
 STOP_REASONS = ("", "max_time", "max_epochs", "early_stopping")
+
+
+def _same_setting(stored, now) -> bool:
+    """Whether a setting read from a checkpoint equals the config's, compared as JSON (a tensor or other object
+    there is simply different, where == would raise or compare elementwise)."""
+    try:
+        return json.dumps(stored, sort_keys=True) == json.dumps(now, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_progress(ck: dict, path: Path) -> None:
@@ -171,7 +181,13 @@ def _load_optimizer(opt, sched, ck: dict, config: TrainConfig) -> None:
             or not isinstance(stored["_last_lr"], list)
             or not all(isinstance(v, float) and lowest <= v <= config.lr for v in stored["_last_lr"])):
         raise ValueError("field 'scheduler' holds a counter, best loss or learning rate out of range")
-    opt.load_state_dict(ck["optimizer"])
+    saved = ck["optimizer"]
+    if (set(saved) != {"state", "param_groups"} or not isinstance(saved["param_groups"], list)
+            or not isinstance(saved["state"], dict)
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in saved["param_groups"])
+            or not all(isinstance(v, dict) for v in saved["state"].values())):
+        raise ValueError("field 'optimizer' is not an optimiser state {state, param_groups}")
+    opt.load_state_dict(saved)
     for group, settings in zip(opt.param_groups, groups):
         lr = group["lr"]
         if _settings(group, frozenset({"params", "lr"})) != settings:
@@ -322,7 +338,7 @@ def fit_model(model, train_set, valid_set, config: TrainConfig, predict_fn=predi
             model.load_state_dict(ck["model"])
             _with_state(model, ck["best_model"])  # loaded only when training ends: checked now, not hours later
             _load_optimizer(opt, sched, ck, config)
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        except (RuntimeError, KeyError, IndexError, ValueError, TypeError) as exc:
             raise ConfigError(f"{ck_path}: checkpoint does not fit this model ({' '.join(str(exc).split())[:120]})"
                               ) from None
         best_state = ck["best_model"]
