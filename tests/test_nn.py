@@ -291,6 +291,36 @@ def test_potential_input_errors(potential):
         CartinvPotential(["Cu"], basis="lmax3_deg4", cutoff=0.0)
 
 
+@pytest.mark.parametrize("basis, settings", [
+    ("lmax3_deg4", dict()),
+    ("lmax3_deg2", dict(n_features=6, n_layers=2, channels=5, hidden=(7, 3), normalization="group")),
+    ("hiphop_lmax3_deg4", dict(n_features=3, n_layers=3, n_radial=4, hidden=(), normalization="none")),
+    ("coupled", dict(n_features=4, channels=3, hidden=(5,))),
+])
+def test_parameter_count_is_exact_before_building(basis, settings):
+    """The count the constructor refuses oversized models by is the built model's, for every layer option."""
+    from conftest import derived
+    from cartinv.runtime.models.nn import resolve_basis
+    from cartinv.runtime.models.potential import parameter_count
+
+    basis = derived((1, 2), degree=3, channels=2) if basis == "coupled" else resolve_basis(basis)
+    model = CartinvPotential(["H", "C", "O"], basis=basis, **settings)
+    assert parameter_count(3, basis, **settings) == sum(p.numel() for p in model.parameters())
+
+
+def test_oversized_model_is_refused_before_allocating():
+    """4096 features and channels with 256 radial functions would be 4.5 billion parameters (135 GiB to train in
+    float64): refused at once with the estimate, nothing allocated."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"would have 4,5\d\d,\d{3},\d{3} parameters \(about [\d,.]+ GiB to train"):
+        CartinvPotential(["H"], basis="lmax3_deg4", n_features=4096, n_radial=256)
+    assert time.perf_counter() - start < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000
+
+
 def test_force_training_double_backward():
     """The parameter gradient of a force loss (double backward) equals finite differences of that loss."""
     m = CartinvPotential(["Cu"], basis="lmax3_deg4", cutoff=3.5, n_features=3, n_radial=3, hidden=(4,),

@@ -50,6 +50,26 @@ def pair_virial(grad_rij: torch.Tensor, rij: torch.Tensor) -> torch.Tensor:
     return 0.5 * (w + w.transpose(0, 1))
 
 
+MAX_PARAMETERS = 100_000_000  # far above any model in use (MACE-MP large: about 16 million), far below a crash
+
+
+def parameter_count(n_elements: int, basis, n_features: int = 16, n_layers: int = 1, n_radial: int = 8,
+                    channels: int | None = None, hidden=(32,), normalization: str = "root") -> int:
+    """Parameters of a ``CartinvPotential`` with these settings, counted before any is allocated (so that an
+    oversized request is refused with this number instead of exhausting memory)."""
+    from .nn import invariant_degrees
+
+    channels = n_features if channels is None else int(channels)
+    n_inv = len(invariant_degrees(basis))
+    per_layer = (channels * int(basis.channels) * n_radial * n_features  # interaction weights
+                 + channels * n_inv * n_features  # mixing
+                 + n_features * n_features + n_features)  # self-interaction
+    per_layer += {"root": n_inv, "group": 2 * n_inv * channels}.get(normalization, 0)
+    widths = [n_features, *[int(h) for h in hidden], 1]
+    head = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    return n_elements * n_features + n_layers * per_layer + head
+
+
 class CartinvPotential(torch.nn.Module):
     """Species embedding -> ``n_layers`` TensorInvariantLayers (residual, activation) -> MLP per-atom energy.
 
@@ -91,6 +111,15 @@ class CartinvPotential(torch.nn.Module):
             raise ArgumentError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         saved.dtype_name(dtype)  # validates
         basis = resolve_basis(basis)
+        n_params = parameter_count(len(elements), basis, n_features=n_features, n_layers=n_layers,
+                                   n_radial=n_radial, channels=channels, hidden=hidden,
+                                   normalization=normalization)
+        if n_params > MAX_PARAMETERS:
+            size = torch.empty((), dtype=dtype).element_size()
+            raise ArgumentError(
+                f"this model would have {n_params:,} parameters (about {4 * n_params * size / 2**30:,.1f} GiB to "
+                f"train with Adam in {saved.dtype_name(dtype)}), more than the {MAX_PARAMETERS:,} cartinv builds; "
+                f"use fewer features, channels, radial functions, layers or hidden units")
         self.elements = elements
         self.cutoff = float(cutoff)
         self.basis = basis
