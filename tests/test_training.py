@@ -541,3 +541,32 @@ def test_checkpoint_progress_fields_are_checked(tmp_path, field, value):
     text = str(err.value)
     assert "\n" not in text and (f"field {field!r}" in text or "not a cartinv training checkpoint" in text)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == ck["epoch"]  # nothing ran
+
+
+def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
+    """The pair count is estimated before any list is built: an upper bound without periodicity, within 25 % of
+    the count for a periodic crystal. A data set whose pair lists would exceed memory_limit() is refused in one line
+    naming the densest frame, before ASE lists anything (a 100 Å cutoff in 4,000 atoms of copper: 1.4 billion
+    pairs)."""
+    from ase.build import bulk
+
+    from cartinv.runtime.training import data
+
+    def frame(atoms, source):
+        return data.Frame(tuple(atoms.get_chemical_symbols()), atoms.positions, np.array(atoms.cell),
+                          tuple(atoms.pbc), 0.0, np.zeros((len(atoms), 3)), None, source)
+
+    for molecule in read_frames(MOLECULES)[:3]:
+        listed = featurize([molecule], ["C", "H", "O"], 4.0, torch.float64)[0].rij.shape[0]
+        assert data.estimated_pairs(molecule, 4.0) >= listed
+    crystal = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3), "cu")  # 108 atoms
+    listed = featurize([crystal], ["Cu"], 5.0, torch.float64)[0].rij.shape[0]
+    assert abs(data.estimated_pairs(crystal, 5.0) / listed - 1) < 0.25
+
+    big = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(10), "big.extxyz:0")
+    assert data.estimated_pairs(big, 100.0) > 1.4e9
+    monkeypatch.setattr(data, "memory_limit", lambda: 8 << 30)  # as on a 16 GiB machine, whatever this one has
+    with pytest.raises(DataError, match=r"^big.extxyz:0: about 1,4\d\d,\d{3},\d{3} pairs within the cutoff "
+                                        r"100.0 Å in 1 frame\(s\) \([\d,.]+ GiB") as err:
+        featurize([big], ["Cu"], 100.0, torch.float64)
+    assert "\n" not in str(err.value)
