@@ -152,6 +152,25 @@ def test_errors(model, tmp_path):
     np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-13)
 
 
+def test_cutoff_too_long_for_the_cell_is_refused_before_listing(model, monkeypatch):
+    """A model whose cutoff would list more pairs than memory holds (a saved model may declare up to 1,000 Å) is
+    refused with the estimate before ASE builds the list; the same cell at the model's own cutoff runs."""
+    from cartinv.runtime.models import pair_count
+
+    far = CartinvPotential(["Cu", "Al"], basis="lmax3_deg4", cutoff=1000.0, n_features=4, n_radial=4, hidden=(8,),
+                           dtype=torch.float64, seed=3)
+    atoms = cell(7)
+    atoms.calc = CartinvCalculator(far)
+    monkeypatch.setattr(pair_count, "memory_limit", lambda: 8 << 30)  # as on a 16 GiB machine
+    with pytest.raises(ValueError, match=r"these 4 atoms would have about 1,4\d\d,\d{3},\d{3} pairs within the "
+                                         r"model cutoff 1000.0 Å") as err:
+        atoms.get_potential_energy()
+    assert "\n" not in str(err.value)
+    near = cell(7)
+    near.calc = CartinvCalculator(model)
+    assert np.isfinite(near.get_potential_energy())
+
+
 def test_reexport():
     from cartinv.ase import CartinvCalculator as reexported
 

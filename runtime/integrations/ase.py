@@ -15,6 +15,7 @@ from ase.neighborlist import neighbor_list
 
 from cartinv.errors import ArgumentError
 
+from ..models import pair_count
 from ..models.potential import CartinvPotential, pair_forces, pair_virial
 
 __all__ = ["CartinvCalculator"]
@@ -54,6 +55,11 @@ class CartinvCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        pairs = pair_count.estimated_pairs(n, atoms.get_cell(), atoms.pbc, self.model.cutoff)
+        if pairs * pair_count.BYTES_PER_PAIR > pair_count.memory_limit():
+            raise ArgumentError(f"these {n} atoms would have about {pairs:,} pairs within the model cutoff "
+                                f"{self.model.cutoff} Å, more than half this machine's memory holds; a model with "
+                                f"this cutoff cannot be evaluated on them")
         i, j, shifts = neighbor_list("ijS", atoms, self.model.cutoff)
         pos = atoms.get_positions()
         vec = pos[j] - pos[i] + shifts @ np.asarray(atoms.get_cell())

@@ -13,7 +13,6 @@ import hashlib
 import io
 import lzma
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from cartinv.errors import CartinvError
+from cartinv.runtime.models import pair_count
 
 __all__ = ["DataError", "Frame", "Structure", "Batch", "read_frames", "featurize", "collate", "fit_e0s",
            "check_species", "fingerprint"]
@@ -223,39 +223,22 @@ class Structure:
         return int(self.species.shape[0])
 
 
-def estimated_pairs(frame: Frame, cutoff: float) -> int:
-    """About how many pairs lie within ``cutoff``, before any is listed: n (n - 1) without periodicity, else n times
-    the cell's number density times the cutoff sphere's volume (periodic images included)."""
-    n = frame.n_atoms
-    volume = float(abs(np.linalg.det(frame.cell))) if any(frame.pbc) else 0.0
-    if volume <= 0.0:
-        return n * (n - 1)
-    return math.ceil(n * n / volume * 4.0 / 3.0 * math.pi * cutoff ** 3)
-
-
-def memory_limit() -> int:
-    """Bytes the pair lists of a data set may take: half of this machine's physical memory."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def featurize(frames: list[Frame], elements, cutoff: float, dtype: torch.dtype) -> list[Structure]:
     """Pair lists (ASE ``neighbor_list``, periodic images included) and targets for every frame.
 
     Refused before any list is built (DataError with the estimate) when the pairs would take more than
-    ``memory_limit()``: a long cutoff in a dense periodic cell makes billions of them."""
+    ``pair_count.memory_limit()``: a long cutoff in a dense periodic cell makes billions of them."""
     from ase.neighborlist import neighbor_list
 
     if frames:
-        counts = [estimated_pairs(f, cutoff) for f in frames]
-        n_bytes = sum(counts) * (3 * torch.empty((), dtype=dtype).element_size() + 16)  # rij, pair_i, pair_j
-        if n_bytes > memory_limit():
+        counts = [pair_count.estimated_pairs(f.n_atoms, f.cell, f.pbc, cutoff) for f in frames]
+        n_bytes = sum(counts) * pair_count.BYTES_PER_PAIR
+        limit = pair_count.memory_limit()
+        if n_bytes > limit:
             worst = frames[int(np.argmax(counts))]
             raise DataError(f"{worst.source}: about {sum(counts):,} pairs within the cutoff {cutoff} Å in "
                             f"{len(frames)} frame(s) ({n_bytes / 2**30:,.1f} GiB, {max(counts):,} in this "
-                            f"frame), more than the {memory_limit() / 2**30:,.1f} GiB allowed (half this "
+                            f"frame), more than the {limit / 2**30:,.1f} GiB allowed (half this "
                             f"machine's memory); use a shorter cutoff or fewer frames")
     lookup = {e: k for k, e in enumerate(elements)}
     out = []
