@@ -544,8 +544,8 @@ def test_checkpoint_progress_fields_are_checked(tmp_path, field, value):
 
 
 def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
-    """The pair count is estimated before any list is built: an upper bound without periodicity, within 25 % of
-    the count for a periodic crystal. A data set whose pair lists would exceed memory_limit() is refused in one line
+    """The pair count is estimated before any list is built: n (n - 1) for small molecules, within 3x above the
+    count for a 2,048-atom cluster, within 25 % of it for a periodic crystal. A data set whose pair lists would exceed memory_limit() is refused in one line
     naming the densest frame, before ASE lists anything (a 100 Å cutoff in 4,000 atoms of copper: 1.4 billion
     pairs)."""
     from ase.build import bulk
@@ -554,7 +554,7 @@ def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
     from cartinv.runtime.training import data
 
     def estimated(f, cutoff):
-        return pair_count.estimated_pairs(f.n_atoms, f.cell, f.pbc, cutoff)
+        return pair_count.estimated_pairs(f.positions, f.cell, f.pbc, cutoff)
 
     def frame(atoms, source):
         return data.Frame(tuple(atoms.get_chemical_symbols()), atoms.positions, np.array(atoms.cell),
@@ -563,6 +563,11 @@ def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
     for molecule in read_frames(MOLECULES)[:3]:
         listed = featurize([molecule], ["C", "H", "O"], 4.0, torch.float64)[0].rij.shape[0]
         assert estimated(molecule, 4.0) >= listed
+    cluster = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(8)  # 2,048 atoms, not periodic: a large molecule
+    cluster.pbc = False
+    cluster = frame(cluster, "cluster")
+    listed = featurize([cluster], ["Cu"], 5.0, torch.float64)[0].rij.shape[0]
+    assert listed <= estimated(cluster, 5.0) < 3 * listed  # not n (n - 1), which would be 60x too many
     crystal = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3), "cu")  # 108 atoms
     listed = featurize([crystal], ["Cu"], 5.0, torch.float64)[0].rij.shape[0]
     assert abs(estimated(crystal, 5.0) / listed - 1) < 0.25

@@ -55,7 +55,7 @@ class CartinvCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        pairs = pair_count.estimated_pairs(n, atoms.get_cell(), atoms.pbc, self.model.cutoff)
+        pairs = pair_count.estimated_pairs(atoms.positions, atoms.get_cell(), atoms.pbc, self.model.cutoff)
         if pairs * pair_count.BYTES_PER_PAIR > pair_count.memory_limit():
             raise ArgumentError(f"these {n} atoms would have about {pairs:,} pairs within the model cutoff "
                                 f"{self.model.cutoff} Å, more than half this machine's memory holds; a model with "

@@ -16,13 +16,22 @@ __all__ = ["estimated_pairs", "memory_limit", "BYTES_PER_PAIR"]
 BYTES_PER_PAIR = 64  # the pair vector (float64), both indices and ASE's periodic shift, as the lists hold them
 
 
-def estimated_pairs(n_atoms: int, cell, pbc, cutoff: float) -> int:
-    """n (n - 1) without periodicity (an upper bound), else n times the cell's number density times the cutoff
-    sphere's volume (periodic images included; within a few per cent once the cutoff spans several neighbours)."""
+def estimated_pairs(positions, cell, pbc, cutoff: float) -> int:
+    """About how many ordered pairs lie within ``cutoff``: n times a number density times the cutoff sphere's volume.
+
+    The density is the cell's with any periodic direction (periodic images included; within a few per cent once
+    the cutoff spans several neighbours), else the atoms' bounding box's, each side at least the cutoff; without
+    periodicity each atom has at most n - 1 neighbours, so small molecules count n (n - 1)."""
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    n = positions.shape[0]
+    sphere = 4.0 / 3.0 * math.pi * cutoff ** 3
     volume = float(abs(np.linalg.det(np.asarray(cell, dtype=float)))) if any(pbc) else 0.0
-    if volume <= 0.0:
-        return n_atoms * (n_atoms - 1)
-    return math.ceil(n_atoms * n_atoms / volume * 4.0 / 3.0 * math.pi * cutoff ** 3)
+    if volume > 0.0:
+        return math.ceil(n * n / volume * sphere)
+    if n < 2:
+        return 0
+    sides = np.maximum(positions.max(axis=0) - positions.min(axis=0), cutoff)
+    return math.ceil(n * min(n - 1.0, n / float(np.prod(sides)) * sphere))
 
 
 def memory_limit() -> int:

@@ -231,7 +231,7 @@ def featurize(frames: list[Frame], elements, cutoff: float, dtype: torch.dtype) 
     from ase.neighborlist import neighbor_list
 
     if frames:
-        counts = [pair_count.estimated_pairs(f.n_atoms, f.cell, f.pbc, cutoff) for f in frames]
+        counts = [pair_count.estimated_pairs(f.positions, f.cell, f.pbc, cutoff) for f in frames]
         n_bytes = sum(counts) * pair_count.BYTES_PER_PAIR
         limit = pair_count.memory_limit()
         if n_bytes > limit:
