@@ -50,7 +50,7 @@ def pair_virial(grad_rij: torch.Tensor, rij: torch.Tensor) -> torch.Tensor:
     return 0.5 * (w + w.transpose(0, 1))
 
 
-MAX_PARAMETERS = 100_000_000  # far above any model in use (MACE-MP large: about 16 million), far below a crash
+MAX_PARAMETERS = 100_000_000  # far above the interatomic potentials in use (thousands to millions of parameters)
 
 
 def parameter_count(n_elements: int, basis, n_features: int = 16, n_layers: int = 1, n_radial: int = 8,
