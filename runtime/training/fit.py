@@ -112,8 +112,8 @@ def _load_checkpoint(path: Path, config: TrainConfig, data_hash: str) -> dict:
     _check_progress(ck, path)
     old = ck["config"]
     new = config.to_dict()
-    changed = sorted((str(k) for k in set(old) | set(new)
-                      if not _same_setting(old.get(k), new.get(k)) and k not in RESUMABLE_CHANGES), key=str)
+    changed = sorted(str(k) for k in set(old) | set(new)
+                     if not _same_setting(old.get(k), new.get(k)) and k not in RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(f"{path}: cannot resume: the settings {changed} differ from the checkpoint's (only "
                           f"{sorted(RESUMABLE_CHANGES)} may change); use another output folder or drop --resume")
@@ -156,10 +156,12 @@ def _check_progress(ck: dict, path: Path) -> None:
 
 
 def _settings(state: dict, progress: frozenset) -> dict:
+    """``state`` without the entries that record progress: what must equal the config's."""
     return {k: v for k, v in state.items() if k not in progress}
 
 
 _SCHEDULER_PROGRESS = frozenset({"best", "num_bad_epochs", "cooldown_counter", "last_epoch", "_last_lr"})
+_GROUP_PROGRESS = frozenset({"params", "lr"})  # an Adam parameter group's entries that are not settings
 
 
 def _load_optimizer(opt, sched, ck: dict, config: TrainConfig) -> None:
@@ -167,7 +169,7 @@ def _load_optimizer(opt, sched, ck: dict, config: TrainConfig) -> None:
     (moments, step counts, the reduced learning rate, the plateau counters) comes from the file. Their settings
     come from the config, which the checkpoint's must equal, and ``load_state_dict`` checks neither the moments'
     shapes (a mismatch fails in the first step) nor the settings (betas, factor, min_lr would change silently)."""
-    groups = [_settings(g, frozenset({"params", "lr"})) for g in opt.param_groups]
+    groups = [_settings(g, _GROUP_PROGRESS) for g in opt.param_groups]
     schedule = sched.state_dict()
     stored = ck["scheduler"]
     if set(stored) != set(schedule):
@@ -190,7 +192,7 @@ def _load_optimizer(opt, sched, ck: dict, config: TrainConfig) -> None:
     opt.load_state_dict(saved)
     for group, settings in zip(opt.param_groups, groups):
         lr = group["lr"]
-        if _settings(group, frozenset({"params", "lr"})) != settings:
+        if _settings(group, _GROUP_PROGRESS) != settings:
             raise ValueError("field 'optimizer' holds settings other than the config's (betas, eps, weight decay, ...)")
         if not (isinstance(lr, float) and lowest <= lr <= config.lr):
             raise ValueError(f"field 'optimizer' has a learning rate outside [{lowest}, {config.lr}]")
