@@ -49,31 +49,36 @@ def _normalise(message: str) -> str:
     return re.sub(r"\d+", "N", message)[:80]
 
 
-@st.composite
-def mutated_basis(draw):
-    data = json.loads(BASIS_TEXT)
-    node, path = data, []
-    while isinstance(node, (dict, list)) and node and draw(st.booleans()):
-        key = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else list(range(len(node)))))
-        path.append(key)
-        if not isinstance(node[key], (dict, list)):
-            break
-        node = node[key]
-    parent = data
+def mutate_tree(draw, tree, values, root_keys=None):
+    """``tree`` (nested dicts and lists) with one value somewhere replaced, deleted or added, in place: a random
+    walk down from the root picks the place. With ``root_keys`` the walk may stop at the root, which then gets one
+    of those keys set; without, it takes at least one step. A list of one element is never shortened or grown."""
+    node, path = tree, []
+    while isinstance(node, (dict, list)) and node and (root_keys is None and not path or draw(st.booleans())):
+        keys = sorted(node, key=str) if isinstance(node, dict) else list(range(len(node)))
+        path.append(draw(st.sampled_from(keys)))
+        node = node[path[-1]]
+    if not path:
+        tree[draw(st.sampled_from(root_keys))] = draw(values)
+        return tree
+    parent = tree
     for key in path[:-1]:
         parent = parent[key]
     action = draw(st.sampled_from(["replace", "delete", "insert"]))
-    if not path:
-        data[draw(st.sampled_from(["extra", "name", "kind"]))] = draw(HOSTILE)
-    elif action == "replace" or isinstance(parent, list) and action == "delete" and len(parent) < 2:
-        parent[path[-1]] = draw(HOSTILE)
+    if action == "replace" or isinstance(parent, list) and len(parent) < 2:
+        parent[path[-1]] = draw(values)
     elif action == "delete":
         del parent[path[-1]]
     elif isinstance(parent, dict):
-        parent[draw(st.text(max_size=8))] = draw(HOSTILE)
+        parent[draw(st.text(max_size=8))] = draw(values)
     else:
-        parent.insert(path[-1], draw(HOSTILE))
-    return json.dumps(data)
+        parent.insert(path[-1], draw(values))
+    return tree
+
+
+@st.composite
+def mutated_basis(draw):
+    return json.dumps(mutate_tree(draw, json.loads(BASIS_TEXT), HOSTILE, root_keys=["extra", "name", "kind"]))
 
 
 @pytest.mark.parametrize("examples", SCALES)
@@ -226,30 +231,6 @@ def checkpoint_run(tmp_path_factory):
     return build, structs, config, torch.load(folder / "checkpoint.pt", weights_only=True)
 
 
-def _mutate(data, ck):
-    """A copy of checkpoint ``ck`` with one value somewhere in it replaced, deleted or added."""
-    ck = copy.deepcopy(ck)
-    node, path = ck, []
-    while isinstance(node, (dict, list)) and node and (not path or data.draw(st.booleans())):
-        keys = sorted(node, key=str) if isinstance(node, dict) else list(range(len(node)))
-        key = data.draw(st.sampled_from(keys))
-        path.append(key)
-        node = node[key]
-    parent = ck
-    for key in path[:-1]:
-        parent = parent[key]
-    action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
-    if action == "replace" or isinstance(parent, list) and len(parent) < 2:
-        parent[path[-1]] = data.draw(CHECKPOINT_VALUES)
-    elif action == "delete":
-        del parent[path[-1]]
-    elif isinstance(parent, dict):
-        parent[data.draw(st.text(max_size=8))] = data.draw(CHECKPOINT_VALUES)
-    else:
-        parent.insert(path[-1], data.draw(CHECKPOINT_VALUES))
-    return ck
-
-
 @pytest.mark.parametrize("examples", [pytest.param(60, id="ci"), pytest.param(1500, id="long", marks=pytest.mark.fuzz)])
 def test_mutated_training_checkpoints(examples, checkpoint_run, tmp_path):
     """A training checkpoint with one value changed anywhere (weights, Adam's state, the schedule, the counters,
@@ -268,7 +249,7 @@ def test_mutated_training_checkpoints(examples, checkpoint_run, tmp_path):
         ran[0] += 1
         folder = tmp_path / f"run{ran[0]}"
         folder.mkdir()
-        torch.save(_mutate(data, good), folder / "checkpoint.pt")
+        torch.save(mutate_tree(data.draw, copy.deepcopy(good), CHECKPOINT_VALUES), folder / "checkpoint.pt")
         try:
             fit_model(build(), structs[:8], structs[8:], config, outdir=folder, resume=True, log=None)
         except ConfigError as exc:
