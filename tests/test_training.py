@@ -545,10 +545,11 @@ def test_checkpoint_progress_fields_are_checked(tmp_path, field, value):
 
 def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
     """The pair count is estimated before any list is built: n (n - 1) for small molecules, within 3x above the
-    count for a 2,048-atom cluster, within 25 % of it for a periodic crystal. A data set whose pair lists would exceed memory_limit() is refused in one line
+    count for a 2,048-atom cluster, within 25 % of it for a periodic crystal, above it and within 4x for a slab
+    and a wire. A data set whose pair lists would exceed memory_limit() is refused in one line
     naming the densest frame, before ASE lists anything (a 100 Å cutoff in 4,000 atoms of copper: 1.4 billion
     pairs)."""
-    from ase.build import bulk
+    from ase.build import bulk, fcc111
 
     from cartinv.runtime.models import pair_count
     from cartinv.runtime.training import data
@@ -571,6 +572,17 @@ def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
     crystal = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3), "cu")  # 108 atoms
     listed = featurize([crystal], ["Cu"], 5.0, torch.float64)[0].rij.shape[0]
     assert abs(estimated(crystal, 5.0) / listed - 1) < 0.25
+    # periodic in some directions: the density of the atoms, not of the cell with its vacuum (which gave half the
+    # slab's pairs); a thin wire stays within 4x above
+    slab = frame(fcc111("Cu", size=(6, 6, 6), vacuum=10.0), "slab")
+    wire = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 10))
+    wire.pbc = (False, False, True)
+    wire.center(vacuum=10.0, axis=(0, 1))
+    for atoms in (slab, frame(wire, "wire")):
+        listed = featurize([atoms], ["Cu"], 5.0, torch.float64)[0].rij.shape[0]
+        assert listed <= estimated(atoms, 5.0) < 4 * listed
+    flat = np.random.default_rng(0).random((10, 3)) * 5.0  # degenerate periodic vectors: the bounding box
+    assert pair_count.estimated_pairs(flat, np.zeros((3, 3)), (True, True, False), 5.0) == 90
 
     big = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(10), "big.extxyz:0")
     assert estimated(big, 100.0) > 1.4e9

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-__all__ = ["estimated_pairs", "memory_limit", "BYTES_PER_PAIR"]
+__all__ = ["estimated_pairs", "occupied_volume", "memory_limit", "BYTES_PER_PAIR"]
 
 BYTES_PER_PAIR = 64  # the pair vector (float64), both indices and ASE's periodic shift, as the lists hold them
 
@@ -19,19 +19,39 @@ BYTES_PER_PAIR = 64  # the pair vector (float64), both indices and ASE's periodi
 def estimated_pairs(positions, cell, pbc, cutoff: float) -> int:
     """About how many ordered pairs lie within ``cutoff``: n times a number density times the cutoff sphere's volume.
 
-    The density is the cell's with any periodic direction (periodic images included; within a few per cent once
-    the cutoff spans several neighbours), else the atoms' bounding box's, each side at least the cutoff; without
-    periodicity each atom has at most n - 1 neighbours, so small molecules count n (n - 1)."""
+    The density counts the atoms in the volume they repeat over (``occupied_volume``): periodic images included,
+    within a few per cent of the listed pairs once the cutoff spans several neighbours. Without periodicity each
+    atom has at most n - 1 neighbours, so small molecules count n (n - 1)."""
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     n = positions.shape[0]
+    if n == 0:
+        return 0
     sphere = 4.0 / 3.0 * math.pi * cutoff ** 3
-    volume = float(abs(np.linalg.det(np.asarray(cell, dtype=float)))) if any(pbc) else 0.0
-    if volume > 0.0:
+    volume = occupied_volume(positions, cell, pbc, cutoff)
+    if any(pbc) and volume > 0.0:
         return math.ceil(n * n / volume * sphere)
     if n < 2:
         return 0
-    sides = np.maximum(positions.max(axis=0) - positions.min(axis=0), cutoff)
-    return math.ceil(n * min(n - 1.0, n / float(np.prod(sides)) * sphere))
+    if any(pbc):  # degenerate periodic vectors: the atoms' bounding box
+        volume = occupied_volume(positions, cell, (False, False, False), cutoff)
+    return math.ceil(n * min(n - 1.0, n / volume * sphere))
+
+
+def occupied_volume(positions, cell, pbc, cutoff: float) -> float:
+    """The volume the atoms fill, periodic images included: the measure of the periodic cell vectors (length, area
+    or volume) times the atoms' extent across them, each extent at least ``cutoff``. A slab counts its thickness
+    and not the vacuum a full cell would add (which made the estimate 3x low for 10 Å of copper in 30 Å of cell);
+    without periodicity, the atoms' bounding box. 0 when the periodic vectors are degenerate."""
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    periodic = np.asarray(cell, dtype=float).reshape(3, 3)[[k for k in range(3) if pbc[k]]]
+    measure = math.sqrt(max(float(np.linalg.det(periodic @ periodic.T)), 0.0)) if len(periodic) else 1.0
+    if measure <= 0.0:
+        return 0.0
+    # an orthonormal frame whose first rows span the periodic vectors; the atoms' extent along the rest
+    frame = np.linalg.qr(np.concatenate([periodic.T, np.eye(3)], axis=1))[0].T if len(periodic) else np.eye(3)
+    across = positions @ frame[len(periodic):].T
+    sides = np.maximum(across.max(axis=0) - across.min(axis=0), cutoff) if across.size else np.ones(0)
+    return measure * float(np.prod(sides))
 
 
 def memory_limit() -> int:
