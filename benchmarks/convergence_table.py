@@ -1,0 +1,91 @@
+"""The README's table of convergence runs at N = 1000, made from the committed results and checkpoints.
+
+A finished run is a line of ``benchmarks/results/chemistry_converge_<molecule>.jsonl`` (ethanol:
+``chemistry_converge_ethanol_long.jsonl``) with the model's CPU-time cap; a run still under way is a checkpoint
+folder in ``benchmarks/results/checkpoints/`` (its ``history.json``: epochs, CPU seconds, validation errors). The
+table is printed in Markdown; tests/test_readme.py checks that the README carries exactly this table, so results
+and README cannot drift apart.
+
+    python benchmarks/convergence_table.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MOLECULES = ("ethanol", "malonaldehyde", "toluene", "naphthalene", "aspirin", "salicylic_acid")
+# model -> (column title, CPU-time cap of its convergence runs in seconds)
+MODELS = {"cartinv_lmax3_deg4": ("cartinv lmax3_deg4", 14400.0), "mace": ("MACE", 14400.0),
+          "hipnn_ts": ("HIP-NN-TS", 6000.0)}
+STOPS = {"max_epochs": "epoch cap", "max_time": "cap", "early_stopping": "early stop"}
+
+
+def results_file(molecule: str, results: Path = RESULTS) -> Path:
+    name = "ethanol_long" if molecule == "ethanol" else molecule
+    return results / f"chemistry_converge_{name}.jsonl"
+
+
+def finished(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
+    """The result line of the model's convergence run on the molecule (N = 1000, seed 0, the model's cap)."""
+    path = results_file(molecule, results)
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if (row.get("budget"), row.get("size"), row.get("model"), row.get("seed")) == ("converge", 1000, model, 0) \
+                and row["settings"]["max_time"] == MODELS[model][1]:
+            return row
+    return None
+
+
+def running(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
+    """(epochs, CPU seconds, validation force MAE in meV/Å at the best validation loss) of a checkpointed run."""
+    path = results / "checkpoints" / f"converge_{molecule}_n1000_{model}_seed0" / "history.json"
+    if not path.is_file():
+        return None
+    history = [h for h in json.loads(path.read_text()) if not h.get("partial")]
+    if not history:
+        return None
+    best = min(history, key=lambda h: h["valid_loss"])
+    return {"epochs": history[-1]["epoch"], "seconds": history[-1]["seconds"],
+            "valid_force": best["valid_force_mae"] * 1e3}
+
+
+def cell(row: dict | None, progress: dict | None, bold: bool) -> str:
+    if row is not None:
+        values = f"{row['energy_mae_mev_atom']:.2f} / {row['force_mae_mev_a']:.1f}"
+        return (f"{'**' + values + '**' if bold else values} ({row['epochs']:,}, {row['train_seconds']:,.0f} s, "
+                f"{STOPS[row['stop']]})")
+    if progress is not None:
+        return (f"running (validation {progress['valid_force']:.1f} after {progress['epochs']:,} epochs, "
+                f"{progress['seconds']:,.0f} s)")
+    return "not yet run"
+
+
+def comparison(cartinv: dict | None, mace: dict | None) -> str:
+    """cartinv's test force MAE against MACE's, once both runs have finished."""
+    if cartinv is None or mace is None:
+        return "–"
+    ratio = cartinv["force_mae_mev_a"] / mace["force_mae_mev_a"] - 1
+    return f"{abs(ratio) * 100:.0f} % {'lower' if ratio < 0 else 'higher'}"
+
+
+def table(results: Path = RESULTS) -> str:
+    head = "| molecule | " + " | ".join(title for title, _ in MODELS.values()) + \
+        " | cartinv's force MAE against MACE's |"
+    lines = [head, "| --- " * (len(MODELS) + 2) + "|"]
+    for molecule in MOLECULES:
+        rows = {m: finished(molecule, m, results) for m in MODELS}
+        done = [r["force_mae_mev_a"] for r in rows.values() if r is not None]
+        cells = [cell(rows[m], running(molecule, m, results),
+                      bold=len(done) > 1 and rows[m] is not None and rows[m]["force_mae_mev_a"] == min(done))
+                 for m in MODELS]
+        lines.append(f"| {molecule.replace('_', ' ')} | " + " | ".join(cells) + " | "
+                     + comparison(rows["cartinv_lmax3_deg4"], rows["mace"]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())

@@ -1,0 +1,51 @@
+"""benchmarks/convergence_table.py: the README's convergence table is the one the committed results make."""
+
+import json
+import re
+from pathlib import Path
+
+from benchmarks import convergence_table as ct
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _settled(table: str) -> str:
+    """The table with the progress of runs under way left out: a training running in this checkout rewrites its
+    checkpoint's history, so only finished results and which runs exist are compared."""
+    return re.sub(r"running \(validation [^)]*\)", "running", table)
+
+
+def test_readme_carries_the_generated_table():
+    text = README.read_text()
+    made = ct.table()
+    head = made.splitlines()[0]
+    assert text.count(head) == 1, "the README has no convergence table (or two)"
+    start = text.index(head)
+    shown = "\n".join(text[start:].splitlines()[:len(made.splitlines())])
+    assert _settled(shown) == _settled(made), "README convergence table differs from `python benchmarks/convergence_table.py`"
+
+
+def _row(model, force, stop="max_time", max_time=None, epochs=10, seconds=100.0):
+    return {"budget": "converge", "size": 1000, "model": model, "seed": 0, "epochs": epochs, "best_epoch": epochs,
+            "stop": stop, "train_seconds": seconds, "energy_mae_mev_atom": 0.123, "force_mae_mev_a": force,
+            "settings": {"max_time": max_time if max_time is not None else ct.MODELS[model][1]}}
+
+
+def test_cells_bold_comparison_and_progress(tmp_path):
+    rows = [_row("cartinv_lmax3_deg4", 5.0, stop="early_stopping", epochs=1234, seconds=4567.4),
+            _row("mace", 6.25), _row("hipnn_ts", 20.0, max_time=600.0)]  # another cap: not this table's run
+    (tmp_path / "chemistry_converge_ethanol_long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folder = tmp_path / "checkpoints" / "converge_ethanol_n1000_hipnn_ts_seed0"
+    folder.mkdir(parents=True)
+    history = [{"epoch": 1, "seconds": 50.0, "valid_loss": 2.0, "valid_force_mae": 0.030, "partial": False},
+               {"epoch": 2, "seconds": 1500.4, "valid_loss": 1.0, "valid_force_mae": 0.0251, "partial": False},
+               {"epoch": 3, "seconds": 1600.0, "valid_loss": 1.5, "valid_force_mae": 0.020, "partial": True}]
+    (folder / "history.json").write_text(json.dumps(history))
+    lines = ct.table(tmp_path).splitlines()
+    assert lines[2] == ("| ethanol | **0.12 / 5.0** (1,234, 4,567 s, early stop) | 0.12 / 6.2 (10, 100 s, cap) "
+                        "| running (validation 25.1 after 2 epochs, 1,500 s) | 20 % lower |")
+    assert lines[3] == "| malonaldehyde | not yet run | not yet run | not yet run | – |"
+    assert len(lines) == 2 + len(ct.MOLECULES)
+    worse = _row("cartinv_lmax3_deg4", 7.5)
+    assert ct.comparison(worse, _row("mace", 6.25)) == "20 % higher"
+    assert ct.comparison(worse, None) == "–"
