@@ -136,6 +136,35 @@ def test_molecule_without_cell_and_isolated_atom(model):
     np.testing.assert_allclose(far.get_forces()[-1], 0.0, atol=0)
 
 
+def test_open_boundary_pairs_are_ases(model, monkeypatch):
+    """Without periodicity, up to DIRECT_PAIRS_MAX atoms, the pairs come from the distance matrix: the same pairs
+    and bit-identical vectors as ASE's neighbor_list (pairs at the cutoff and one ulp either side of it included),
+    and the same energy and forces as through ASE's list."""
+    from ase.neighborlist import neighbor_list
+
+    from cartinv.runtime.integrations import ase as ase_calc
+
+    rng = np.random.default_rng(7)
+    atoms = Atoms("Cu20Al20", positions=rng.uniform(0, 7.0, (40, 3)))
+    atoms.positions[:4] = 0.0  # from atom 0: exactly the cutoff, one ulp inside and one ulp outside
+    atoms.positions[1, 0], atoms.positions[2, 1] = CUTOFF, np.nextafter(CUTOFF, 0)
+    atoms.positions[3, 2] = np.nextafter(CUTOFF, 9)
+    i, j, vec = ase_calc.open_pairs(atoms.positions, CUTOFF)
+    ai, aj, shifts = neighbor_list("ijS", atoms, CUTOFF)
+    assert not shifts.any() and len(ai) > 100
+    order = np.lexsort((aj, ai))
+    np.testing.assert_array_equal(np.stack([i, j]), np.stack([ai[order], aj[order]]))
+    np.testing.assert_array_equal(vec, (atoms.positions[aj] - atoms.positions[ai])[order])
+    direct = atoms.copy()
+    direct.calc = CartinvCalculator(model)
+    energy, forces = direct.get_potential_energy(), direct.get_forces()
+    monkeypatch.setattr(ase_calc, "DIRECT_PAIRS_MAX", 0)
+    listed = atoms.copy()
+    listed.calc = CartinvCalculator(model)
+    np.testing.assert_allclose(listed.get_potential_energy(), energy, rtol=1e-13)
+    np.testing.assert_allclose(listed.get_forces(), forces, atol=1e-13)
+
+
 def test_errors(model, tmp_path):
     calc = CartinvCalculator(model)
     atoms = molecule("H2O")

