@@ -163,6 +163,13 @@ def test_open_boundary_pairs_are_ases(model, monkeypatch):
     listed.calc = CartinvCalculator(model)
     np.testing.assert_allclose(listed.get_potential_energy(), energy, rtol=1e-13)
     np.testing.assert_allclose(listed.get_forces(), forces, atol=1e-13)
+    for periodic in (False, True):  # a NaN position is refused, not left without neighbours
+        broken = atoms.copy()
+        broken.positions[5, 1] = np.nan
+        broken.pbc, broken.cell = periodic, np.eye(3) * 20.0
+        broken.calc = CartinvCalculator(model)
+        with pytest.raises(ValueError, match=r"^atom 5 has a non-finite position \[[^\n]*nan"):
+            broken.get_potential_energy()
 
 
 def test_errors(model, tmp_path):

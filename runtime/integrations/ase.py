@@ -69,6 +69,9 @@ class CartinvCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+        if bad.size:  # a NaN position lies within no cutoff: it would silently lose its neighbours
+            raise ArgumentError(f"atom {bad[0]} has a non-finite position {atoms.positions[bad[0]].tolist()}")
         if not atoms.pbc.any() and n <= DIRECT_PAIRS_MAX:
             i, j, vec = open_pairs(atoms.get_positions(), self.model.cutoff)
         else:
