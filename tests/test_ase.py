@@ -170,6 +170,13 @@ def test_open_boundary_pairs_are_ases(model, monkeypatch):
         broken.calc = CartinvCalculator(model)
         with pytest.raises(ValueError, match=r"^atom 5 has a non-finite position \[[^\n]*nan"):
             broken.get_potential_energy()
+    for cell, pbc, msg in [(np.full((3, 3), np.inf), True, r"^the cell holds NaN or infinite values \(\[\[inf"),
+                           (np.diag([20.0, 0.0, 20.0]), (True, True, False),
+                            r"^the periodic cell vectors \(a, b\) are degenerate: they span no area$")]:
+        broken = Atoms(atoms.symbols, positions=atoms.positions, cell=cell, pbc=pbc)
+        broken.calc = CartinvCalculator(model)
+        with pytest.raises(ValueError, match=msg):
+            broken.get_potential_energy()
 
 
 def test_errors(model, tmp_path):

@@ -223,6 +223,15 @@ def _bad_files(tmp_path, ethanol_file):
         a.calc = SinglePointCalculator(a, energy=math.nan if k == 5 else src.get_potential_energy(),
                                        forces=src.get_forces())
     out["nan_energy"] = (nan, "frame 5: energy 'energy' is nan")
+    # a periodic frame whose cell is NaN, or flat: no neighbour list exists (NaN cells once failed deep in numpy)
+    for name, cell, msg in [("nan_cell", np.full((3, 3), np.nan), "frame 2: the cell holds NaN or infinite values"),
+                            ("flat_cell", np.diag([20.0, 20.0, 0.0]),
+                             "frame 2: the periodic cell vectors (a, b, c) are degenerate: they span no volume")]:
+        images = [f.copy() for f in frames]
+        for a, src in zip(images, frames):
+            a.calc = SinglePointCalculator(a, energy=src.get_potential_energy(), forces=src.get_forces())
+        images[2].cell, images[2].pbc = cell, True
+        out[name] = (images, msg)
     paths = {}
     for name, (images, msg) in out.items():
         paths[name] = (tmp_path / f"{name}.extxyz", msg)

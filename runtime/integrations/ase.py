@@ -72,6 +72,9 @@ class CartinvCalculator(Calculator):
         bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
         if bad.size:  # a NaN position lies within no cutoff: it would silently lose its neighbours
             raise ArgumentError(f"atom {bad[0]} has a non-finite position {atoms.positions[bad[0]].tolist()}")
+        problem = pair_count.cell_problem(atoms.get_cell(), atoms.pbc)
+        if problem is not None:
+            raise ArgumentError(problem)
         if not atoms.pbc.any() and n <= DIRECT_PAIRS_MAX:
             i, j, vec = open_pairs(atoms.get_positions(), self.model.cutoff)
         else:

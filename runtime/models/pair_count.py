@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["estimated_pairs", "occupied_volume", "memory_limit", "BYTES_PER_PAIR"]
+__all__ = ["estimated_pairs", "occupied_volume", "cell_problem", "memory_limit", "BYTES_PER_PAIR"]
 
 BYTES_PER_PAIR = 64  # the pair vector (float64), both indices and ASE's periodic shift, as the lists hold them
 
@@ -52,6 +54,37 @@ def occupied_volume(positions, cell, pbc, cutoff: float) -> float:
     across = positions @ frame[len(periodic):].T
     sides = np.maximum(across.max(axis=0) - across.min(axis=0), cutoff) if across.size else np.ones(0)
     return measure * float(np.prod(sides))
+
+
+def cell_problem(cell, pbc) -> str | None:
+    """Why no neighbour list can be built for this cell, or None: NaN or infinite entries, or periodic vectors that
+    span no length, area or volume (every atom would then sit on its own images)."""
+    cell = np.ascontiguousarray(cell, dtype=np.float64).reshape(3, 3)
+    return _cell_problem(cell.tobytes(), tuple(bool(p) for p in pbc))
+
+
+@lru_cache(maxsize=256)  # exact arithmetic costs about 0.2 ms; an MD run or a data file repeats one cell
+def _cell_problem(cell_bytes: bytes, pbc: tuple[bool, ...]) -> str | None:
+    cell = np.frombuffer(cell_bytes, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(cell).all():
+        return f"the cell holds NaN or infinite values ({cell.tolist()})"
+    periodic = [[Fraction(float(x)) for x in cell[k]] for k in range(3) if pbc[k]]
+    if periodic and _gram_determinant(periodic) == 0:  # exact: a yes/no on the file's numbers
+        names = ", ".join("abc"[k] for k in range(3) if pbc[k])
+        span = ("length", "area", "volume")[len(periodic) - 1]
+        return f"the periodic cell vectors ({names}) are degenerate: they span no {span}"
+    return None
+
+
+def _gram_determinant(vectors: list[list[Fraction]]) -> Fraction:
+    """det(V V^T) in exact arithmetic, for one to three vectors: zero exactly when they are linearly dependent."""
+    g = [[sum(a * b for a, b in zip(u, v)) for v in vectors] for u in vectors]
+    if len(g) == 1:
+        return g[0][0]
+    if len(g) == 2:
+        return g[0][0] * g[1][1] - g[0][1] * g[1][0]
+    return (g[0][0] * (g[1][1] * g[2][2] - g[1][2] * g[2][1]) - g[0][1] * (g[1][0] * g[2][2] - g[1][2] * g[2][0])
+            + g[0][2] * (g[1][0] * g[2][1] - g[1][1] * g[2][0]))
 
 
 def memory_limit() -> int:

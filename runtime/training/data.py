@@ -154,6 +154,9 @@ def read_frames(path, energy_key: str = "energy", forces_key: str = "forces", st
         positions = np.asarray(atoms.get_positions(), dtype=np.float64)
         if not np.isfinite(positions).all():
             raise DataError(f"{where}: positions hold NaN or infinite values")
+        problem = pair_count.cell_problem(atoms.get_cell(), atoms.pbc)
+        if problem is not None:
+            raise DataError(f"{where}: {problem}")
         stress = _lookup(atoms, stress_key, "global")
         if stress is not None:
             stress = np.asarray(stress, dtype=np.float64)
