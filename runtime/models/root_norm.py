@@ -24,11 +24,11 @@ def root_norm(inv: torch.Tensor, c: torch.Tensor, exponent: torch.Tensor, eps: f
     return _Root.apply(inv, c, exponent, float(eps))
 
 
-def _phi(a: torch.Tensor, exponent: torch.Tensor, eps: float) -> torch.Tensor:
-    """(1 + a/ε)^e as exp(e log(1 + a/ε)), in place on a fresh copy of a: on a CPU torch's float64 log1p is 8x slower
-    than log (not vectorised) and a tensor-exponent pow 14x; log(1 + x) loses only an absolute 1e-16 at small x,
-    where φ ≈ 1. (Inside these autograd nodes nothing records the operations, so they may all run in place.)"""
-    return a.div(eps).add_(1).log_().mul_(exponent).exp_()
+def _phi_(a: torch.Tensor, exponent: torch.Tensor, eps: float) -> torch.Tensor:
+    """(1 + a/ε)^e computed in a's memory (a: a fresh |I|), as exp(e log(1 + a/ε)): on a CPU torch's float64 log1p is
+    8x slower than log (not vectorised) and a tensor-exponent pow 14x; log(1 + x) loses only an absolute 1e-16 at
+    small x, where φ ≈ 1. (Inside these autograd nodes nothing records the operations, so they may run in place.)"""
+    return a.div_(eps).add_(1).log_().mul_(exponent).exp_()
 
 
 def _sum_to_last(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ class _Root(torch.autograd.Function):
     def forward(ctx, inv, c, exponent, eps):
         ctx.save_for_backward(inv, c, exponent)
         ctx.eps = eps
-        return _phi(inv.abs(), exponent, eps).mul_(inv).mul_(c)
+        return _phi_(inv.abs(), exponent, eps).mul_(inv).mul_(c)
 
     @staticmethod
     def backward(ctx, grad):
@@ -55,7 +55,7 @@ class _RootGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad, inv, c, exponent, eps):
         a = inv.abs()
-        phi = _phi(a, exponent, eps)
+        phi = _phi_(inv.abs(), exponent, eps)
         slope = a.div_(a + eps).mul_(exponent).add_(1).mul_(phi)  # h' = φ (1 + e a / (ε + a)), in a's memory
         ctx.save_for_backward(grad, inv, c, exponent, phi, slope)
         ctx.eps = eps
