@@ -50,7 +50,7 @@ class _Root(torch.autograd.Function):
 
 
 class _RootGrad(torch.autograd.Function):
-    """(grad c h'(inv), sum of grad h(inv) per invariant): the VJP of _Root, differentiable once more."""
+    """(grad c h'(inv), sum of grad h(inv) per invariant): the VJP of _Root. Its own VJP is written out."""
 
     @staticmethod
     def forward(ctx, grad, inv, c, exponent, eps):
