@@ -592,6 +592,12 @@ def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
         assert listed <= estimated(atoms, 5.0) < 4 * listed
     flat = np.random.default_rng(0).random((10, 3)) * 5.0  # degenerate periodic vectors: the bounding box
     assert pair_count.estimated_pairs(flat, np.zeros((3, 3)), (True, True, False), 5.0) == 90
+    # nearly flat: the floating-point Gram determinant rounds below 0, the exact one is 1e-26 Å^6; its images crowd
+    # the cutoff sphere (once estimated as a molecule without images: 90 pairs)
+    side = np.array([3.0, 0.1, 0.2])
+    sliver = np.array([side, [0.0, 3.0, 0.0], side + [0.0, 0.0, 1e-13]])
+    assert np.linalg.det(sliver @ sliver.T) <= 0
+    assert pair_count.estimated_pairs(flat, sliver, (True, True, True), 5.0) > 1e15
 
     big = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(10), "big.extxyz:0")
     assert estimated(big, 100.0) > 1.4e9

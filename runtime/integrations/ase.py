@@ -22,7 +22,7 @@ from ..models.potential import CartinvPotential, pair_forces, pair_virial
 
 __all__ = ["CartinvCalculator", "open_pairs", "DIRECT_PAIRS_MAX"]
 
-DIRECT_PAIRS_MAX = 512  # atoms up to which open boundaries use the distance matrix (at most 6 MB of temporaries)
+DIRECT_PAIRS_MAX = 512  # atoms up to which open boundaries use the distance matrix (about 9 MB of temporaries)
 
 
 def open_pairs(positions: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

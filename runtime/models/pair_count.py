@@ -45,8 +45,8 @@ def occupied_volume(positions, cell, pbc, cutoff: float) -> float:
     and not the vacuum a full cell would add (which made the estimate 3x low for 10 Å of copper in 30 Å of cell);
     without periodicity, the atoms' bounding box. 0 when the periodic vectors are degenerate."""
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
-    periodic = np.asarray(cell, dtype=float).reshape(3, 3)[[k for k in range(3) if pbc[k]]]
-    measure = math.sqrt(max(float(np.linalg.det(periodic @ periodic.T)), 0.0)) if len(periodic) else 1.0
+    periodic = np.ascontiguousarray(np.asarray(cell, dtype=float).reshape(3, 3)[[k for k in range(3) if pbc[k]]])
+    measure = _measure(periodic.tobytes(), len(periodic)) if len(periodic) else 1.0
     if measure <= 0.0:
         return 0.0
     # an orthonormal frame whose first rows span the periodic vectors; the atoms' extent along the rest
@@ -74,6 +74,18 @@ def _cell_problem(cell_bytes: bytes, pbc: tuple[bool, ...]) -> str | None:
         span = ("length", "area", "volume")[len(periodic) - 1]
         return f"the periodic cell vectors ({names}) are degenerate: they span no {span}"
     return None
+
+
+@lru_cache(maxsize=256)
+def _measure(vectors_bytes: bytes, count: int) -> float:
+    """Length, area or volume spanned by `count` vectors, from the exact Gram determinant: a nearly flat cell whose
+    floating-point determinant rounds to 0 or below still counts as the tiny volume it is (its images crowd the
+    cutoff sphere), never as no periodicity. 0 for dependent or non-finite vectors."""
+    vectors = np.frombuffer(vectors_bytes, dtype=np.float64).reshape(count, 3)
+    if not np.isfinite(vectors).all():
+        return 0.0
+    det = _gram_determinant([[Fraction(float(x)) for x in v] for v in vectors])
+    return max(math.sqrt(float(det)), 5e-324) if det > 0 else 0.0
 
 
 def _gram_determinant(vectors: list[list[Fraction]]) -> Fraction:
