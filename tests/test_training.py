@@ -598,6 +598,7 @@ def test_pair_estimate_and_oversized_pair_lists(monkeypatch):
     sliver = np.array([side, [0.0, 3.0, 0.0], side + [0.0, 0.0, 1e-13]])
     assert np.linalg.det(sliver @ sliver.T) <= 0
     assert pair_count.estimated_pairs(flat, sliver, (True, True, True), 5.0) > 1e15
+    assert pair_count.estimated_pairs(flat, np.eye(3) * 1e200, (True, True, True), 5.0) == 0  # beyond a float
 
     big = frame(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(10), "big.extxyz:0")
     assert estimated(big, 100.0) > 1.4e9

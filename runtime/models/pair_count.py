@@ -68,10 +68,10 @@ def _cell_problem(cell_bytes: bytes, pbc: tuple[bool, ...]) -> str | None:
     cell = np.frombuffer(cell_bytes, dtype=np.float64).reshape(3, 3)
     if not np.isfinite(cell).all():
         return f"the cell holds NaN or infinite values ({cell.tolist()})"
-    periodic = [[Fraction(float(x)) for x in cell[k]] for k in range(3) if pbc[k]]
-    if periodic and _gram_determinant(periodic) == 0:  # exact: a yes/no on the file's numbers
-        names = ", ".join("abc"[k] for k in range(3) if pbc[k])
-        span = ("length", "area", "volume")[len(periodic) - 1]
+    rows = [k for k in range(3) if pbc[k]]
+    if rows and _measure(np.ascontiguousarray(cell[rows]).tobytes(), len(rows)) == 0.0:  # exact determinant
+        names = ", ".join("abc"[k] for k in rows)
+        span = ("length", "area", "volume")[len(rows) - 1]
         return f"the periodic cell vectors ({names}) are degenerate: they span no {span}"
     return None
 
@@ -85,7 +85,12 @@ def _measure(vectors_bytes: bytes, count: int) -> float:
     if not np.isfinite(vectors).all():
         return 0.0
     det = _gram_determinant([[Fraction(float(x)) for x in v] for v in vectors])
-    return max(math.sqrt(float(det)), 5e-324) if det > 0 else 0.0
+    if det <= 0:
+        return 0.0
+    try:
+        return max(math.sqrt(float(det)), 5e-324)
+    except OverflowError:  # beyond a float: a cell of more than about 1e100 Å per side
+        return math.inf
 
 
 def _gram_determinant(vectors: list[list[Fraction]]) -> Fraction:
