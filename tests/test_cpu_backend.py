@@ -112,6 +112,32 @@ def test_streamed_outputs_match_torch(dtype, groups, sort):
         assert torch.allclose(b, a, rtol=tol, atol=tol * a.abs().max().item()), (b - a).abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["lmax3_deg2", "lmax4_deg4"])
+def test_invariant_rows_of_every_width_match_torch(dtype, name):
+    """The invariant rows (I, the incoming gI, the double backward's gI gradient) move between [group][invariant]
+    rows and lanes over groups in W x W register transposes: 4 invariants fit one chunk of lanes, 22 take two
+    (fp32, 16 lanes) or three (fp64, 8 lanes), whose whole-vector stores run into the next row; the last atoms' rows
+    end within a vector of the end of gI. Forward, forces and a force loss's gradients equal the torch backend's."""
+    reference, fused = pair(name)
+    for groups in (3, 19):
+        r, c, w, n = environment(n_atoms=23, n_pairs=400, groups=groups, dtype=dtype, sort=True)
+        n -= 1  # atom 22 (no pairs) left out: the last atom has pairs, so its gI rows count
+        assert (c == n - 1).any()
+        weights = torch.randn(groups, reference.n_invariants, dtype=dtype, generator=torch.Generator().manual_seed(4))
+        tol = 1e-10 if dtype == torch.float64 else 2e-4
+
+        def run(module):
+            rr = r.clone().requires_grad_(True)
+            ww = w.clone().requires_grad_(True)
+            out = module(rr, c, ww, n)
+            forces, gw = torch.autograd.grad((out * weights).sum(), (rr, ww), create_graph=True)
+            return (out, forces, gw, *torch.autograd.grad((forces ** 2).sum() + gw.square().sum(), (rr, ww)))
+
+        for a, b in zip(run(reference), run(fused)):
+            assert torch.allclose(b, a, rtol=tol, atol=tol * a.abs().max().item()), (groups, (b - a).abs().max())
+
+
 def test_invariant_under_rotation_reflection_and_pair_order():
     fused = cartinv.load("lmax3_deg4", backend="cpu")
     r, c, w, n = environment()
