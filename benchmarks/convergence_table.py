@@ -3,15 +3,19 @@
 A finished run is a line of ``benchmarks/results/chemistry_converge_<molecule>.jsonl`` (ethanol:
 ``chemistry_converge_ethanol_long.jsonl``) with the model's CPU-time cap; a run still under way is a checkpoint
 folder in ``benchmarks/results/checkpoints/`` (its ``history.json``: epochs, CPU seconds, validation errors). The
-table is printed in Markdown; tests/test_readme.py checks that the README carries exactly this table, so results
-and README cannot drift apart.
+table is printed in Markdown; tests/test_convergence_table.py checks that the README carries exactly this table, so
+results and README cannot drift apart. ``--plot`` also draws the finished runs' test force error against the
+models' inference cost (``chemistry_cost_float64.json``, measured by ``benchmarks/chemistry.py --cost``).
 
     python benchmarks/convergence_table.py
+    python benchmarks/convergence_table.py --plot benchmarks/results/chemistry_converged_vs_cost.png
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -20,6 +24,9 @@ MOLECULES = ("ethanol", "malonaldehyde", "toluene", "naphthalene", "aspirin", "s
 MODELS = {"cartinv_lmax3_deg4": ("cartinv lmax3_deg4", 14400.0), "mace": ("MACE", 14400.0),
           "hipnn_ts": ("HIP-NN-TS", 6000.0)}
 STOPS = {"max_epochs": "epoch cap", "max_time": "cap", "early_stopping": "early stop"}
+COSTS = RESULTS / "chemistry_cost_float64.json"
+COLOURS = {"cartinv_lmax3_deg4": "C0", "hipnn_ts": "C4", "mace": "C6"}  # as in benchmarks/chemistry.py's plot
+MARKERS = dict(zip(MOLECULES, "sD^vop"))
 
 
 def results_file(molecule: str, results: Path = RESULTS) -> Path:
@@ -87,5 +94,62 @@ def table(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def points(results: Path = RESULTS, costs: Path = COSTS) -> list[tuple[str, str, float, float]]:
+    """(molecule, model, inference µs/atom, test force MAE meV/Å) of every finished run whose cost was measured."""
+    measured = json.loads(costs.read_text()) if costs.is_file() else {}
+    out = []
+    for molecule in MOLECULES:
+        for model in MODELS:
+            row = finished(molecule, model, results)
+            cost = measured.get(molecule, {}).get(model, math.nan)
+            if row is not None and math.isfinite(cost):
+                out.append((molecule, model, float(cost), float(row["force_mae_mev_a"])))
+    return out
+
+
+def plot(path: Path, results: Path = RESULTS, costs: Path = COSTS) -> int:
+    """Test force MAE against inference cost of the finished convergence runs (one marker per molecule, one colour
+    per model); returns the number of points drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    drawn = points(results, costs)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for molecule, model, cost, force in drawn:
+        ax.scatter(cost, force, color=COLOURS[model], marker=MARKERS[molecule], s=36)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-5 steps: the data span about one decade each way
+        axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("inference µs/atom (energy + forces, 1 thread, float64)")
+    ax.set_ylabel("test force MAE (meV/Å)")
+    ax.set_title("trained to convergence, N = 1000", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [plt.Line2D([], [], color=COLOURS[m], marker="o", ls="", label=MODELS[m][0]) for m in MODELS
+               if any(p[1] == m for p in drawn)]
+    handles += [plt.Line2D([], [], color="gray", marker=MARKERS[mol], ls="", label=mol.replace("_", " "))
+                for mol in MOLECULES if any(p[0] == mol for p in drawn)]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return len(drawn)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--plot", type=Path, help="also draw test force MAE against inference cost into this PNG")
+    args = p.parse_args(argv)
     print(table())
+    if args.plot is not None:
+        print(f"plot: {args.plot} ({plot(args.plot)} finished runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

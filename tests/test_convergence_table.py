@@ -49,3 +49,22 @@ def test_cells_bold_comparison_and_progress(tmp_path):
     worse = _row("cartinv_lmax3_deg4", 7.5)
     assert ct.comparison(worse, _row("mace", 6.25)) == "20 % higher"
     assert ct.comparison(worse, None) == "–"
+
+
+def test_plot_points_are_the_finished_runs_with_a_measured_cost(tmp_path):
+    rows = [_row("cartinv_lmax3_deg4", 5.0), _row("mace", 6.25), _row("hipnn_ts", 20.0, max_time=600.0)]
+    (tmp_path / "chemistry_converge_ethanol_long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "chemistry_converge_toluene.jsonl").write_text(json.dumps(_row("mace", 7.0)) + "\n")
+    costs = tmp_path / "cost.json"
+    costs.write_text(json.dumps({"ethanol": {"cartinv_lmax3_deg4": 250.0, "mace": 3000.0, "hipnn_ts": 580.0}}))
+    # HIP-NN-TS ran with another cap (not finished here); toluene's MACE run has no measured cost
+    assert ct.points(tmp_path, costs) == [("ethanol", "cartinv_lmax3_deg4", 250.0, 5.0), ("ethanol", "mace", 3000.0, 6.25)]
+    png = tmp_path / "plot.png"
+    assert ct.plot(png, tmp_path, costs) == 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_finished_run_has_a_measured_cost():
+    """The committed plot leaves no finished run out for want of its inference cost."""
+    finished = [(mol, m) for mol in ct.MOLECULES for m in ct.MODELS if ct.finished(mol, m) is not None]
+    assert len(ct.points()) == len(finished)
