@@ -464,22 +464,51 @@ private:
     std::atomic<int> running_{0};
 };
 
-// body(begin, end) over ranges of `chunk` items of 0 .. n - 1 on n_threads threads (the caller's included),
-// handed out dynamically.
+// The ranges of `chunk` items of 0 .. n - 1 that one thread takes, handed out dynamically from a counter shared
+// by the threads (null: one thread, which takes 0 .. n - 1 at once).
+class Chunks {
+public:
+    Chunks(int64_t n, int64_t chunk, std::atomic<int64_t>* shared) : n_(n), chunk_(chunk), shared_(shared) {}
+
+    // The next range [begin, end) for this thread; false when none is left.
+    bool take(int64_t& begin, int64_t& end)
+    {
+        if (shared_ == nullptr) {
+            if (taken_ || n_ == 0) return false;
+            taken_ = true;
+            begin = 0;
+            end = n_;
+            return true;
+        }
+        begin = shared_->fetch_add(1, std::memory_order_relaxed) * chunk_;
+        if (begin >= n_) return false;
+        end = std::min(n_, begin + chunk_);
+        return true;
+    }
+
+private:
+    const int64_t n_, chunk_;
+    std::atomic<int64_t>* const shared_;
+    bool taken_ = false;
+};
+
+// work(chunks) once on each of n_threads threads (the caller's included), each taking ranges of `chunk` items of
+// 0 .. n - 1 from its Chunks until none is left: what a thread sets up (scratch rows) it sets up once per call,
+// not once per range.
 template <typename F>
-void parallel_ranges(int64_t n, int64_t chunk, int n_threads, F body)
+void parallel_chunks(int64_t n, int64_t chunk, int n_threads, F work)
 {
     const int64_t chunks = (n + chunk - 1) / chunk;
     n_threads = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, chunks)));
     if (n_threads == 1) {
-        if (n > 0) body(0, n);
+        Chunks all(n, chunk, nullptr);
+        work(all);
         return;
     }
     std::atomic<int64_t> next(0);
     const std::function<void()> worker = [&]() {
-        for (int64_t k = next.fetch_add(1); k < chunks; k = next.fetch_add(1)) {
-            body(k * chunk, std::min(n, (k + 1) * chunk));
-        }
+        Chunks mine(n, chunk, &next);
+        work(mine);
     };
     if (WorkerPool::get().run(n_threads - 1, worker)) return;
     std::vector<std::thread> threads;
@@ -488,11 +517,20 @@ void parallel_ranges(int64_t n, int64_t chunk, int n_threads, F body)
     for (auto& t : threads) t.join();
 }
 
+// body(begin, end) over ranges of `chunk` items of 0 .. n - 1 on n_threads threads, handed out dynamically.
+template <typename F>
+void parallel_ranges(int64_t n, int64_t chunk, int n_threads, F body)
+{
+    parallel_chunks(n, chunk, n_threads, [&](Chunks& chunks) {
+        for (int64_t begin, end; chunks.take(begin, end);) body(begin, end);
+    });
+}
+
 // Atoms in chunks of 8 (the work per atom varies with its pair count).
 template <typename F>
-void parallel_atoms(int64_t n_atoms, int n_threads, F body)
+void parallel_atoms(int64_t n_atoms, int n_threads, F work)
 {
-    parallel_ranges(n_atoms, 8, n_threads, body);
+    parallel_chunks(n_atoms, 8, n_threads, work);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -701,6 +739,13 @@ struct Layout {
         prefetch_span(rows + p * wrow, wrow * int64_t(sizeof(S)));
         prefetch(r + 3 * p);
     }
+
+    // The first `ahead` index positions of atom a on, at once: the loops prefetch `ahead` positions before use, so
+    // without this a thread's first pairs of every range it takes would each wait for memory.
+    void prefetch_first(const S* r, const S* rows, int64_t a) const
+    {
+        for (int64_t k = begin(a); k < std::min(begin(a) + ahead, n_pairs); ++k) prefetch_pair(r, rows, k);
+    }
 };
 
 // The first error code seen by any thread (0 while there is none).
@@ -762,52 +807,55 @@ int forward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, int
     const Layout<S> L(centers, n_pairs, n_atoms, groups, n_threads);
     if (L.status) return L.status;
     Status status;
-    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+    parallel_atoms(n_atoms, n_threads, [&](Chunks& chunks) {
         V inv[NI];
         PairBatch<S> batch;
         // one atom's moments and invariants, made in cache and then copied out with streaming stores
         std::vector<V> scratch(L.blocks * NC);
         std::vector<S> Irow(L.blocks * W * NI + W);  // W values of room for lanes_to_rows
-        for (int64_t a = begin; a < end && !status.failed(); ++a) {
-            V* Ta = scratch.data();
-            for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
-            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
-                // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
-                for (int64_t b = 0; b < L.blocks; ++b) {
-                    const int n = L.lanes(b);
-                    for (int ch = 0; ch < CH; ++ch) {
-                        V* Tc = Ta + b * NC + ch * NH;
-                        const S* wb = w + b * W * CH + ch;
-                        for (int j0 = 0; j0 < NH; j0 += J_TILE) {
-                            V tile[J_TILE];
-                            for (int jj = 0; jj < J_TILE; ++jj) tile[jj] = j0 + jj < NH ? Tc[j0 + jj] : V(0.0);
-                            const bool first = b == 0 && ch == 0 && j0 == 0;
-                            for (int k = 0; k < batch.n; ++k) {
-                                if (first) L.prefetch_pair(r, w, q + L.ahead + k);
-                                const V wv = load(wb + batch.pairs[k] * L.wrow, CH, n);
-                                for (int jj = 0; jj < J_TILE; ++jj) {
-                                    if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv, batch.Y[j0 + jj][k]);
+        for (int64_t begin, end; chunks.take(begin, end);) {
+            L.prefetch_first(r, w, begin);
+            for (int64_t a = begin; a < end && !status.failed(); ++a) {
+                V* Ta = scratch.data();
+                for (int64_t c = 0; c < L.blocks * NC; ++c) Ta[c] = V(0.0);
+                for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                    if (!batch.load(r, L.index, q, L.end(a))) status.fail(-3);
+                    // T[b][ch][j] += sum_k w[p_k][b][ch] Y[j][k], in register tiles of J_TILE harmonics
+                    for (int64_t b = 0; b < L.blocks; ++b) {
+                        const int n = L.lanes(b);
+                        for (int ch = 0; ch < CH; ++ch) {
+                            V* Tc = Ta + b * NC + ch * NH;
+                            const S* wb = w + b * W * CH + ch;
+                            for (int j0 = 0; j0 < NH; j0 += J_TILE) {
+                                V tile[J_TILE];
+                                for (int jj = 0; jj < J_TILE; ++jj) tile[jj] = j0 + jj < NH ? Tc[j0 + jj] : V(0.0);
+                                const bool first = b == 0 && ch == 0 && j0 == 0;
+                                for (int k = 0; k < batch.n; ++k) {
+                                    if (first) L.prefetch_pair(r, w, q + L.ahead + k);
+                                    const V wv = load(wb + batch.pairs[k] * L.wrow, CH, n);
+                                    for (int jj = 0; jj < J_TILE; ++jj) {
+                                        if (j0 + jj < NH) tile[jj] = tile[jj] + mul(wv, batch.Y[j0 + jj][k]);
+                                    }
                                 }
+                                for (int jj = 0; jj < J_TILE && j0 + jj < NH; ++jj) Tc[j0 + jj] = tile[jj];
                             }
-                            for (int jj = 0; jj < J_TILE && j0 + jj < NH; ++jj) Tc[j0 + jj] = tile[jj];
                         }
                     }
                 }
+                // x - x is 0 for finite x and NaN otherwise: one subtraction per moment checks them all
+                V residue(0.0);
+                for (int64_t c = 0; c < L.blocks * NC; ++c) residue = residue + (Ta[c] - Ta[c]);
+                for (int k = 0; k < W; ++k) {
+                    if (residue.x[k] != S(0)) status.fail(-4);
+                }
+                for (int64_t b = 0; b < L.blocks; ++b) {
+                    const int n = L.lanes(b);
+                    invariants_of(Ta + b * NC, inv);
+                    lanes_to_rows<S>(inv, n, Irow.data() + b * W * NI);
+                }
+                stream_copy_values(I + a * groups * NI, Irow.data(), groups * NI);
+                if (T) stream_copy_values(T + a * L.blocks * NC * W, reinterpret_cast<const S*>(Ta), L.blocks * NC * W);
             }
-            // x - x is 0 for finite x and NaN otherwise: one subtraction per moment checks them all
-            V residue(0.0);
-            for (int64_t c = 0; c < L.blocks * NC; ++c) residue = residue + (Ta[c] - Ta[c]);
-            for (int k = 0; k < W; ++k) {
-                if (residue.x[k] != S(0)) status.fail(-4);
-            }
-            for (int64_t b = 0; b < L.blocks; ++b) {
-                const int n = L.lanes(b);
-                invariants_of(Ta + b * NC, inv);
-                lanes_to_rows<S>(inv, n, Irow.data() + b * W * NI);
-            }
-            stream_copy_values(I + a * groups * NI, Irow.data(), groups * NI);
-            if (T) stream_copy_values(T + a * L.blocks * NC * W, reinterpret_cast<const S*>(Ta), L.blocks * NC * W);
         }
         stream_fence();
     });
@@ -831,69 +879,72 @@ int backward(const S* r, const S* w, const int64_t* centers, int64_t n_pairs, in
     constexpr int NHV = (NH + W - 1) / W;
     constexpr int PK = std::max(1, std::min(W, 8 / NHV));
     constexpr int BB = std::max(1, 8 / W);
-    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+    parallel_atoms(n_atoms, n_threads, [&](Chunks& chunks) {
         std::vector<V> gT(L.blocks * NC), gTt(L.wrow * NHV, V(0.0));
         V gIv[NI];
         PairBatch<S> batch;
         V gY[NHV][W];  // [jv][k]: pair k's gY[jv W ..] (lanes over harmonics), then transposed: gY[jv W + k]
         LineFeed next_atom;  // the next atom's moments and invariant gradient, prefetched during this atom's pairs
-        for (int64_t a = begin; a < end; ++a) {
-            const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
-            next_atom.flush();  // what this atom's pairs left (few pairs): needed now
-            next_atom.reset();
-            if (a + 1 < end) {
-                next_atom.add(Ta + L.blocks * NC, L.blocks * NC * int64_t(sizeof(V)));
-                next_atom.add(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
-            }
-            for (int64_t b = 0; b < L.blocks; ++b) {
-                const int n = L.lanes(b);
-                rows_to_lanes<S>(gI + (a * groups + b * W) * NI, n, gI + n_atoms * groups * NI, gIv);
-                V* gTb = gT.data() + b * NC;
-                invariants_vjp_of(Ta + b * NC, gIv, gTb);
-                for (int ch = 0; ch < CH; ++ch) {
-                    V* to = gTt.data() + (b * W * CH + ch) * NHV;
-                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j]; }, n, to, CH * NHV);
+        for (int64_t begin, end; chunks.take(begin, end);) {
+            L.prefetch_first(r, w, begin);
+            for (int64_t a = begin; a < end; ++a) {
+                const V* Ta = reinterpret_cast<const V*>(T) + a * L.blocks * NC;
+                next_atom.flush();  // what this atom's pairs left (few pairs): needed now
+                next_atom.reset();
+                if (a + 1 < end) {
+                    next_atom.add(Ta + L.blocks * NC, L.blocks * NC * int64_t(sizeof(V)));
+                    next_atom.add(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
                 }
-            }
-            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                batch.load(r, L.index, q, L.end(a));  // checked by the forward
-                const int n_pairs_here = batch.n;
-                for (int k0 = 0; k0 < n_pairs_here; k0 += PK) {
-                    V acc[PK][NHV];
-                    const S* rows[PK];
-                    for (int kk = 0; kk < PK; ++kk) {
-                        for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = V(0.0);
-                        rows[kk] = w + batch.pairs[std::min(k0 + kk, n_pairs_here - 1)] * L.wrow;
-                    }
-                    for (int64_t kk = L.wrow; kk < PK; ++kk) L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
-                    for (int64_t i = 0; i < L.wrow; ++i) {
-                        if (i < PK) {
-                            L.prefetch_pair(r, w, q + L.ahead + k0 + i);  // one pair per row of work
-                        } else {
-                            next_atom.next();
-                        }
-                        const V* t = gTt.data() + i * NHV;
-                        for (int kk = 0; kk < PK; ++kk) {
-                            const S x = rows[kk][i];
-                            for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = acc[kk][jv] + mul(t[jv], x);
-                        }
-                    }
-                    for (int kk = 0; kk < PK && k0 + kk < n_pairs_here; ++kk) {
-                        for (int jv = 0; jv < NHV; ++jv) gY[jv][k0 + kk] = acc[kk][jv];
-                    }
-                }
-                for (int k = n_pairs_here; k < W; ++k) {
-                    for (int jv = 0; jv < NHV; ++jv) gY[jv][k] = V(0.0);
-                }
-                for (int jv = 0; jv < NHV; ++jv) transpose<S>(gY[jv]);
-                batch.gradient(gY[0], gr);
-                // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]
-                for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
+                for (int64_t b = 0; b < L.blocks; ++b) {
+                    const int n = L.lanes(b);
+                    rows_to_lanes<S>(gI + (a * groups + b * W) * NI, n, gI + n_atoms * groups * NI, gIv);
+                    V* gTb = gT.data() + b * NC;
+                    invariants_vjp_of(Ta + b * NC, gIv, gTb);
                     for (int ch = 0; ch < CH; ++ch) {
-                        V g[BB][W];
-                        for (auto& row : g) std::fill(row, row + W, V(0.0));
-                        add_gw<S, BB>(gT.data(), batch.Y, b0, L.blocks, ch, g);
-                        store_gw<S, BB>(L, batch.pairs, n_pairs_here, b0, ch, g, gw);
+                        V* to = gTt.data() + (b * W * CH + ch) * NHV;
+                        to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j]; }, n, to, CH * NHV);
+                    }
+                }
+                for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                    batch.load(r, L.index, q, L.end(a));  // checked by the forward
+                    const int n_pairs_here = batch.n;
+                    for (int k0 = 0; k0 < n_pairs_here; k0 += PK) {
+                        V acc[PK][NHV];
+                        const S* rows[PK];
+                        for (int kk = 0; kk < PK; ++kk) {
+                            for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = V(0.0);
+                            rows[kk] = w + batch.pairs[std::min(k0 + kk, n_pairs_here - 1)] * L.wrow;
+                        }
+                        for (int64_t kk = L.wrow; kk < PK; ++kk) L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
+                        for (int64_t i = 0; i < L.wrow; ++i) {
+                            if (i < PK) {
+                                L.prefetch_pair(r, w, q + L.ahead + k0 + i);  // one pair per row of work
+                            } else {
+                                next_atom.next();
+                            }
+                            const V* t = gTt.data() + i * NHV;
+                            for (int kk = 0; kk < PK; ++kk) {
+                                const S x = rows[kk][i];
+                                for (int jv = 0; jv < NHV; ++jv) acc[kk][jv] = acc[kk][jv] + mul(t[jv], x);
+                            }
+                        }
+                        for (int kk = 0; kk < PK && k0 + kk < n_pairs_here; ++kk) {
+                            for (int jv = 0; jv < NHV; ++jv) gY[jv][k0 + kk] = acc[kk][jv];
+                        }
+                    }
+                    for (int k = n_pairs_here; k < W; ++k) {
+                        for (int jv = 0; jv < NHV; ++jv) gY[jv][k] = V(0.0);
+                    }
+                    for (int jv = 0; jv < NHV; ++jv) transpose<S>(gY[jv]);
+                    batch.gradient(gY[0], gr);
+                    // gw[pair][block][ch] = sum over j of gT[block][ch][j] Y[j][pair]
+                    for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
+                        for (int ch = 0; ch < CH; ++ch) {
+                            V g[BB][W];
+                            for (auto& row : g) std::fill(row, row + W, V(0.0));
+                            add_gw<S, BB>(gT.data(), batch.Y, b0, L.blocks, ch, g);
+                            store_gw<S, BB>(L, batch.pairs, n_pairs_here, b0, ch, g, gw);
+                        }
                     }
                 }
             }
@@ -921,7 +972,7 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
     constexpr int BB = std::max(1, 8 / W);
     const Layout<S> L(centers, n_pairs, n_atoms, groups, n_threads);
     if (L.status) return L.status;
-    parallel_atoms(n_atoms, n_threads, [&](int64_t begin, int64_t end) {
+    parallel_atoms(n_atoms, n_threads, [&](Chunks& chunks) {
         std::vector<DV> Td(L.blocks * NC), gTd(L.blocks * NC);
         std::vector<V> gTv(L.blocks * NC), gTdd(L.blocks * NC);  // gTd split into values and tangents
         std::vector<V> gTtv(L.wrow * NHV, V(0.0)), gTtd(L.wrow * NHV, V(0.0));  // gT with lanes over harmonics
@@ -929,118 +980,122 @@ int double_backward(const S* r, const S* w, const int64_t* centers, int64_t n_pa
         DualPairBatch<S> batch;
         std::vector<S> gIrow(L.blocks * W * NI + W);  // an atom's grad_gI, made in cache, then streamed out
         V gYv[NHV][W], gYd[NHV][W];  // as gY in backward: rows of pairs, then transposed to lanes over pairs
-        for (int64_t a = begin; a < end; ++a) {
-            // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
-            for (auto& t : Td) t = DV(V(0.0), V(0.0));
-            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                batch.load(r, ggr, L.index, q, L.end(a));
+        for (int64_t begin, end; chunks.take(begin, end);) {
+            L.prefetch_first(r, w, begin);
+            if (ggw) L.prefetch_first(ggr ? ggr : r, ggw, begin);
+            for (int64_t a = begin; a < end; ++a) {
+                // moments and their tangents: T = sum w Y, dT = sum (ggw Y + w dY)
+                for (auto& t : Td) t = DV(V(0.0), V(0.0));
+                for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                    batch.load(r, ggr, L.index, q, L.end(a));
+                    for (int64_t b = 0; b < L.blocks; ++b) {
+                        const int n = L.lanes(b);
+                        for (int ch = 0; ch < CH; ++ch) {
+                            DV* Tc = Td.data() + b * NC + ch * NH;
+                            const int64_t at = b * W * CH + ch;
+                            for (int j0 = 0; j0 < NH; j0 += J_TILE / 2) {
+                                constexpr int JT = J_TILE / 2;
+                                V tv[JT], td[JT];
+                                for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) {
+                                    tv[jj] = Tc[j0 + jj].v;
+                                    td[jj] = Tc[j0 + jj].d;
+                                }
+                                const bool first = b == 0 && ch == 0 && j0 == 0;
+                                for (int k = 0; k < batch.n; ++k) {
+                                    if (first) {  // one pair per pair of work, as in the forward
+                                        L.prefetch_pair(r, w, q + L.ahead + k);
+                                        if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k);
+                                    }
+                                    const V wv = load(w + batch.pairs[k] * L.wrow + at, CH, n);
+                                    const V wd = ggw ? load(ggw + batch.pairs[k] * L.wrow + at, CH, n) : V(0.0);
+                                    for (int jj = 0; jj < JT; ++jj) {
+                                        if (j0 + jj >= NH) break;
+                                        tv[jj] = tv[jj] + mul(wv, batch.Yv[j0 + jj][k]);
+                                        td[jj] = td[jj] + mul(wv, batch.Yd[j0 + jj][k]) + mul(wd, batch.Yv[j0 + jj][k]);
+                                    }
+                                }
+                                for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) Tc[j0 + jj] = DV(tv[jj], td[jj]);
+                            }
+                        }
+                    }
+                }
                 for (int64_t b = 0; b < L.blocks; ++b) {
                     const int n = L.lanes(b);
+                    invariants_of(Td.data() + b * NC, inv);
+                    V rows[NI];
+                    for (int k = 0; k < NI; ++k) rows[k] = inv[k].d;
+                    lanes_to_rows<S>(rows, n, gIrow.data() + b * W * NI);
+                    rows_to_lanes<S>(gI + (a * groups + b * W) * NI, n, gI + n_atoms * groups * NI, rows);
+                    for (int k = 0; k < NI; ++k) gIv[k] = DV(rows[k], V(0.0));
+                    DV* gTb = gTd.data() + b * NC;
+                    invariants_vjp_of(Td.data() + b * NC, gIv, gTb);
+                    for (int c = 0; c < NC; ++c) {
+                        gTv[b * NC + c] = gTb[c].v;
+                        gTdd[b * NC + c] = gTb[c].d;
+                    }
                     for (int ch = 0; ch < CH; ++ch) {
-                        DV* Tc = Td.data() + b * NC + ch * NH;
-                        const int64_t at = b * W * CH + ch;
-                        for (int j0 = 0; j0 < NH; j0 += J_TILE / 2) {
-                            constexpr int JT = J_TILE / 2;
-                            V tv[JT], td[JT];
-                            for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) {
-                                tv[jj] = Tc[j0 + jj].v;
-                                td[jj] = Tc[j0 + jj].d;
-                            }
-                            const bool first = b == 0 && ch == 0 && j0 == 0;
-                            for (int k = 0; k < batch.n; ++k) {
-                                if (first) {  // one pair per pair of work, as in the forward
-                                    L.prefetch_pair(r, w, q + L.ahead + k);
-                                    if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k);
-                                }
-                                const V wv = load(w + batch.pairs[k] * L.wrow + at, CH, n);
-                                const V wd = ggw ? load(ggw + batch.pairs[k] * L.wrow + at, CH, n) : V(0.0);
-                                for (int jj = 0; jj < JT; ++jj) {
-                                    if (j0 + jj >= NH) break;
-                                    tv[jj] = tv[jj] + mul(wv, batch.Yv[j0 + jj][k]);
-                                    td[jj] = td[jj] + mul(wv, batch.Yd[j0 + jj][k]) + mul(wd, batch.Yv[j0 + jj][k]);
-                                }
-                            }
-                            for (int jj = 0; jj < JT && j0 + jj < NH; ++jj) Tc[j0 + jj] = DV(tv[jj], td[jj]);
-                        }
+                        const int64_t at = (b * W * CH + ch) * NHV;
+                        to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].v; }, n, gTtv.data() + at, CH * NHV);
+                        to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].d; }, n, gTtd.data() + at, CH * NHV);
                     }
                 }
-            }
-            for (int64_t b = 0; b < L.blocks; ++b) {
-                const int n = L.lanes(b);
-                invariants_of(Td.data() + b * NC, inv);
-                V rows[NI];
-                for (int k = 0; k < NI; ++k) rows[k] = inv[k].d;
-                lanes_to_rows<S>(rows, n, gIrow.data() + b * W * NI);
-                rows_to_lanes<S>(gI + (a * groups + b * W) * NI, n, gI + n_atoms * groups * NI, rows);
-                for (int k = 0; k < NI; ++k) gIv[k] = DV(rows[k], V(0.0));
-                DV* gTb = gTd.data() + b * NC;
-                invariants_vjp_of(Td.data() + b * NC, gIv, gTb);
-                for (int c = 0; c < NC; ++c) {
-                    gTv[b * NC + c] = gTb[c].v;
-                    gTdd[b * NC + c] = gTb[c].d;
-                }
-                for (int ch = 0; ch < CH; ++ch) {
-                    const int64_t at = (b * W * CH + ch) * NHV;
-                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].v; }, n, gTtv.data() + at, CH * NHV);
-                    to_harmonic_lanes<S>([&](int j) { return gTb[ch * NH + j].d; }, n, gTtd.data() + at, CH * NHV);
-                }
-            }
-            stream_copy_values(grad_gI + a * groups * NI, gIrow.data(), groups * NI);
-            if (a + 1 < end) prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
-            for (int64_t q = L.begin(a); q < L.end(a); q += W) {
-                batch.load(r, ggr, L.index, q, L.end(a));
-                const int here = batch.n;
-                // gY = sum over (group, channel) of w gT, with its tangent: lanes over harmonics
-                for (int k0 = 0; k0 < here; k0 += PK) {
-                    V accv[PK][NHV], accd[PK][NHV];
-                    int64_t rows[PK];
-                    for (int kk = 0; kk < PK; ++kk) {
-                        for (int jv = 0; jv < NHV; ++jv) accv[kk][jv] = accd[kk][jv] = V(0.0);
-                        rows[kk] = batch.pairs[std::min(k0 + kk, here - 1)] * L.wrow;
-                    }
-                    for (int64_t kk = L.wrow; kk < PK; ++kk) {
-                        L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
-                        if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + kk);
-                    }
-                    for (int64_t i = 0; i < L.wrow; ++i) {
-                        if (i < PK) {  // one pair per row of work, as in the backward
-                            L.prefetch_pair(r, w, q + L.ahead + k0 + i);
-                            if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + i);
-                        }
-                        const V* tv = gTtv.data() + i * NHV;
-                        const V* td = gTtd.data() + i * NHV;
+                stream_copy_values(grad_gI + a * groups * NI, gIrow.data(), groups * NI);
+                if (a + 1 < end) prefetch_span(gI + (a + 1) * groups * NI, groups * NI * int64_t(sizeof(S)));
+                for (int64_t q = L.begin(a); q < L.end(a); q += W) {
+                    batch.load(r, ggr, L.index, q, L.end(a));
+                    const int here = batch.n;
+                    // gY = sum over (group, channel) of w gT, with its tangent: lanes over harmonics
+                    for (int k0 = 0; k0 < here; k0 += PK) {
+                        V accv[PK][NHV], accd[PK][NHV];
+                        int64_t rows[PK];
                         for (int kk = 0; kk < PK; ++kk) {
-                            const S x = w[rows[kk] + i];
-                            const S xd = ggw ? ggw[rows[kk] + i] : S(0);
+                            for (int jv = 0; jv < NHV; ++jv) accv[kk][jv] = accd[kk][jv] = V(0.0);
+                            rows[kk] = batch.pairs[std::min(k0 + kk, here - 1)] * L.wrow;
+                        }
+                        for (int64_t kk = L.wrow; kk < PK; ++kk) {
+                            L.prefetch_pair(r, w, q + L.ahead + k0 + kk);
+                            if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + kk);
+                        }
+                        for (int64_t i = 0; i < L.wrow; ++i) {
+                            if (i < PK) {  // one pair per row of work, as in the backward
+                                L.prefetch_pair(r, w, q + L.ahead + k0 + i);
+                                if (ggw) L.prefetch_pair(ggr ? ggr : r, ggw, q + L.ahead + k0 + i);
+                            }
+                            const V* tv = gTtv.data() + i * NHV;
+                            const V* td = gTtd.data() + i * NHV;
+                            for (int kk = 0; kk < PK; ++kk) {
+                                const S x = w[rows[kk] + i];
+                                const S xd = ggw ? ggw[rows[kk] + i] : S(0);
+                                for (int jv = 0; jv < NHV; ++jv) {
+                                    accv[kk][jv] = accv[kk][jv] + mul(tv[jv], x);
+                                    accd[kk][jv] = accd[kk][jv] + mul(td[jv], x) + mul(tv[jv], xd);
+                                }
+                            }
+                        }
+                        for (int kk = 0; kk < PK && k0 + kk < here; ++kk) {
                             for (int jv = 0; jv < NHV; ++jv) {
-                                accv[kk][jv] = accv[kk][jv] + mul(tv[jv], x);
-                                accd[kk][jv] = accd[kk][jv] + mul(td[jv], x) + mul(tv[jv], xd);
+                                gYv[jv][k0 + kk] = accv[kk][jv];
+                                gYd[jv][k0 + kk] = accd[kk][jv];
                             }
                         }
                     }
-                    for (int kk = 0; kk < PK && k0 + kk < here; ++kk) {
-                        for (int jv = 0; jv < NHV; ++jv) {
-                            gYv[jv][k0 + kk] = accv[kk][jv];
-                            gYd[jv][k0 + kk] = accd[kk][jv];
-                        }
+                    for (int k = here; k < W; ++k) {
+                        for (int jv = 0; jv < NHV; ++jv) gYv[jv][k] = gYd[jv][k] = V(0.0);
                     }
-                }
-                for (int k = here; k < W; ++k) {
-                    for (int jv = 0; jv < NHV; ++jv) gYv[jv][k] = gYd[jv][k] = V(0.0);
-                }
-                for (int jv = 0; jv < NHV; ++jv) {
-                    transpose<S>(gYv[jv]);
-                    transpose<S>(gYd[jv]);
-                }
-                batch.gradient_tangent(gYv[0], gYd[0], grad_r);
-                // grad_w = tangent of gw = sum over j of (gT dY + dgT Y)
-                for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
-                    for (int ch = 0; ch < CH; ++ch) {
-                        V g[BB][W];
-                        for (auto& row : g) std::fill(row, row + W, V(0.0));
-                        add_gw<S, BB>(gTv.data(), batch.Yd, b0, L.blocks, ch, g);
-                        add_gw<S, BB>(gTdd.data(), batch.Yv, b0, L.blocks, ch, g);
-                        store_gw<S, BB>(L, batch.pairs, here, b0, ch, g, grad_w);
+                    for (int jv = 0; jv < NHV; ++jv) {
+                        transpose<S>(gYv[jv]);
+                        transpose<S>(gYd[jv]);
+                    }
+                    batch.gradient_tangent(gYv[0], gYd[0], grad_r);
+                    // grad_w = tangent of gw = sum over j of (gT dY + dgT Y)
+                    for (int64_t b0 = 0; b0 < L.blocks; b0 += BB) {
+                        for (int ch = 0; ch < CH; ++ch) {
+                            V g[BB][W];
+                            for (auto& row : g) std::fill(row, row + W, V(0.0));
+                            add_gw<S, BB>(gTv.data(), batch.Yd, b0, L.blocks, ch, g);
+                            add_gw<S, BB>(gTdd.data(), batch.Yv, b0, L.blocks, ch, g);
+                            store_gw<S, BB>(L, batch.pairs, here, b0, ch, g, grad_w);
+                        }
                     }
                 }
             }
