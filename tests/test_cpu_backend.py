@@ -202,15 +202,21 @@ def test_worker_pool_handoffs():
     assert not failures
 
 
-@pytest.mark.parametrize("case", ["sorted", "step back at a chunk edge", "bad centre in a later chunk"])
+@pytest.mark.parametrize("case", ["sorted", "atoms without pairs", "step back at a chunk edge",
+                                  "bad centre in a later chunk"])
 def test_pair_index_over_many_chunks(case):
-    """The pair index is built in chunks of 2^15 pairs on several threads: sorted centres, an order broken exactly
-    at a chunk edge (then the serial counting sort), a bad centre far from the first chunk."""
+    """The pair index is built in chunks of 2^15 pairs on several threads: sorted centres, sorted centres that skip
+    atoms (two of every three, and the first and last ones: offsets that repeat), an order broken exactly at a
+    chunk edge (then the serial counting sort), a bad centre far from the first chunk."""
     fused = cartinv.load("lmax2_deg4", backend="cpu")
     reference = cartinv.load("lmax2_deg4", backend="torch")
     chunk = 1 << 15
     r, c, w, n = environment(n_atoms=4001, n_pairs=3 * chunk + 123, groups=2, sort=True)
     c = c.clone()
+    if case == "atoms without pairs":
+        c = (c // 3) * 3 + 1
+        c[c >= n - 2] = n - 5
+        c = c.sort().values
     if case == "step back at a chunk edge":
         c[chunk] = c[chunk - 1] - 1
     if case == "bad centre in a later chunk":

@@ -665,15 +665,13 @@ inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
     const int64_t chunk = 1 << 15;
     std::atomic<bool> bad(false), sorted(true);
     parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
-        bool ok = true, in_order = true;
-        for (int64_t p = begin; p < end; ++p) {
-            if ((p & 7) == 0) prefetch(centers + std::min(p + PREFETCH_BYTES / 8, n_pairs - 1));
-            const int64_t c = centers[p];
-            ok &= (c >= 0) & (c < n_atoms);
-            in_order &= (p == 0) || (c >= centers[p - 1]);
-        }
-        if (!ok) bad.store(true, std::memory_order_relaxed);
-        if (!in_order) sorted.store(false, std::memory_order_relaxed);
+        // branch-free, in one loop the compiler vectorises: a centre out of range, a step down
+        const uint64_t limit = uint64_t(n_atoms);
+        int64_t out = 0, down = 0;
+        for (int64_t p = begin; p < end; ++p) out |= uint64_t(centers[p]) >= limit;
+        for (int64_t p = std::max<int64_t>(begin, 1); p < end; ++p) down |= centers[p] < centers[p - 1];
+        if (out) bad.store(true, std::memory_order_relaxed);
+        if (down) sorted.store(false, std::memory_order_relaxed);
     });
     if (bad.load()) return -1;
     index.offsets.resize(n_atoms + 1);
@@ -687,9 +685,17 @@ inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
         std::fill(offsets, offsets + centers[0] + 1, 0);
         std::fill(offsets + centers[n_pairs - 1] + 1, offsets + n_atoms + 1, n_pairs);
         parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
-            for (int64_t p = std::max<int64_t>(begin, 1); p < end; ++p) {
+            const auto steps_at = [&](int64_t p) {
                 for (int64_t a = centers[p - 1] + 1; a <= centers[p]; ++a) offsets[a] = p;
+            };
+            int64_t p = std::max<int64_t>(begin, 1);
+            // 8 pairs at a time, a bit per change of centre (one vector comparison), then only the changes
+            for (; p + 8 <= end; p += 8) {
+                unsigned changes = 0;
+                for (int k = 0; k < 8; ++k) changes |= unsigned(centers[p + k] != centers[p + k - 1]) << k;
+                for (; changes != 0; changes &= changes - 1) steps_at(p + __builtin_ctz(changes));
             }
+            for (; p < end; ++p) steps_at(p);
         });
         index.order.clear();
         return 0;
