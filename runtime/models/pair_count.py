@@ -45,8 +45,7 @@ def occupied_volume(positions, cell, pbc, cutoff: float) -> float:
     and not the vacuum a full cell would add (which made the estimate 3x low for 10 Å of copper in 30 Å of cell);
     without periodicity, the atoms' bounding box. 0 when the periodic vectors are degenerate."""
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
-    periodic = np.ascontiguousarray(np.asarray(cell, dtype=float).reshape(3, 3)[[k for k in range(3) if pbc[k]]])
-    measure = _measure(periodic.tobytes(), len(periodic)) if len(periodic) else 1.0
+    periodic, measure = _periodic(np.asarray(cell, dtype=float).reshape(3, 3), pbc)
     if measure <= 0.0:
         return 0.0
     # an orthonormal frame whose first rows span the periodic vectors; the atoms' extent along the rest
@@ -68,12 +67,19 @@ def _cell_problem(cell_bytes: bytes, pbc: tuple[bool, ...]) -> str | None:
     cell = np.frombuffer(cell_bytes, dtype=np.float64).reshape(3, 3)
     if not np.isfinite(cell).all():
         return f"the cell holds NaN or infinite values ({cell.tolist()})"
-    rows = [k for k in range(3) if pbc[k]]
-    if rows and _measure(np.ascontiguousarray(cell[rows]).tobytes(), len(rows)) == 0.0:  # exact determinant
-        names = ", ".join("abc"[k] for k in rows)
-        span = ("length", "area", "volume")[len(rows) - 1]
+    periodic, measure = _periodic(cell, pbc)
+    if measure == 0.0:  # exact determinant
+        names = ", ".join("abc"[k] for k in range(3) if pbc[k])
+        span = ("length", "area", "volume")[len(periodic) - 1]
         return f"the periodic cell vectors ({names}) are degenerate: they span no {span}"
     return None
+
+
+def _periodic(cell: np.ndarray, pbc) -> tuple[np.ndarray, float]:
+    """The periodic cell vectors (the rows of a 3 x 3 cell where pbc is set) and what they span (``_measure``;
+    1.0 when no direction is periodic)."""
+    periodic = np.ascontiguousarray(cell[[k for k in range(3) if pbc[k]]])
+    return periodic, (_measure(periodic.tobytes(), len(periodic)) if len(periodic) else 1.0)
 
 
 @lru_cache(maxsize=256)
