@@ -11,7 +11,8 @@
 // Private layout of the saved moments: T [n_atoms][blocks][N_COORDS][LANES], groups in blocks of LANES.
 //
 // Design:
-//  - atoms run in parallel (a pool of worker threads kept between calls, dynamic chunks); every pair belongs to
+//  - atoms run in parallel (a pool of worker threads kept between calls, which take shrinking ranges of atoms as
+//    they finish the last; scratch rows set up once per thread and call); every pair belongs to
 //    exactly one atom, so each output element is written by one thread and results do not depend on the thread
 //    count;
 //  - groups are the SIMD dimension: the generated programs are instantiated on a LANES-wide vector type, so
@@ -679,7 +680,7 @@ inline int build_index(const int64_t* centers, int64_t n_pairs, int64_t n_atoms,
     const int64_t chunk = 1 << 15;
     std::atomic<bool> bad(false), sorted(true);
     parallel_ranges(n_pairs, chunk, n_threads, [&](int64_t begin, int64_t end) {
-        // branch-free, in one loop the compiler vectorises: a centre out of range, a step down
+        // branch-free, in loops the compiler vectorises: a centre out of range, a step down
         const uint64_t limit = uint64_t(n_atoms);
         int64_t out = 0, down = 0;
         for (int64_t p = begin; p < end; ++p) out |= uint64_t(centers[p]) >= limit;
