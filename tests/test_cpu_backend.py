@@ -167,6 +167,22 @@ def test_results_do_not_depend_on_the_thread_count():
         assert all(torch.equal(a, b) for a, b in zip(results, outs[0]))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_every_atom_is_computed_on_several_threads(threads):
+    """Threads take shrinking ranges of atoms (at least 8) until none is left: at atom counts around and far above
+    the range sizes, every atom's invariants and gradients equal the torch backend's. Each case has new random
+    inputs, so a range left out could not pass on what an earlier call left in a reused buffer."""
+    reference, fused = pair("lmax3_deg4")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for seed, n_atoms in enumerate((9, 17, 40, 257, 1500)):
+            r, c, w, n = environment(seed=10 + seed, n_atoms=n_atoms, n_pairs=12 * n_atoms, groups=5, sort=True)
+            assert_outputs_and_gradients_agree(reference, fused, r, c, w, n, seed=seed)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_worker_pool_handoffs():
     """The kept workers take a job while spinning (calls back to back) or after sleeping (a pause longer than the
     spin); jobs that want different numbers of workers alternate (8, 3 and 2 chunks of atoms on 4 threads: 3, 2
