@@ -60,11 +60,13 @@ def running(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
             "valid_force": best["valid_force_mae"] * 1e3}
 
 
-def cell(row: dict | None, progress: dict | None, bold: bool) -> str:
+def cell(row: dict | None, progress: dict | None, best: tuple[bool, bool] = (False, False)) -> str:
+    """A model's cell: test energy / force MAE of a finished run (each in bold where it is the molecule's lowest),
+    or the progress of a running one."""
     if row is not None:
-        values = f"{row['energy_mae_mev_atom']:.2f} / {row['force_mae_mev_a']:.1f}"
-        return (f"{'**' + values + '**' if bold else values} ({row['epochs']:,}, {row['train_seconds']:,.0f} s, "
-                f"{STOPS[row['stop']]})")
+        energy, force = f"{row['energy_mae_mev_atom']:.2f}", f"{row['force_mae_mev_a']:.1f}"
+        values = " / ".join(f"**{v}**" if b else v for v, b in zip((energy, force), best))
+        return f"{values} ({row['epochs']:,}, {row['train_seconds']:,.0f} s, {STOPS[row['stop']]})"
     if progress is not None:
         return (f"running (validation {progress['valid_force']:.1f} after {progress['epochs']:,} epochs, "
                 f"{progress['seconds']:,.0f} s)")
@@ -85,9 +87,11 @@ def table(results: Path = RESULTS) -> str:
     lines = [head, "| --- " * (len(MODELS) + 2) + "|"]
     for molecule in MOLECULES:
         rows = {m: finished(molecule, m, results) for m in MODELS}
-        done = [r["force_mae_mev_a"] for r in rows.values() if r is not None]
+        done = [r for r in rows.values() if r is not None]
+        keys = ("energy_mae_mev_atom", "force_mae_mev_a")
+        lowest = [min(r[k] for r in done) if done else None for k in keys]
         cells = [cell(rows[m], running(molecule, m, results),
-                      bold=len(done) > 1 and rows[m] is not None and rows[m]["force_mae_mev_a"] == min(done))
+                      tuple(len(done) > 1 and rows[m] is not None and rows[m][k] == low for k, low in zip(keys, lowest)))
                  for m in MODELS]
         lines.append(f"| {molecule.replace('_', ' ')} | " + " | ".join(cells) + " | "
                      + comparison(rows["cartinv_lmax3_deg4"], rows["mace"]) + " |")

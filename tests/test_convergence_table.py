@@ -42,13 +42,24 @@ def test_cells_bold_comparison_and_progress(tmp_path):
                {"epoch": 3, "seconds": 1600.0, "valid_loss": 1.5, "valid_force_mae": 0.020, "partial": True}]
     (folder / "history.json").write_text(json.dumps(history))
     lines = ct.table(tmp_path).splitlines()
-    assert lines[2] == ("| ethanol | **0.12 / 5.0** (1,234, 4,567 s, early stop) | 0.12 / 6.2 (10, 100 s, cap) "
+    # equal energy errors: both in bold; the lower force error in bold
+    assert lines[2] == ("| ethanol | **0.12** / **5.0** (1,234, 4,567 s, early stop) | **0.12** / 6.2 (10, 100 s, cap) "
                         "| running (validation 25.1 after 2 epochs, 1,500 s) | 20 % lower |")
     assert lines[3] == "| malonaldehyde | not yet run | not yet run | not yet run | – |"
     assert len(lines) == 2 + len(ct.MOLECULES)
     worse = _row("cartinv_lmax3_deg4", 7.5)
     assert ct.comparison(worse, _row("mace", 6.25)) == "20 % higher"
     assert ct.comparison(worse, None) == "–"
+
+
+def test_energy_and_force_are_bold_apart(tmp_path):
+    cartinv, mace = _row("cartinv_lmax3_deg4", 15.3), _row("mace", 16.3)
+    cartinv["energy_mae_mev_atom"], mace["energy_mae_mev_atom"] = 0.36, 0.28
+    (tmp_path / "chemistry_converge_aspirin.jsonl").write_text(json.dumps(cartinv) + "\n" + json.dumps(mace) + "\n")
+    aspirin = next(line for line in ct.table(tmp_path).splitlines() if line.startswith("| aspirin |"))
+    cells = [c.strip() for c in aspirin.split("|")[2:4]]
+    assert cells[0].startswith("0.36 / **15.3** (")
+    assert cells[1].startswith("**0.28** / 16.3 (")
 
 
 def test_plot_points_are_the_finished_runs_with_a_measured_cost(tmp_path):
