@@ -60,6 +60,9 @@ def running(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
             "valid_force": best["valid_force_mae"] * 1e3}
 
 
+ERRORS = ("energy_mae_mev_atom", "force_mae_mev_a")  # the two test errors of a cell, in its order
+
+
 def cell(row: dict | None, progress: dict | None, best: tuple[bool, bool] = (False, False)) -> str:
     """A model's cell: test energy / force MAE of a finished run (each in bold where it is the molecule's lowest),
     or the progress of a running one."""
@@ -88,10 +91,10 @@ def table(results: Path = RESULTS) -> str:
     for molecule in MOLECULES:
         rows = {m: finished(molecule, m, results) for m in MODELS}
         done = [r for r in rows.values() if r is not None]
-        keys = ("energy_mae_mev_atom", "force_mae_mev_a")
-        lowest = [min(r[k] for r in done) if done else None for k in keys]
+        # each error's lowest value, once two or more runs have finished
+        lowest = {k: min(r[k] for r in done) for k in ERRORS} if len(done) > 1 else {}
         cells = [cell(rows[m], running(molecule, m, results),
-                      tuple(len(done) > 1 and rows[m] is not None and rows[m][k] == low for k, low in zip(keys, lowest)))
+                      tuple(rows[m] is not None and rows[m][k] == lowest.get(k) for k in ERRORS))
                  for m in MODELS]
         lines.append(f"| {molecule.replace('_', ' ')} | " + " | ".join(cells) + " | "
                      + comparison(rows["cartinv_lmax3_deg4"], rows["mace"]) + " |")
