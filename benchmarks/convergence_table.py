@@ -63,7 +63,7 @@ def running(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
 ERRORS = ("energy_mae_mev_atom", "force_mae_mev_a")  # the two test errors of a cell, in its order
 
 
-def cell(row: dict | None, progress: dict | None, best: tuple[bool, bool] = (False, False)) -> str:
+def cell(row: dict | None, progress: dict | None, best: tuple[bool, bool]) -> str:
     """A model's cell: test energy / force MAE of a finished run (each in bold where it is the molecule's lowest),
     or the progress of a running one."""
     if row is not None:
