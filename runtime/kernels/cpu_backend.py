@@ -10,8 +10,9 @@ and float64. Pieces:
 - ``FusedLibrary``: the typed ctypes entry points, checking that the library belongs to the expected Basis; its
   outputs come from ``BufferPool``s, which reuse memory once nothing holds it (``release_buffers()`` drops it);
 - ``fused_ops``: the Basis's one ``torch.library`` op family (runtime/kernels/ops.py, ``cartinv::<name>_<hash>_{forward,
-  infer, backward, double_backward}``) with these kernels registered for CPU tensors: differentiable twice through it
-  (gradcheck, gradgradcheck, torch.compile, torch.export, opcheck);
+  infer, backward, double_backward}``) with these kernels registered for CPU tensors (in C++ with their autograd by
+  runtime/kernels/torch_glue.py, else through Python): differentiable twice through it (gradcheck, gradgradcheck,
+  torch.compile, torch.export, opcheck);
 - ``FusedInvariants``: an ``nn.Module`` with ``forward(r, centers, w, n_atoms) -> I``.
 """
 
@@ -302,6 +303,10 @@ class FusedLibrary:
         # one pool per output, so two outputs of one call never share memory
         self.pools = {role: BufferPool() for role in ("invariants", "moments", "grad_r", "grad_w")}
 
+    def entry(self, kernel: str, dtype: torch.dtype):
+        """The C entry point of `kernel` ("forward", "backward", "double_backward") for `dtype`."""
+        return self._fn[kernel, dtype]
+
     def _out(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
         return self.pools[role].take(shape, like)
 
@@ -361,9 +366,12 @@ def fused_library(folder, name: str, basis_hash: str, quiet: bool = False) -> Fu
 
 def release_buffers() -> None:
     """Drop the output memory every loaded library keeps for reuse (what tensors still hold stays alive)."""
+    from . import torch_glue
+
     for library in list(_LIBRARIES.values()):
         for pool in library.pools.values():
             pool.clear()
+    torch_glue.release_buffers()
 
 
 def fused_ops(folder, name: str, basis_hash: str, quiet: bool = False):
@@ -394,4 +402,9 @@ class FusedInvariants(torch.nn.Module):
         return fused_ops(self.folder, self.name, self.basis_hash)
 
     def forward(self, r, centers, w, n_atoms):
-        return self.ops.evaluate(r, centers, w, n_atoms)
+        try:
+            return self.ops.evaluate(r, centers, w, n_atoms)
+        except ValueError as exc:  # the C++ kernels' form of BadValues (runtime/kernels/csrc/torch_ops.cpp)
+            if str(exc).startswith("fused CPU "):
+                raise BadValues(str(exc)) from None
+            raise

@@ -15,7 +15,8 @@ invariants are differentiable twice through the one family (gradcheck, gradgradc
 and torch.export all see these three ops).
 
 Implementations, attached per device type (``OpFamily.attach``): the CPU kernels are the fused C++ library of
-runtime/kernels/cpu_backend.py where it builds; the CUDA forward and backward are the generated CUDA kernels
+runtime/kernels/cpu_backend.py where it builds, registered with their autograd in C++ (runtime/kernels/torch_glue.py,
+in place of the Python kernels and autograd below; the same formulas, without Python on the eager path); the CUDA forward and backward are the generated CUDA kernels
 (runtime/kernels/cuda_backend.py, ``CudaKernelsImpl``) where CuPy and a GPU are present. Everything else (and
 the CUDA double backward) runs the torch core (runtime/kernels/torch_core.py) with the basis's generated
 programs: explicit forward, backward and double backward (the last in forward mode, on dual numbers). The torch backend
@@ -109,6 +110,7 @@ class OpFamily:
         self.name, self.basis_hash = name, basis_hash
         self.torch_impl = impl = TorchCoreImpl(kernels)
         self.library = None
+        self.native = False  # CPU kernels and autograd in C++ (attach_library)
         self.devices: dict[str, object] = {}  # device type -> the implementation attached for it
         self.prefix = prefix = f"cartinv::{c_identifier(name)}_{basis_hash[:12]}"
         n_invariants = kernels.n_invariants
@@ -192,10 +194,26 @@ class OpFamily:
             self.attach_library(library)
 
     def attach_library(self, library) -> None:
-        """Serve CPU tensors with the fused kernels of `library` (built for this Basis), from now on."""
+        """Serve CPU tensors with the fused kernels of `library` (built for this Basis), from now on: through the
+        C++ kernels and autograd of runtime/kernels/torch_glue.py where it builds (``native``), else through
+        Python kernels on the same library (one warning naming why)."""
         if self.library is not None:
             return
-        self.attach("cpu", library)
+        from . import cpu_backend, torch_glue
+
+        try:
+            torch_glue.attach(self.prefix, library)
+            self.devices["cpu"] = library
+            self.native = True
+        except cpu_backend.CpuBackendError as exc:
+            import warnings
+
+            from .load import BackendWarning
+
+            warnings.warn(f"cartinv: the C++ op glue is unavailable ({exc}); the fused CPU kernels run through "
+                          f"Python's autograd instead (same results, more time per call)", BackendWarning,
+                          stacklevel=2)
+            self.attach("cpu", library)
         self.library = library
 
     def attach(self, device_type: str, impl) -> None:
