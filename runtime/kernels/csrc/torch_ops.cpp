@@ -127,7 +127,10 @@ std::mutex registry_mutex;
 std::vector<std::unique_ptr<Family>> families;          // never freed: kernels refer to them until exit
 std::vector<std::unique_ptr<torch::Library>> libraries;  // the registrations, alive as long as the process
 
-Family& family(int64_t index) { return *families.at(size_t(index)); }
+// Autograd nodes carry their family as an integer (saved_data holds IValues): its address, which stays valid (and
+// needs no lookup in `families`, which another thread may be growing) because families are never freed.
+int64_t handle(Family* f) { return int64_t(reinterpret_cast<intptr_t>(f)); }
+Family& family(int64_t handle) { return *reinterpret_cast<Family*>(intptr_t(handle)); }
 
 // A kernel status as the error cpu_backend raises for it: ValueError for bad data (codes -1, -3, -4), else
 // RuntimeError; the message starts "fused CPU <kernel>: " like the Python path's.
@@ -248,13 +251,13 @@ Triple cpu_double_backward(Family& f, const Tensor& r_, const Tensor& w_, const 
 
 struct ForwardFunction : torch::autograd::Function<ForwardFunction> {
     static variable_list forward(AutogradContext* ctx, const Tensor& r, const Tensor& w, const Tensor& centers,
-                                 int64_t n_atoms, int64_t index)
+                                 int64_t n_atoms, int64_t family_handle)
     {
         at::AutoDispatchBelowADInplaceOrView guard;
-        auto [out, saved] = family(index).forward_op.call(r, w, centers, n_atoms);
+        auto [out, saved] = family(family_handle).forward_op.call(r, w, centers, n_atoms);
         ctx->save_for_backward({r, w, centers, saved});
         ctx->saved_data["n_atoms"] = n_atoms;
-        ctx->saved_data["family"] = index;
+        ctx->saved_data["family"] = family_handle;
         ctx->mark_non_differentiable({saved});
         ctx->set_materialize_grads(false);  // else autograd zero-fills a saved-sized gradient on every call
         return {out, saved};
@@ -272,13 +275,13 @@ struct ForwardFunction : torch::autograd::Function<ForwardFunction> {
 
 struct BackwardFunction : torch::autograd::Function<BackwardFunction> {
     static variable_list forward(AutogradContext* ctx, const Tensor& r, const Tensor& w, const Tensor& centers,
-                                 int64_t n_atoms, const Tensor& saved, const Tensor& grad_out, int64_t index)
+                                 int64_t n_atoms, const Tensor& saved, const Tensor& grad_out, int64_t family_handle)
     {
         at::AutoDispatchBelowADInplaceOrView guard;
-        auto [gr, gw] = family(index).backward_op.call(r, w, centers, n_atoms, saved, grad_out);
+        auto [gr, gw] = family(family_handle).backward_op.call(r, w, centers, n_atoms, saved, grad_out);
         ctx->save_for_backward({r, w, centers, grad_out});
         ctx->saved_data["n_atoms"] = n_atoms;
-        ctx->saved_data["family"] = index;
+        ctx->saved_data["family"] = family_handle;
         ctx->set_materialize_grads(false);
         return {gr, gw};
     }
@@ -342,7 +345,7 @@ int cartinv_attach_family(const char* ns, const char* prefix, void* const* entri
             dispatcher.findSchemaOrThrow((base + "_backward").c_str(), "").typed<BackwardOp>(),
             dispatcher.findSchemaOrThrow((base + "_double_backward").c_str(), "").typed<DoubleBackwardOp>()});
         Family* F = f.get();
-        const int64_t index = int64_t(families.size());
+        const int64_t family_handle = handle(F);
         families.push_back(std::move(f));
         const std::string p = prefix;
 
@@ -367,13 +370,13 @@ int cartinv_attach_family(const char* ns, const char* prefix, void* const* entri
                   });
         auto autograd = std::make_unique<torch::Library>(torch::Library::IMPL, ns, c10::DispatchKey::Autograd,
                                                          __FILE__, __LINE__);
-        autograd->impl((p + "_forward").c_str(), [index](const Tensor& r, const Tensor& w, const Tensor& c, int64_t n) {
-            auto out = ForwardFunction::apply(r, w, c, n, index);
+        autograd->impl((p + "_forward").c_str(), [family_handle](const Tensor& r, const Tensor& w, const Tensor& c, int64_t n) {
+            auto out = ForwardFunction::apply(r, w, c, n, family_handle);
             return Pair(out[0], out[1]);
         });
-        autograd->impl((p + "_backward").c_str(), [index](const Tensor& r, const Tensor& w, const Tensor& c, int64_t n,
+        autograd->impl((p + "_backward").c_str(), [family_handle](const Tensor& r, const Tensor& w, const Tensor& c, int64_t n,
                                                           const Tensor& saved, const Tensor& grad_out) {
-            auto out = BackwardFunction::apply(r, w, c, n, saved, grad_out, index);
+            auto out = BackwardFunction::apply(r, w, c, n, saved, grad_out, family_handle);
             return Pair(out[0], out[1]);
         });
         autograd->impl((p + "_infer").c_str(), [F](const Tensor& r, const Tensor& w, const Tensor& c, int64_t n) {
