@@ -22,9 +22,12 @@ def csrc_dir() -> Path:
     return Path(str(resources.files("cartinv.runtime.kernels").joinpath("csrc")))
 
 
+SOURCES = ("fused_cpu.cpp", "torch_ops.cpp")  # the fused CPU core; the op family's C++ kernels and autograd
+
+
 def read(name: str) -> str:
-    """The text of one core source (one of HEADERS, or fused_cpu.cpp)."""
-    if name not in HEADERS and name != "fused_cpu.cpp":
+    """The text of one core source (one of HEADERS or SOURCES)."""
+    if name not in HEADERS and name not in SOURCES:
         raise KeyError(name)
     return resources.files("cartinv.runtime.kernels").joinpath("csrc", name).read_text()
 

@@ -141,14 +141,19 @@ def _compile(cxx: str, header: bytes, name: str, flags: list[str]) -> bytes:
             (folder / fname).write_text(text)
         command = [cxx, *flags, "-include", str(folder / f"{name}.h"), str(folder / "fused_cpu.cpp"),
                    "-o", str(folder / "fused.so")]
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise CpuBackendError(f"compiling the fused CPU kernels of {name} took over {COMPILE_TIMEOUT_S} s") from None
-        if out.returncode != 0:
-            first = next((line for line in out.stderr.splitlines() if "error" in line), out.stderr.strip()[:300])
-            raise CpuBackendError(f"compiling the fused CPU kernels of {name} failed: {first}")
+        run_compiler(command, f"the fused CPU kernels of {name}")
         return (folder / "fused.so").read_bytes()
+
+
+def run_compiler(command: list[str], what: str) -> None:
+    """Run a compile command; CpuBackendError naming `what` and the first error line when it fails or times out."""
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CpuBackendError(f"compiling {what} took over {COMPILE_TIMEOUT_S} s") from None
+    if out.returncode != 0:
+        first = next((line for line in out.stderr.splitlines() if "error" in line), out.stderr.strip()[:300])
+        raise CpuBackendError(f"compiling {what} failed: {first}")
 
 
 def build_library(folder, name: str, cache: BinaryCache | None = None, quiet: bool = False,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import cpu_backend
+from . import core_sources, cpu_backend
 from .kernel_cache import BinaryCache, cache_root
 
 GLUE_FORMAT = 1  # bump when the build recipe changes meaning
@@ -31,9 +30,7 @@ _LOADED: dict[str, object] = {}  # "glue" -> the loaded ctypes library, or "erro
 
 
 def source() -> str:
-    from importlib import resources
-
-    return resources.files("cartinv.runtime.kernels").joinpath("csrc", SOURCE).read_text()
+    return core_sources.read(SOURCE)
 
 
 def torch_flags() -> list[str]:
@@ -65,15 +62,8 @@ def build(quiet: bool = False) -> Path:
                   f"cached in {cache.root})", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="cartinv-glue-") as tmp:
             (Path(tmp) / SOURCE).write_text(text)
-            command = [cxx, str(Path(tmp) / SOURCE), "-o", str(Path(tmp) / "glue.so"), *flags]
-            try:
-                out = subprocess.run(command, capture_output=True, text=True, timeout=cpu_backend.COMPILE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise cpu_backend.CpuBackendError(
-                    f"compiling the C++ op glue took over {cpu_backend.COMPILE_TIMEOUT_S} s") from None
-            if out.returncode != 0:
-                first = next((line for line in out.stderr.splitlines() if "error" in line), out.stderr.strip()[:300])
-                raise cpu_backend.CpuBackendError(f"compiling the C++ op glue failed: {first}")
+            cpu_backend.run_compiler([cxx, str(Path(tmp) / SOURCE), "-o", str(Path(tmp) / "glue.so"), *flags],
+                                     "the C++ op glue")
             return (Path(tmp) / "glue.so").read_bytes()
 
     return cache.get_or_build(key, ".so", compile_glue)
@@ -93,7 +83,7 @@ def glue(quiet: bool = False):
             raise cpu_backend.CpuBackendError(str(exc)) from None
         lib.cartinv_attach_family.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p),
                                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_char_p),
-                                              ctypes.c_char_p, ctypes.c_int64]
+                                              ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_int64]
         lib.cartinv_attach_family.restype = ctypes.c_int
         lib.cartinv_release_buffers.restype = None
         lib.cartinv_held_buffers.restype = ctypes.c_int64
@@ -112,8 +102,10 @@ def attach(prefix: str, library, quiet: bool = False) -> None:
     sizes = (ctypes.c_int64 * 5)(library.channels, library.n_coords, library.n_invariants,
                                  library.lanes[torch.float32], library.lanes[torch.float64])
     errors = (ctypes.c_char_p * 4)(*(cpu_backend.ERRORS[-k].encode() for k in range(1, 5)))
+    about_data = (ctypes.c_int * 4)(*(int(-k in cpu_backend.VALUE_ERRORS) for k in range(1, 5)))
     message = ctypes.create_string_buffer(512)
-    if lib.cartinv_attach_family(ns.encode(), name.encode(), entries, sizes, errors, message, len(message)) != 0:
+    if lib.cartinv_attach_family(ns.encode(), name.encode(), entries, sizes, errors, about_data, message,
+                                 len(message)) != 0:
         raise cpu_backend.CpuBackendError(f"registering the C++ kernels of {prefix} failed: "
                                           f"{message.value.decode(errors='replace')}")
 

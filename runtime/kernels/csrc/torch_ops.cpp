@@ -110,6 +110,7 @@ struct Family {
     Entries<double> f64;
     int64_t channels, n_coords, n_invariants, lanes_f32, lanes_f64;
     std::array<std::string, 4> errors;  // the messages of statuses -1 .. -4 (cpu_backend.ERRORS)
+    std::array<bool, 4> about_data;     // whether each is about the data (cpu_backend.VALUE_ERRORS)
     Pool invariants, moments, grad_r, grad_w;
     c10::TypedOperatorHandle<ForwardOp> forward_op;
     c10::TypedOperatorHandle<InferOp> infer_op;
@@ -132,15 +133,15 @@ std::vector<std::unique_ptr<torch::Library>> libraries;  // the registrations, a
 int64_t handle(Family* f) { return int64_t(reinterpret_cast<intptr_t>(f)); }
 Family& family(int64_t handle) { return *reinterpret_cast<Family*>(intptr_t(handle)); }
 
-// A kernel status as the error cpu_backend raises for it: ValueError for bad data (codes -1, -3, -4), else
+// A kernel status as the error cpu_backend raises for it: ValueError for bad data (cpu_backend.VALUE_ERRORS), else
 // RuntimeError; the message starts "fused CPU <kernel>: " like the Python path's.
 void check_status(const Family& f, const char* kernel, int status)
 {
     if (status == 0) return;
-    const std::string why = (status <= -1 && status >= -4) ? f.errors[size_t(-status - 1)]
-                                                           : "error " + std::to_string(status);
+    const bool known = status <= -1 && status >= -4;
+    const std::string why = known ? f.errors[size_t(-status - 1)] : "error " + std::to_string(status);
     const std::string message = std::string("fused CPU ") + kernel + ": " + why;
-    if (status == -1 || status == -3 || status == -4) C10_THROW_ERROR(ValueError, message);
+    if (known && f.about_data[size_t(-status - 1)]) C10_THROW_ERROR(ValueError, message);
     TORCH_CHECK(false, message);
 }
 
@@ -172,6 +173,41 @@ void check_like(const Family& f, const char* what, const Tensor& t, const Tensor
 template <typename S>
 const S* cptr(const Tensor& t) { return t.defined() ? t.const_data_ptr<S>() : nullptr; }
 
+template <typename S> const Entries<S>& entries(const Family& f);
+template <> const Entries<float>& entries<float>(const Family& f) { return f.f32; }
+template <> const Entries<double>& entries<double>(const Family& f) { return f.f64; }
+
+// The entry points on tensors (contiguous, checked), for the scalar type S of r.
+template <typename S>
+int run_forward(const Family& f, const Tensor& r, const Tensor& w, const Tensor& c, int64_t n_atoms, Tensor& out,
+                Tensor& T)
+{
+    return entries<S>(f).forward(r.const_data_ptr<S>(), w.const_data_ptr<S>(), c.const_data_ptr<int64_t>(),
+                                 r.size(0), n_atoms, w.size(1), out.data_ptr<S>(),
+                                 T.defined() ? T.data_ptr<S>() : nullptr, at::get_num_threads());
+}
+
+template <typename S>
+int run_backward(const Family& f, const Tensor& r, const Tensor& w, const Tensor& c, int64_t n_atoms,
+                 const Tensor& saved, const Tensor& grad_out, Tensor& gr, Tensor& gw)
+{
+    return entries<S>(f).backward(r.const_data_ptr<S>(), w.const_data_ptr<S>(), c.const_data_ptr<int64_t>(),
+                                  r.size(0), n_atoms, w.size(1), saved.const_data_ptr<S>(),
+                                  grad_out.const_data_ptr<S>(), gr.data_ptr<S>(), gw.data_ptr<S>(),
+                                  at::get_num_threads());
+}
+
+template <typename S>
+int run_double_backward(const Family& f, const Tensor& r, const Tensor& w, const Tensor& c, int64_t n_atoms,
+                        const Tensor& grad_out, const Tensor& ggr, const Tensor& ggw, Tensor& gr, Tensor& gw,
+                        Tensor& ggI)
+{
+    return entries<S>(f).double_backward(r.const_data_ptr<S>(), w.const_data_ptr<S>(), c.const_data_ptr<int64_t>(),
+                                         r.size(0), n_atoms, w.size(1), grad_out.const_data_ptr<S>(), cptr<S>(ggr),
+                                         cptr<S>(ggw), gr.data_ptr<S>(), gw.data_ptr<S>(), ggI.data_ptr<S>(),
+                                         at::get_num_threads());
+}
+
 // ---- CPU kernels ---------------------------------------------------------------------------------------
 
 Pair cpu_forward(Family& f, const Tensor& r_, const Tensor& w_, const Tensor& c_, int64_t n_atoms, bool moments)
@@ -182,15 +218,8 @@ Pair cpu_forward(Family& f, const Tensor& r_, const Tensor& w_, const Tensor& c_
     const int64_t groups = w.size(1);
     Tensor out = f.invariants.take({n_atoms, groups, f.n_invariants}, r.options());
     Tensor T = moments ? f.moments.take({n_atoms, f.moments_width(groups, f32)}, r.options()) : Tensor();
-    const int threads = at::get_num_threads();
-    const int status =
-        f32 ? f.f32.forward(r.const_data_ptr<float>(), w.const_data_ptr<float>(), c.const_data_ptr<int64_t>(),
-                            r.size(0), n_atoms, groups, out.data_ptr<float>(),
-                            moments ? T.data_ptr<float>() : nullptr, threads)
-            : f.f64.forward(r.const_data_ptr<double>(), w.const_data_ptr<double>(), c.const_data_ptr<int64_t>(),
-                            r.size(0), n_atoms, groups, out.data_ptr<double>(),
-                            moments ? T.data_ptr<double>() : nullptr, threads);
-    check_status(f, "forward", status);
+    check_status(f, "forward", f32 ? run_forward<float>(f, r, w, c, n_atoms, out, T)
+                                   : run_forward<double>(f, r, w, c, n_atoms, out, T));
     return {out, T};
 }
 
@@ -205,16 +234,8 @@ Pair cpu_backward(Family& f, const Tensor& r_, const Tensor& w_, const Tensor& c
     check_like(f, "grad_out", grad_out_, r, {n_atoms, groups, f.n_invariants});
     const Tensor saved = saved_.contiguous(), grad_out = grad_out_.contiguous();
     Tensor gr = f.grad_r.take(r.sizes(), r.options()), gw = f.grad_w.take(w.sizes(), w.options());
-    const int threads = at::get_num_threads();
-    const int status =
-        f32 ? f.f32.backward(r.const_data_ptr<float>(), w.const_data_ptr<float>(), c.const_data_ptr<int64_t>(),
-                             r.size(0), n_atoms, groups, saved.const_data_ptr<float>(),
-                             grad_out.const_data_ptr<float>(), gr.data_ptr<float>(), gw.data_ptr<float>(), threads)
-            : f.f64.backward(r.const_data_ptr<double>(), w.const_data_ptr<double>(), c.const_data_ptr<int64_t>(),
-                             r.size(0), n_atoms, groups, saved.const_data_ptr<double>(),
-                             grad_out.const_data_ptr<double>(), gr.data_ptr<double>(), gw.data_ptr<double>(),
-                             threads);
-    check_status(f, "backward", status);
+    check_status(f, "backward", f32 ? run_backward<float>(f, r, w, c, n_atoms, saved, grad_out, gr, gw)
+                                    : run_backward<double>(f, r, w, c, n_atoms, saved, grad_out, gr, gw));
     return {gr, gw};
 }
 
@@ -233,17 +254,9 @@ Triple cpu_double_backward(Family& f, const Tensor& r_, const Tensor& w_, const 
     if (ggw_.has_value() && ggw_->defined()) { check_like(f, "grad_grad_w", *ggw_, r, w.sizes()); ggw = ggw_->contiguous(); }
     Tensor gr = f.grad_r.take(r.sizes(), r.options()), gw = f.grad_w.take(w.sizes(), w.options());
     Tensor ggI = f.invariants.take(grad_out.sizes(), r.options());
-    const int threads = at::get_num_threads();
-    const int status =
-        f32 ? f.f32.double_backward(r.const_data_ptr<float>(), w.const_data_ptr<float>(),
-                                    c.const_data_ptr<int64_t>(), r.size(0), n_atoms, groups,
-                                    grad_out.const_data_ptr<float>(), cptr<float>(ggr), cptr<float>(ggw),
-                                    gr.data_ptr<float>(), gw.data_ptr<float>(), ggI.data_ptr<float>(), threads)
-            : f.f64.double_backward(r.const_data_ptr<double>(), w.const_data_ptr<double>(),
-                                    c.const_data_ptr<int64_t>(), r.size(0), n_atoms, groups,
-                                    grad_out.const_data_ptr<double>(), cptr<double>(ggr), cptr<double>(ggw),
-                                    gr.data_ptr<double>(), gw.data_ptr<double>(), ggI.data_ptr<double>(), threads);
-    check_status(f, "double_backward", status);
+    check_status(f, "double_backward",
+                 f32 ? run_double_backward<float>(f, r, w, c, n_atoms, grad_out, ggr, ggw, gr, gw, ggI)
+                     : run_double_backward<double>(f, r, w, c, n_atoms, grad_out, ggr, ggw, gr, gw, ggI));
     return {gr, gw, ggI};
 }
 
@@ -320,10 +333,11 @@ extern "C" {
 
 // Registers the CPU and Autograd kernels of the op family "<ns>::<prefix>_{forward,infer,backward,double_backward}"
 // (defined beforehand, by ops.py). entries: forward, backward, double_backward for float32, then for float64;
-// sizes: channels, n_coords, n_invariants, float32 lanes, float64 lanes; errors: the messages of statuses -1 .. -4.
+// sizes: channels, n_coords, n_invariants, float32 lanes, float64 lanes; errors: the messages of statuses -1 .. -4,
+// about_data: whether each is about the data (raised as ValueError).
 // Returns 0, or -1 with the reason in `error` (at most error_len bytes, NUL-terminated).
 int cartinv_attach_family(const char* ns, const char* prefix, void* const* entries, const int64_t* sizes,
-                          const char* const* errors, char* error, int64_t error_len)
+                          const char* const* errors, const int* about_data, char* error, int64_t error_len)
 {
     try {
         std::lock_guard<std::mutex> lock(registry_mutex);
@@ -339,6 +353,7 @@ int cartinv_attach_family(const char* ns, const char* prefix, void* const* entri
              reinterpret_cast<decltype(Entries<double>::double_backward)>(entries[5])},
             sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
             {errors[0], errors[1], errors[2], errors[3]},
+            {about_data[0] != 0, about_data[1] != 0, about_data[2] != 0, about_data[3] != 0},
             {}, {}, {}, {},
             dispatcher.findSchemaOrThrow((base + "_forward").c_str(), "").typed<ForwardOp>(),
             dispatcher.findSchemaOrThrow((base + "_infer").c_str(), "").typed<InferOp>(),
