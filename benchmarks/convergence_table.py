@@ -50,9 +50,14 @@ def finished(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
     return None
 
 
+def history_file(molecule: str, model: str, results: Path = RESULTS) -> Path:
+    """The committed checkpoint history (epochs, CPU seconds, validation errors) of a model's run on a molecule."""
+    return results / "checkpoints" / f"converge_{molecule}_n1000_{model}_seed0" / "history.json"
+
+
 def validation_force(molecule: str, row: dict, results: Path = RESULTS) -> float:
     """Validation force MAE (meV/Å) of a finished run at its best validation epoch, from its committed history."""
-    path = results / "checkpoints" / f"converge_{molecule}_n1000_{row['model']}_seed0" / "history.json"
+    path = history_file(molecule, row["model"], results)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no history of the {row['model']} run on {molecule} to choose a basis by")
     epochs = {h["epoch"]: h for h in json.loads(path.read_text())}
@@ -61,17 +66,20 @@ def validation_force(molecule: str, row: dict, results: Path = RESULTS) -> float
     return epochs[row["best_epoch"]]["valid_force_mae"] * 1e3
 
 
-def chosen(molecule: str, results: Path = RESULTS) -> dict | None:
-    """The finished cartinv run compared with MACE: the only one, or the one with the lower validation force MAE."""
-    rows = [r for r in (finished(molecule, m, results) for m in CARTINV) if r is not None]
-    if len(rows) < 2:
-        return rows[0] if rows else None
-    return min(rows, key=lambda r: validation_force(molecule, r, results))
+def chosen(molecule: str, results: Path = RESULTS, rows: dict | None = None) -> dict | None:
+    """The finished cartinv run compared with MACE: the only one, or the one with the lower validation force MAE.
+    rows: the molecule's finished runs by model, where the caller has them already."""
+    if rows is None:
+        rows = {m: finished(molecule, m, results) for m in CARTINV}
+    runs = [rows[m] for m in CARTINV if rows.get(m) is not None]
+    if len(runs) < 2:
+        return runs[0] if runs else None
+    return min(runs, key=lambda r: validation_force(molecule, r, results))
 
 
 def running(molecule: str, model: str, results: Path = RESULTS) -> dict | None:
     """(epochs, CPU seconds, validation force MAE in meV/Å at the best validation loss) of a checkpointed run."""
-    path = results / "checkpoints" / f"converge_{molecule}_n1000_{model}_seed0" / "history.json"
+    path = history_file(molecule, model, results)
     if not path.is_file():
         return None
     history = [h for h in json.loads(path.read_text()) if not h.get("partial")]
@@ -120,7 +128,7 @@ def table(results: Path = RESULTS) -> str:
                       tuple(rows[m] is not None and rows[m][k] == lowest.get(k) for k in ERRORS))
                  for m in MODELS]
         lines.append(f"| {molecule.replace('_', ' ')} | " + " | ".join(cells) + " | "
-                     + comparison(chosen(molecule, results), rows["mace"]) + " |")
+                     + comparison(chosen(molecule, results, rows), rows["mace"]) + " |")
     return "\n".join(lines)
 
 
