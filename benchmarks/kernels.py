@@ -18,8 +18,9 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
 
 Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward with autograd, then the gradient
 of sum(I * a) w.r.t. r and w (a fixed random [C, K]), started from d/dI of that sum, made once per method
-outside the timed calls (so the product and sum over the output are not timed). Best of --repeats runs after one
-warm-up. Peak memory: on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated
+outside the timed calls (so the product and sum over the output are not timed). Best of --repeats calls after one
+warm-up, and of more (up to --max-repeats) while the timed calls add up to less than --min-time seconds: on a
+shared virtual machine a fast call's best of three is itself noisy. Garbage is collected before every timed call. Peak memory: on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated
 during one call (torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
 
 Arithmetic: GFLOP/s counts the operations of the generated programs (harmonics, invariants and their VJPs, per
@@ -138,16 +139,23 @@ def _step(fn, args, cotangent, backward):
     return torch.autograd.grad(out, (r_, w_), cotangent)
 
 
-def time_call(fn, args, cotangent, backward, repeats, device):
+def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_repeats=30):
+    """Best time of one call after a warm-up: `repeats` timed calls, and more (up to `max_repeats`) while the timed
+    calls add up to less than `min_time` seconds, so that a fast call's best is not one of three noisy draws."""
     _step(fn, args, cotangent, backward)  # warm-up
     best = math.inf
-    for _ in range(repeats):
+    spent = 0.0
+    calls = 0
+    while calls < repeats or (spent < min_time and calls < max_repeats):
         gc.collect()
         _sync(device)
         start = time.perf_counter()
         _step(fn, args, cotangent, backward)
         _sync(device)
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        best = min(best, took)
+        spent += took
+        calls += 1
     return best
 
 
@@ -257,7 +265,10 @@ def main(argv=None) -> int:
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--basis", default="hiphop_lmax3_deg4", help="checked-in basis name")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per method and size, at least")
+    ap.add_argument("--min-time", type=float, default=0.25,
+                    help="more timed calls (up to --max-repeats) while they add up to less than this (seconds)")
+    ap.add_argument("--max-repeats", type=int, default=30)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--methods", nargs="+", default=["cartinv-cpu", "cartinv", "cartinv+checks", "naive", "hippynn"])
@@ -265,7 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat: 500 and 2,000 atoms, 8 channels")
     args = ap.parse_args(argv)
     if args.quick:
-        args.atoms, args.channels, args.repeats = [500, 2000], 8, 1
+        args.atoms, args.channels, args.repeats, args.min_time = [500, 2000], 8, 1, 0.0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -307,7 +318,8 @@ def main(argv=None) -> int:
 
     print(f"# basis {basis.name} ({module.N_INVARIANTS} invariants, orders {module.ORDERS}); device {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; neighbours ~{args.neighbors}, "
-          f"channels {args.channels}; best of {args.repeats}")
+          f"channels {args.channels}; best of {args.repeats} calls or more (up to {args.max_repeats} while under "
+          f"{args.min_time:g} s in all), garbage collected before each")
     print("# memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                           else "peak live tensor bytes during one call (profiler memory events), not RSS"))
     header = (f"{'atoms':>6} {'pairs':>7} {'dtype':>7} {'method':>15} {'fwd s':>8} {'fwd+bwd s':>10} "
@@ -342,8 +354,9 @@ def main(argv=None) -> int:
                 if reference is None and label != "mace":
                     reference = out
                 cotangent = cotangent_of(out, coeff)
-                fwd = time_call(fn, inputs, cotangent, False, args.repeats, device)
-                both = time_call(fn, inputs, cotangent, True, args.repeats, device)
+                timing = dict(min_time=args.min_time, max_repeats=args.max_repeats)
+                fwd = time_call(fn, inputs, cotangent, False, args.repeats, device, **timing)
+                both = time_call(fn, inputs, cotangent, True, args.repeats, device, **timing)
                 mem = (None, None) if args.no_memory else (
                     peak_bytes(fn, inputs, cotangent, False, device), peak_bytes(fn, inputs, cotangent, True, device))
                 del cotangent
@@ -361,7 +374,7 @@ def main(argv=None) -> int:
                 ratio_n = f"{naive[1] / both:11.2f}" if naive else f"{'-':>11}"
                 mf = f"{mem[0] / 2**20:11.1f}" if mem[0] is not None else f"{'-':>11}"
                 mb = f"{mem[1] / 2**20:11.1f}" if mem[1] is not None else f"{'-':>11}"
-                print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.4f} {both:10.4f} "
+                print(f"{n_atoms:>6} {inputs[0].shape[0]:>7} {dname:>7} {label:>15} {fwd:8.5f} {both:10.5f} "
                       + (f"{rate / 1e9:8.2f} {100 * rate / peaks[dname]:5.1f}% " if rate else f"{'-':>8} {'-':>6} ")
                       + f"{ratio_t} {ratio_f} {ratio_b} {ratio_n} {mf} {mb} "
                       + (f"{dev:8.1e}" if dev is not None else f"{'-':>8}"), flush=True)

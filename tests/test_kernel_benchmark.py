@@ -15,7 +15,7 @@ def test_table_has_every_method_and_agreement(capsys, monkeypatch):
     monkeypatch.setattr(kernels, "copy_bandwidth", lambda device: 1e10)  # the 1 GiB copy is not the point here
     monkeypatch.setattr(kernels, "matmul_peak", lambda dtype, device: 1e10)
     methods = ["cartinv-cpu", "cartinv", "naive"]
-    assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--dtypes", "float64",
+    assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--min-time", "0", "--dtypes", "float64",
                          "--no-memory", "--methods", *methods]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*40\s", line)]
@@ -33,6 +33,25 @@ def test_step_bytes_counts_every_pass_over_inputs_outputs_and_moments():
     centers = torch.zeros(5, dtype=torch.int64)
     expected = 3 * 120 + 3 * 80 + 2 * 40 + 2 * (3 * 2 * 16 * 8) + 2 * (3 * 2 * 13 * 8)
     assert kernels.step_bytes((r, centers, w, 3), 13, 16) == expected == 3464
+
+
+def test_time_call_repeats_fast_calls_until_min_time_and_no_further_than_max_repeats():
+    calls = []
+
+    def fn(r, centers, w, n_atoms):
+        calls.append(n_atoms)
+        return r.sum()
+
+    inputs = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), torch.zeros(2, 1), 1)
+    cpu = torch.device("cpu")
+    best = kernels.time_call(fn, inputs, None, False, 2, cpu, min_time=0.0)
+    assert len(calls) == 1 + 2 and best >= 0  # warm-up and the required calls only
+    calls.clear()
+    kernels.time_call(fn, inputs, None, False, 2, cpu, min_time=3600.0, max_repeats=7)
+    assert len(calls) == 1 + 7  # under min_time throughout: stops at max_repeats
+    calls.clear()
+    kernels.time_call(fn, inputs, None, False, 4, cpu, min_time=3600.0, max_repeats=2)
+    assert len(calls) == 1 + 4  # repeats is a floor, whatever max_repeats says
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mace") is None, reason="mace-torch not installed")
@@ -66,7 +85,7 @@ def test_missing_hippynn_leaves_its_rows_out(capsys, monkeypatch):
     monkeypatch.setattr(peers, "_import_hippynn", missing)
     monkeypatch.setattr(kernels, "copy_bandwidth", lambda device: 1e10)
     monkeypatch.setattr(kernels, "matmul_peak", lambda dtype, device: 1e10)
-    assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--dtypes", "float64",
+    assert kernels.main(["--atoms", "40", "--channels", "4", "--repeats", "1", "--min-time", "0", "--dtypes", "float64",
                          "--no-memory", "--methods", "cartinv", "hippynn"]) == 0
     out = capsys.readouterr().out
     assert "# hippynn peer unavailable (hippynn is required" in out
