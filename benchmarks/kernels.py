@@ -20,7 +20,9 @@ Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward 
 of sum(I * a) w.r.t. r and w (a fixed random [C, K]), started from d/dI of that sum, made once per method
 outside the timed calls (so the product and sum over the output are not timed). Best of --repeats calls after one
 warm-up, and of more (up to --max-repeats) while the timed calls add up to less than --min-time seconds: on a
-shared virtual machine a fast call's best of three is itself noisy. Garbage is collected before every timed call. Peak memory: on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated
+shared virtual machine a fast call's best of three is itself noisy. Garbage is collected once before each series
+and the collector is off during it, as timeit does (--collect each: before every timed call, as until 2026-12-08;
+that also evicts the call's data from the caches, a serial refetch that threads cannot share). Peak memory: on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated
 during one call (torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
 
 Arithmetic: GFLOP/s counts the operations of the generated programs (harmonics, invariants and their VJPs, per
@@ -139,23 +141,36 @@ def _step(fn, args, cotangent, backward):
     return torch.autograd.grad(out, (r_, w_), cotangent)
 
 
-def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_repeats=30):
+def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_repeats=30, collect="once"):
     """Best time of one call after a warm-up: `repeats` timed calls, and more (up to `max_repeats`) while the timed
-    calls add up to less than `min_time` seconds, so that a fast call's best is not one of three noisy draws."""
+    calls add up to less than `min_time` seconds, so that a fast call's best is not one of three noisy draws.
+    collect: "once" collects garbage before the series and keeps the collector off during it (timeit's rule), "each"
+    collects before every timed call (which also evicts the caches: a serial cost that threads cannot share)."""
+    if collect not in ("once", "each"):
+        raise ValueError(f"collect must be 'once' or 'each', got {collect!r}")
     _step(fn, args, cotangent, backward)  # warm-up
     best = math.inf
     spent = 0.0
     calls = 0
-    while calls < repeats or (spent < min_time and calls < max_repeats):
-        gc.collect()
-        _sync(device)
-        start = time.perf_counter()
-        _step(fn, args, cotangent, backward)
-        _sync(device)
-        took = time.perf_counter() - start
-        best = min(best, took)
-        spent += took
-        calls += 1
+    enabled = gc.isenabled()
+    gc.collect()
+    if collect == "once":
+        gc.disable()
+    try:
+        while calls < repeats or (spent < min_time and calls < max_repeats):
+            if collect == "each":
+                gc.collect()
+            _sync(device)
+            start = time.perf_counter()
+            _step(fn, args, cotangent, backward)
+            _sync(device)
+            took = time.perf_counter() - start
+            best = min(best, took)
+            spent += took
+            calls += 1
+    finally:
+        if enabled:
+            gc.enable()
     return best
 
 
@@ -269,6 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=0.25,
                     help="more timed calls (up to --max-repeats) while they add up to less than this (seconds)")
     ap.add_argument("--max-repeats", type=int, default=30)
+    ap.add_argument("--collect", choices=["once", "each"], default="once",
+                    help="garbage collection: once before each series, the collector off during it (timeit's rule; "
+                         "default), or before every timed call")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--methods", nargs="+", default=["cartinv-cpu", "cartinv", "cartinv+checks", "naive", "hippynn"])
@@ -319,7 +337,8 @@ def main(argv=None) -> int:
     print(f"# basis {basis.name} ({module.N_INVARIANTS} invariants, orders {module.ORDERS}); device {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; neighbours ~{args.neighbors}, "
           f"channels {args.channels}; best of {args.repeats} calls or more (up to {args.max_repeats} while under "
-          f"{args.min_time:g} s in all), garbage collected before each")
+          f"{args.min_time:g} s in all), garbage collected "
+          f"{'before each call' if args.collect == 'each' else 'once before them, the collector off during them'}")
     print("# memory: " + ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                           else "peak live tensor bytes during one call (profiler memory events), not RSS"))
     header = (f"{'atoms':>6} {'pairs':>7} {'dtype':>7} {'method':>15} {'fwd s':>8} {'fwd+bwd s':>10} "
@@ -354,7 +373,7 @@ def main(argv=None) -> int:
                 if reference is None and label != "mace":
                     reference = out
                 cotangent = cotangent_of(out, coeff)
-                timing = dict(min_time=args.min_time, max_repeats=args.max_repeats)
+                timing = dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
                 fwd = time_call(fn, inputs, cotangent, False, args.repeats, device, **timing)
                 both = time_call(fn, inputs, cotangent, True, args.repeats, device, **timing)
                 mem = (None, None) if args.no_memory else (

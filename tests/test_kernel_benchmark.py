@@ -54,6 +54,27 @@ def test_time_call_repeats_fast_calls_until_min_time_and_no_further_than_max_rep
     assert len(calls) == 1 + 4  # repeats is a floor, whatever max_repeats says
 
 
+@pytest.mark.parametrize("collect, collections", [("once", 1), ("each", 1 + 3)])
+def test_time_call_collects_garbage_once_or_before_each_call_and_restores_the_collector(monkeypatch, collect,
+                                                                                         collections):
+    seen = []
+    monkeypatch.setattr(kernels.gc, "collect", lambda: seen.append("collect"))
+
+    def fn(r, centers, w, n_atoms):
+        seen.append("on" if kernels.gc.isenabled() else "off")
+        return r.sum()
+
+    inputs = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), torch.zeros(2, 1), 1)
+    assert kernels.gc.isenabled()
+    kernels.time_call(fn, inputs, None, False, 3, torch.device("cpu"), collect=collect)
+    assert kernels.gc.isenabled()
+    assert seen.count("collect") == collections
+    timed = seen[seen.index("collect"):]  # after the warm-up
+    assert [s for s in timed if s != "collect"] == (["off"] * 3 if collect == "once" else ["on"] * 3)
+    with pytest.raises(ValueError, match="collect"):
+        kernels.time_call(fn, inputs, None, False, 1, torch.device("cpu"), collect="never")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mace") is None, reason="mace-torch not installed")
 def test_mace_peer_is_invariant_and_differentiable():
     from benchmarks.mace_peer import MaceInvariants
