@@ -50,6 +50,8 @@ ERRORS = {-1: "a centre index is outside 0..n_atoms-1", -2: "bad sizes (negative
           -3: "a pair vector has zero length, or a squared length that is NaN, inf or overflows",
           -4: "a moment is NaN or inf (NaN or inf in w, or an overflow)"}
 VALUE_ERRORS = (-1, -3, -4)  # codes about the data (as opposed to the call)
+# how every kernel-status error begins ("fused CPU <kernel>: <why>"), here and in the C++ glue (given it at attach)
+ERROR_PREFIX = "fused CPU "
 SIZE_KEYS = ("CHANNELS", "N_HARMONICS", "N_COORDS", "N_INVARIANTS")  # reported by cartinv_fused_sizes
 
 
@@ -326,7 +328,7 @@ class FusedLibrary:
                                          w.shape[1], *ptrs, torch.get_num_threads())
         if status != 0:
             error = BadValues if status in VALUE_ERRORS else CpuBackendError
-            raise error(f"fused CPU {kernel}: {ERRORS.get(status, f'error {status}')}")
+            raise error(f"{ERROR_PREFIX}{kernel}: {ERRORS.get(status, f'error {status}')}")
 
     def forward(self, r, w, centers, n_atoms: int):
         groups = w.shape[1]
@@ -410,6 +412,6 @@ class FusedInvariants(torch.nn.Module):
         try:
             return self.ops.evaluate(r, centers, w, n_atoms)
         except ValueError as exc:  # the C++ kernels' form of BadValues (runtime/kernels/csrc/torch_ops.cpp)
-            if str(exc).startswith("fused CPU "):
+            if str(exc).startswith(ERROR_PREFIX):
                 raise BadValues(str(exc)) from None
             raise

@@ -83,7 +83,8 @@ def glue(quiet: bool = False):
             raise cpu_backend.CpuBackendError(str(exc)) from None
         lib.cartinv_attach_family.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p),
                                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_char_p),
-                                              ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_int64]
+                                              ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_char_p,
+                                              ctypes.c_int64]
         lib.cartinv_attach_family.restype = ctypes.c_int
         lib.cartinv_release_buffers.restype = None
         lib.cartinv_held_buffers.restype = ctypes.c_int64
@@ -104,8 +105,8 @@ def attach(prefix: str, library, quiet: bool = False) -> None:
     errors = (ctypes.c_char_p * 4)(*(cpu_backend.ERRORS[-k].encode() for k in range(1, 5)))
     about_data = (ctypes.c_int * 4)(*(int(-k in cpu_backend.VALUE_ERRORS) for k in range(1, 5)))
     message = ctypes.create_string_buffer(512)
-    if lib.cartinv_attach_family(ns.encode(), name.encode(), entries, sizes, errors, about_data, message,
-                                 len(message)) != 0:
+    if lib.cartinv_attach_family(ns.encode(), name.encode(), entries, sizes, errors, about_data,
+                                 cpu_backend.ERROR_PREFIX.encode(), message, len(message)) != 0:
         raise cpu_backend.CpuBackendError(f"registering the C++ kernels of {prefix} failed: "
                                           f"{message.value.decode(errors='replace')}")
 

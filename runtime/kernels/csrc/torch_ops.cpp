@@ -109,6 +109,7 @@ struct Family {
     Entries<float> f32;
     Entries<double> f64;
     int64_t channels, n_coords, n_invariants, lanes_f32, lanes_f64;
+    std::string error_prefix;           // how each status's message begins (cpu_backend.ERROR_PREFIX)
     std::array<std::string, 4> errors;  // the messages of statuses -1 .. -4 (cpu_backend.ERRORS)
     std::array<bool, 4> about_data;     // whether each is about the data (cpu_backend.VALUE_ERRORS)
     Pool invariants, moments, grad_r, grad_w;
@@ -134,13 +135,13 @@ int64_t handle(Family* f) { return int64_t(reinterpret_cast<intptr_t>(f)); }
 Family& family(int64_t handle) { return *reinterpret_cast<Family*>(intptr_t(handle)); }
 
 // A kernel status as the error cpu_backend raises for it: ValueError for bad data (cpu_backend.VALUE_ERRORS), else
-// RuntimeError; the message starts "fused CPU <kernel>: " like the Python path's.
+// RuntimeError; the message is "<error_prefix><kernel>: <why>" like the Python path's.
 void check_status(const Family& f, const char* kernel, int status)
 {
     if (status == 0) return;
     const bool known = status <= -1 && status >= -4;
     const std::string why = known ? f.errors[size_t(-status - 1)] : "error " + std::to_string(status);
-    const std::string message = std::string("fused CPU ") + kernel + ": " + why;
+    const std::string message = f.error_prefix + kernel + ": " + why;
     if (known && f.about_data[size_t(-status - 1)]) C10_THROW_ERROR(ValueError, message);
     TORCH_CHECK(false, message);
 }
@@ -334,10 +335,11 @@ extern "C" {
 // Registers the CPU and Autograd kernels of the op family "<ns>::<prefix>_{forward,infer,backward,double_backward}"
 // (defined beforehand, by ops.py). entries: forward, backward, double_backward for float32, then for float64;
 // sizes: channels, n_coords, n_invariants, float32 lanes, float64 lanes; errors: the messages of statuses -1 .. -4,
-// about_data: whether each is about the data (raised as ValueError).
+// about_data: whether each is about the data (raised as ValueError); error_prefix: how each such message begins.
 // Returns 0, or -1 with the reason in `error` (at most error_len bytes, NUL-terminated).
 int cartinv_attach_family(const char* ns, const char* prefix, void* const* entries, const int64_t* sizes,
-                          const char* const* errors, const int* about_data, char* error, int64_t error_len)
+                          const char* const* errors, const int* about_data, const char* error_prefix, char* error,
+                          int64_t error_len)
 {
     try {
         std::lock_guard<std::mutex> lock(registry_mutex);
@@ -352,6 +354,7 @@ int cartinv_attach_family(const char* ns, const char* prefix, void* const* entri
              reinterpret_cast<decltype(Entries<double>::backward)>(entries[4]),
              reinterpret_cast<decltype(Entries<double>::double_backward)>(entries[5])},
             sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
+            error_prefix,
             {errors[0], errors[1], errors[2], errors[3]},
             {about_data[0] != 0, about_data[1] != 0, about_data[2] != 0, about_data[3] != 0},
             {}, {}, {}, {},
