@@ -39,6 +39,7 @@ once per pass, the moments written once and read once), which bounds it where me
     python benchmarks/kernels.py            # 2,000 and 20,000 atoms, 32 channels, float32 and float64
     python benchmarks/kernels.py --quick    # a small run (seconds)
     python benchmarks/kernels.py --threads 1 --methods cartinv-cpu cartinv hippynn mace   # the issue-14 table
+    python benchmarks/kernels.py --threads 2 --efficiency 5   # fused 1- against 2-thread, interleaved
 """
 
 from __future__ import annotations
@@ -174,6 +175,52 @@ def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_
     return best
 
 
+def thread_efficiency(fn, args, cotangent, threads, rounds, repeats, device, **timing):
+    """Parallel efficiency of one forward + backward, measured in this process: each round times the call on one
+    thread and then on `threads` (time_call each), so both see the same state of a shared machine. Returns the
+    per-round (one-thread, many-thread) best times and the efficiency of the best of each, t1 / (threads * tn).
+    Restores torch's thread count."""
+    before = torch.get_num_threads()
+    pairs = []
+    try:
+        for _ in range(rounds):
+            times = []
+            for t in (1, threads):
+                torch.set_num_threads(t)
+                times.append(time_call(fn, args, cotangent, True, repeats, device, **timing))
+            pairs.append(tuple(times))
+    finally:
+        torch.set_num_threads(before)
+    best_1 = min(p[0] for p in pairs)
+    best_n = min(p[1] for p in pairs)
+    return pairs, best_1 / (threads * best_n)
+
+
+def efficiency_report(args, basis, fused, device) -> None:
+    """--efficiency: the fused CPU backend's parallel efficiency at each size and dtype, 1 against --threads
+    threads interleaved in this process (runs in separate processes see a shared machine in different states)."""
+    threads = args.threads or torch.get_num_threads()
+    if threads < 2:
+        raise SystemExit("--efficiency needs --threads 2 or more (the thread count compared with one)")
+    print(f"# parallel efficiency of cartinv-cpu forward + backward, basis {basis.name}: 1 against {threads} threads, "
+          f"interleaved in one process, {args.efficiency} rounds; each time the best of {args.repeats} calls or more "
+          f"(up to {args.max_repeats} while under {args.min_time:g} s), garbage collected {args.collect}")
+    print(f"{'atoms':>6} {'dtype':>7} {'1 thread s':>10} {f'{threads} threads s':>11} {'efficiency':>10}  per round")
+    timing = dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
+    for n_atoms in args.atoms:
+        for dname in args.dtypes:
+            dtype = getattr(torch, dname)
+            inputs = make_inputs(n_atoms, args.neighbors, args.channels, dtype, device)
+            coeff = torch.randn(args.channels, fused.n_invariants, generator=torch.Generator().manual_seed(1),
+                                dtype=torch.float64).to(dtype=dtype, device=device)
+            cotangent = cotangent_of(_step(fused, inputs, None, backward=False), coeff)
+            pairs, eff = thread_efficiency(fused, inputs, cotangent, threads, args.efficiency, args.repeats, device,
+                                           **timing)
+            rounds = " ".join(f"{t1 / (threads * tn):.0%}" for t1, tn in pairs)
+            print(f"{n_atoms:>6} {dname:>7} {min(p[0] for p in pairs):10.5f} {min(p[1] for p in pairs):11.5f} "
+                  f"{eff:10.1%}  {rounds}")
+
+
 def peak_bytes(fn, args, cotangent, backward, device):
     """Peak live tensor bytes allocated during one call (GPU: allocator peak; CPU: profiler memory events). The
     fused CPU kernels' kept output memory is released first, so their call allocates (and is counted) in full."""
@@ -291,6 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--methods", nargs="+", default=["cartinv-cpu", "cartinv", "cartinv+checks", "naive", "hippynn"])
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    ap.add_argument("--efficiency", type=int, default=0, metavar="ROUNDS",
+                    help="instead of the table: the fused CPU backend's parallel efficiency, 1 against --threads "
+                         "threads, ROUNDS interleaved rounds in this process")
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat: 500 and 2,000 atoms, 8 channels")
     args = ap.parse_args(argv)
     if args.quick:
@@ -300,6 +350,12 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
 
     basis = runtime_load.resolve_basis(args.basis)
+    if args.efficiency:
+        fused_cpu = cartinv.load(basis, backend="cpu")
+        if device.type != "cpu" or fused_cpu.active_backend(device) != "cpu":
+            raise SystemExit("--efficiency measures the fused CPU backend, which is unavailable here")
+        efficiency_report(args, basis, fused_cpu, device)
+        return 0
     folder, name = runtime_load.generated_dir(basis)
     module = runtime_load.import_torch_module(folder, name, basis.content_hash())
     model = module.InvariantModel()

@@ -75,6 +75,39 @@ def test_time_call_collects_garbage_once_or_before_each_call_and_restores_the_co
         kernels.time_call(fn, inputs, None, False, 1, torch.device("cpu"), collect="never")
 
 
+def test_thread_efficiency_alternates_one_and_n_threads_and_restores_the_count():
+    seen = []
+
+    def fn(r, centers, w, n_atoms):
+        seen.append(torch.get_num_threads())
+        return (r * w).sum(dim=1, keepdim=True)
+
+    r, w = torch.ones(2, 3, requires_grad=True), torch.ones(2, 3, requires_grad=True)
+    inputs = (r, torch.zeros(2, dtype=torch.int64), w, 1)
+    before = torch.get_num_threads()
+    pairs, eff = kernels.thread_efficiency(fn, inputs, torch.ones(2, 1), 2, 3, 1, torch.device("cpu"), min_time=0.0)
+    assert torch.get_num_threads() == before
+    assert len(pairs) == 3 and eff > 0
+    assert seen == [1, 1, 2, 2] * 3  # per round: warm-up and one timed call on one thread, then on two
+
+
+def test_efficiency_mode_prints_a_row_per_size_and_dtype(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert kernels.main(["--atoms", "30", "40", "--channels", "4", "--dtypes", "float64", "--threads", "2",
+                             "--efficiency", "2", "--repeats", "1", "--min-time", "0"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s*(30|40)\s+float64", line)]
+    assert [row[0] for row in rows] == ["30", "40"]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[3]) > 0 and row[4].endswith("%") and len(row) == 5 + 2
+    with pytest.raises(SystemExit, match="--threads 2"):
+        kernels.main(["--atoms", "30", "--threads", "1", "--efficiency", "1"])
+    torch.set_num_threads(before)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mace") is None, reason="mace-torch not installed")
 def test_mace_peer_is_invariant_and_differentiable():
     from benchmarks.mace_peer import MaceInvariants
