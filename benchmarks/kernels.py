@@ -175,6 +175,15 @@ def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_
     return best
 
 
+def case_inputs(args, n_atoms, dname, n_invariants, device):
+    """The inputs of one table case and the fixed coefficients a of its cotangent d(sum I * a)/dI."""
+    dtype = getattr(torch, dname)
+    inputs = make_inputs(n_atoms, args.neighbors, args.channels, dtype, device)
+    coeff = torch.randn(args.channels, n_invariants, generator=torch.Generator().manual_seed(1),
+                        dtype=torch.float64).to(dtype=dtype, device=device)
+    return inputs, coeff
+
+
 def thread_efficiency(fn, args, cotangent, threads, rounds, repeats, device, **timing):
     """Parallel efficiency of one forward + backward, measured in this process: each round times the call on one
     thread and then on `threads` (time_call each), so both see the same state of a shared machine. Returns the
@@ -209,10 +218,7 @@ def efficiency_report(args, basis, fused, device) -> None:
     timing = dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
     for n_atoms in args.atoms:
         for dname in args.dtypes:
-            dtype = getattr(torch, dname)
-            inputs = make_inputs(n_atoms, args.neighbors, args.channels, dtype, device)
-            coeff = torch.randn(args.channels, fused.n_invariants, generator=torch.Generator().manual_seed(1),
-                                dtype=torch.float64).to(dtype=dtype, device=device)
+            inputs, coeff = case_inputs(args, n_atoms, dname, fused.n_invariants, device)
             cotangent = cotangent_of(_step(fused, inputs, None, backward=False), coeff)
             pairs, eff = thread_efficiency(fused, inputs, cotangent, threads, args.efficiency, args.repeats, device,
                                            **timing)
@@ -410,9 +416,7 @@ def main(argv=None) -> int:
     for n_atoms in args.atoms:
         for dname in args.dtypes:
             dtype = getattr(torch, dname)
-            inputs = make_inputs(n_atoms, args.neighbors, args.channels, dtype, device)
-            coeff = torch.randn(args.channels, module.N_INVARIANTS, generator=torch.Generator().manual_seed(1),
-                                dtype=torch.float64).to(dtype=dtype, device=device)
+            inputs, coeff = case_inputs(args, n_atoms, dname, module.N_INVARIANTS, device)
             rows = {}
             reference = None
             for label, fn in methods.items():
