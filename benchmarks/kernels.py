@@ -16,14 +16,15 @@ pairs sorted by centre as a neighbour list gives them), unit-free random pair ve
               SymmetricContraction (correlation 3, L = 3 inputs, one invariant per channel): a different function
               (learned contraction weights), so its rows report time and memory only (no GF/s, no agreement).
 
-Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward with autograd, then the gradient
-of sum(I * a) w.r.t. r and w (a fixed random [C, K]), started from d/dI of that sum, made once per method
-outside the timed calls (so the product and sum over the output are not timed). Best of --repeats calls after one
-warm-up, and of more (up to --max-repeats) while the timed calls add up to less than --min-time seconds: on a
-shared virtual machine a fast call's best of three is itself noisy. Garbage is collected once before each series
-and the collector is off during it, as timeit does (--collect each: before every timed call, as until 2026-12-08;
-that also evicts the call's data from the caches, a serial refetch that threads cannot share). Peak memory: on a GPU torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated
-during one call (torch profiler memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
+Timings: "fwd" = forward under torch.no_grad() (inference); "fwd+bwd" = forward with autograd, then the gradient of
+sum(I * a) w.r.t. r and w (a fixed random [C, K]), started from d/dI of that sum, made once per method outside the
+timed calls (so the product and sum over the output are not timed). Best of --repeats calls after one warm-up, and
+of more (up to --max-repeats) while the timed calls add up to less than --min-time seconds: on a shared virtual
+machine a fast call's best of three is itself noisy. Garbage is collected once before each series and the collector
+is off during it, as timeit does (--collect each: before every timed call, as until 2026-12-08; that also evicts the
+call's data from the caches, a serial refetch that threads cannot share). Peak memory: on a GPU
+torch.cuda.max_memory_allocated; on the CPU the peak of live tensor bytes allocated during one call (torch profiler
+memory events; inputs excluded), i.e. the largest tensor footprint, not RSS.
 
 Arithmetic: GFLOP/s counts the operations of the generated programs (harmonics, invariants and their VJPs, per
 pair and per (atom, group) row) plus the moment products (2 per pair, group, channel and harmonic forward; 4
@@ -175,6 +176,11 @@ def time_call(fn, args, cotangent, backward, repeats, device, min_time=0.0, max_
     return best
 
 
+def timing_options(args) -> dict:
+    """time_call's keyword options from the command line."""
+    return dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
+
+
 def case_inputs(args, n_atoms, dname, n_invariants, device):
     """The inputs of one table case and the fixed coefficients a of its cotangent d(sum I * a)/dI."""
     dtype = getattr(torch, dname)
@@ -215,7 +221,7 @@ def efficiency_report(args, basis, fused, device) -> None:
           f"interleaved in one process, {args.efficiency} rounds; each time the best of {args.repeats} calls or more "
           f"(up to {args.max_repeats} while under {args.min_time:g} s), garbage collected {args.collect}")
     print(f"{'atoms':>6} {'dtype':>7} {'1 thread s':>10} {f'{threads} threads s':>11} {'efficiency':>10}  per round")
-    timing = dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
+    timing = timing_options(args)
     for n_atoms in args.atoms:
         for dname in args.dtypes:
             inputs, coeff = case_inputs(args, n_atoms, dname, fused.n_invariants, device)
@@ -413,6 +419,7 @@ def main(argv=None) -> int:
     print(f"# copy bandwidth on {device}: {bandwidth / 1e9:.1f} GB/s (read + write of a 1 GiB tensor copy)")
     print(header)
     rooflines = []
+    timing = timing_options(args)
     for n_atoms in args.atoms:
         for dname in args.dtypes:
             dtype = getattr(torch, dname)
@@ -433,7 +440,6 @@ def main(argv=None) -> int:
                 if reference is None and label != "mace":
                     reference = out
                 cotangent = cotangent_of(out, coeff)
-                timing = dict(min_time=args.min_time, max_repeats=args.max_repeats, collect=args.collect)
                 fwd = time_call(fn, inputs, cotangent, False, args.repeats, device, **timing)
                 both = time_call(fn, inputs, cotangent, True, args.repeats, device, **timing)
                 mem = (None, None) if args.no_memory else (
